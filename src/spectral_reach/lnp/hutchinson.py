@@ -1,0 +1,44 @@
+"""Probe vectors for ``||J_i||_F^2``.
+
+Hutchinson: ``||J_i||_F^2 = E_v ||J_i^T v||^2`` for ``v`` with i.i.d. Rademacher entries (+-1),
+estimated by ``(1/K) sum_k ||J_i^T v_k||^2``. Entries are independent across samples, output
+coordinates and draws. The exact alternative sums ``||J_i^T e_d||^2`` over every output
+coordinate ``d`` (one backward pass per coordinate), for small outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+
+def rademacher(shape: torch.Size, generator: torch.Generator, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A tensor of i.i.d. +-1 drawn from ``generator`` (on the generator's device), moved to ``device``."""
+    bits = torch.randint(0, 2, shape, generator=generator, device=generator.device, dtype=torch.int8)
+    return (bits * 2 - 1).to(device=device, dtype=dtype)
+
+
+def probe_count(shape: torch.Size, hutchinson: int | None) -> int:
+    """Backward passes per forward: K, or the number of output coordinates per sample."""
+    return shape[1:].numel() if hutchinson is None else hutchinson
+
+
+def probe_vectors(
+    shape: torch.Size, hutchinson: int | None, generator: torch.Generator, dtype: torch.dtype, device: torch.device
+) -> Iterator[Tensor]:
+    """K Rademacher vectors shaped like the output, or (``hutchinson=None``) every basis vector.
+
+    In the exact mode the basis vector ``e_d`` is set for all samples at once: samples do not
+    interact, so one backward pass gives ``||J_i^T e_d||^2`` for every ``i``.
+    """
+    if hutchinson is None:
+        b, width = shape[0], shape[1:].numel()
+        for d in range(width):
+            v = torch.zeros(b, width, dtype=dtype, device=device)
+            v[:, d] = 1
+            yield v.reshape(shape)
+    else:
+        for _ in range(hutchinson):
+            yield rademacher(shape, generator, dtype, device)

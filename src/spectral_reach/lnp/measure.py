@@ -1,0 +1,266 @@
+"""The LNP decomposition of one training step, from gradient norms and one dot product.
+
+With ``B`` the training batch and ``B'`` the measurement batch (``B' = B``: the self variant),
+``g_i = dL/df_i`` the output gradient (it carries the ``1/n`` of the mean loss) and
+``J_i = df_i/dtheta`` the per-sample Jacobian:
+
+    delta        = < grad L_B , grad L_B' >
+    chi_loss_raw = ||g_B|| ||g_B'||,          ||g_B||^2   = sum_{i in B} ||g_i||^2
+    chi_net_raw  = ||J_B||_F ||J_B'||_F,      ||J_B||_F^2 = sum_{i in B} ||J_i||_F^2
+    chi_pos      = delta / (chi_loss_raw * chi_net_raw)
+
+and the batch-size-free components (paper App. A.2), with ``n`` the number of loss units:
+
+    chi_loss = sqrt( n_B ||g_B||^2  *  n_B' ||g_B'||^2 )
+    chi_net  = sqrt( ||J_B||_F^2 / n_B  *  ||J_B'||_F^2 / n_B' )
+
+``chi_loss * chi_net = chi_loss_raw * chi_net_raw``, so ``chi_pos`` is the same in both.
+No kernel is formed: ``||J_i||_F^2`` comes from per-sample norms of K backward passes of
+``sum_i v_i . f_i`` that share one forward pass (:mod:`.persample`, :mod:`.hutchinson`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .hutchinson import probe_count, probe_vectors
+from .persample import PerSampleNorms
+from .rules import NormRule
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+Batch = tuple[Tensor, Tensor]
+
+#: Seed of the generator used when the caller passes none (documented in :func:`measure`).
+DEFAULT_SEED = 0
+
+
+@dataclass(frozen=True)
+class LNPRecord:
+    """One LNP measurement. Scalars are Python floats; ``*_measure`` refer to ``B'``."""
+
+    delta: float
+    chi_loss: float
+    chi_net: float
+    chi_pos: float
+    chi_loss_raw: float
+    chi_net_raw: float
+    loss: float
+    loss_measure: float
+    g_sq: float
+    g_sq_measure: float
+    j_sq: float
+    j_sq_measure: float
+    n_units: int
+    n_units_measure: int
+    batch_size: int
+    batch_size_measure: int
+    hutchinson: int
+    variant: str
+    j_sq_draws: tuple[float, ...]
+    j_sq_draws_measure: tuple[float, ...]
+
+    def as_row(self) -> dict[str, float | int | str]:
+        """The scalar fields, for one row of a tidy table."""
+        row = asdict(self)
+        del row["j_sq_draws"], row["j_sq_draws_measure"]
+        return row
+
+    @property
+    def finite(self) -> bool:
+        return all(math.isfinite(v) for v in (self.delta, self.chi_loss, self.chi_net, self.chi_pos))
+
+
+@dataclass
+class _Side:
+    loss: float
+    g_sq: float
+    j_sq: float
+    j_draws: tuple[float, ...]
+    n_units: int
+    batch_size: int
+    grad: list[Tensor] | None
+
+
+def count_loss_units(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> int:
+    """Loss units of a batch: non-ignored integer targets, else one per output row.
+
+    Integer targets (classes, tokens) count one unit each, except those equal to
+    ``loss_fn.ignore_index`` when the loss has one. Float targets (regression) count one
+    unit per output vector: ``prod(outputs.shape[:-1])``, or ``b`` for 1-d outputs.
+    """
+    if not targets.is_floating_point():
+        ignore = getattr(loss_fn, "ignore_index", None)
+        return int((targets != ignore).sum()) if ignore is not None else targets.numel()
+    return outputs.shape[0] if outputs.dim() < 2 else outputs.shape[:-1].numel()
+
+
+def check_mean_reduction(loss_fn: LossFn, outputs: Tensor, targets: Tensor, loss: Tensor) -> None:
+    """Refuse a loss that is not a mean over loss units (its value would change with batch size)."""
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction != "mean":
+        raise ValueError(
+            f"loss_fn has reduction={reduction!r}; LNP needs the mean over loss units "
+            "(reduction='mean'), as the training step uses"
+        )
+    with torch.no_grad():
+        doubled = loss_fn(torch.cat([outputs, outputs]), torch.cat([targets, targets]))
+    if torch.isfinite(loss) and not torch.allclose(doubled, loss, rtol=1e-3, atol=1e-6):
+        raise ValueError(
+            f"loss_fn is not a mean over loss units: repeating the batch changed the loss from "
+            f"{loss.item():.6g} to {doubled.item():.6g}. Use a mean reduction (e.g. reduction='mean')."
+        )
+
+
+def _measure_side(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    norms: PerSampleNorms,
+    params: list[nn.Parameter],
+    hutchinson: int | None,
+    generator: torch.Generator,
+    need_grad: bool,
+    count_units: Callable[[Tensor, Tensor], int] | None,
+) -> _Side:
+    inputs, targets = batch
+    norms.start()
+    outputs = model(inputs)
+    if not isinstance(outputs, Tensor):
+        raise TypeError(
+            f"model(inputs) must return the output tensor, not {type(outputs).__name__}; wrap "
+            "a Hugging Face model in spectral_reach.lnp.LogitsOnly"
+        )
+    loss = loss_fn(outputs, targets)
+    check_mean_reduction(loss_fn, outputs.detach(), targets, loss.detach())
+    n_units = count_units(outputs, targets) if count_units else count_loss_units(loss_fn, outputs, targets)
+    wrt = [outputs] + (params if need_grad else [])
+    g_out, *grad = torch.autograd.grad(loss, wrt, retain_graph=True, allow_unused=True)
+    g_sq = g_out.detach().to(torch.float64).pow(2).sum().item()
+    if need_grad:
+        grad = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grad)]
+    norms.passes = probe_count(outputs.shape, hutchinson)
+    draws = [
+        norms.jvp_sq_norms(outputs, v).sum().item()
+        for v in probe_vectors(outputs.shape, hutchinson, generator, outputs.dtype, outputs.device)
+    ]
+    j_sq = sum(draws) if hutchinson is None else sum(draws) / len(draws)
+    return _Side(loss.item(), g_sq, j_sq, tuple(draws), n_units, outputs.shape[0], grad if need_grad else None)
+
+
+def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
+    return sum((x.to(torch.float64) * y.to(torch.float64)).sum() for x, y in zip(a, b)).item()
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den != 0 else math.nan
+
+
+def measure(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    measure_batch: Batch | None = None,
+    *,
+    hutchinson: int | None = 4,
+    train_grad: Sequence[Tensor] | None = None,
+    generator: torch.Generator | None = None,
+    count_units: Callable[[Tensor, Tensor], int] | None = None,
+    rules: Mapping[type, NormRule] | None = None,
+) -> LNPRecord:
+    """LNP decomposition of a gradient step on ``batch`` evaluated on ``measure_batch``.
+
+    Args:
+        model: ``model(inputs)`` returns the output tensor, ``(b, C)`` or ``(b, T, V)``.
+            Every parameter with ``requires_grad`` counts (freeze a backbone to probe).
+        loss_fn: ``loss_fn(outputs, targets)``, a mean over loss units.
+        batch: ``(inputs, targets)`` of the training batch ``B``.
+        measure_batch: ``(inputs, targets)`` of ``B'``; ``None`` for the self variant ``B' = B``.
+        hutchinson: K Rademacher vectors per batch, or ``None`` for the exact sum over all
+            output coordinates (one backward pass each; for small outputs).
+        train_grad: ``grad L_B`` that the training step already computed, one tensor per
+            trainable parameter in ``model.parameters()`` order (unscaled, unclipped); saves
+            one backward pass on ``B``.
+        generator: source of the Rademacher vectors (never the global RNG); draw it on the
+            output's device. Without one, a generator seeded with ``DEFAULT_SEED`` is made on
+            each call, so repeated calls reuse the same vectors.
+        count_units: ``count_units(outputs, targets) -> n`` overrides :func:`count_loss_units`.
+        rules: per-sample norm rules by module type, overriding :data:`.rules.RULES`.
+
+    The model's parameters, ``.grad``, train/eval mode and hooks are left as they were.
+    Non-finite values (a NaN loss, say) are reported in the record, not raised.
+    """
+    if hutchinson is not None and (not isinstance(hutchinson, int) or hutchinson < 1):
+        raise ValueError(f"hutchinson must be a positive int or None, not {hutchinson!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameter; LNP measures a gradient step")
+    if train_grad is not None:
+        train_grad = list(train_grad)
+        shapes = [tuple(p.shape) for p in params]
+        if [tuple(g.shape) for g in train_grad] != shapes:
+            raise ValueError(
+                "train_grad must hold one gradient per trainable parameter, in model.parameters() "
+                f"order: got {len(train_grad)} tensors for {len(shapes)} parameters or shapes differ"
+            )
+    if generator is None:
+        device = next(iter(params)).device
+        generator = torch.Generator(device=device).manual_seed(DEFAULT_SEED)
+    cross = measure_batch is not None
+    with PerSampleNorms(model, rules or {}) as norms:
+        side = _measure_side(
+            model, loss_fn, batch, norms, params, hutchinson, generator,
+            need_grad=train_grad is None, count_units=count_units,
+        )
+        grad_b = train_grad if train_grad is not None else side.grad
+        if cross:
+            other = _measure_side(
+                model, loss_fn, measure_batch, norms, params, hutchinson, generator,
+                need_grad=True, count_units=count_units,
+            )
+        else:
+            other = side
+        delta = _dot(grad_b, other.grad if cross else grad_b)
+
+    chi_loss_raw = math.sqrt(side.g_sq * other.g_sq)
+    chi_net_raw = math.sqrt(side.j_sq * other.j_sq)
+    return LNPRecord(
+        delta=delta,
+        chi_loss=math.sqrt(side.n_units * side.g_sq * other.n_units * other.g_sq),
+        chi_net=math.sqrt(_ratio(side.j_sq, side.n_units) * _ratio(other.j_sq, other.n_units)),
+        chi_pos=_ratio(delta, chi_loss_raw * chi_net_raw),
+        chi_loss_raw=chi_loss_raw,
+        chi_net_raw=chi_net_raw,
+        loss=side.loss,
+        loss_measure=other.loss,
+        g_sq=side.g_sq,
+        g_sq_measure=other.g_sq,
+        j_sq=side.j_sq,
+        j_sq_measure=other.j_sq,
+        n_units=side.n_units,
+        n_units_measure=other.n_units,
+        batch_size=side.batch_size,
+        batch_size_measure=other.batch_size,
+        hutchinson=0 if hutchinson is None else hutchinson,
+        variant="cross" if cross else "self",
+        j_sq_draws=side.j_draws,
+        j_sq_draws_measure=other.j_draws,
+    )
+
+
+class LogitsOnly(nn.Module):
+    """Wrap a Hugging Face model so that ``module(inputs)`` returns ``.logits``.
+
+    ``inputs`` is a tensor (``input_ids`` or ``pixel_values``) passed positionally.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.model(inputs).logits
