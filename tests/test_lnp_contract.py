@@ -119,3 +119,14 @@ def test_frozen_backbone_counts_only_trainable_parameters():
     with torch.no_grad():
         h = probe.model.model(batch[0]).last_hidden_state
     assert record.j_sq == pytest.approx(32 * float(h.pow(2).sum()), rel=1e-10)
+
+
+def test_output_layer_is_counted_exactly_under_hutchinson():
+    """With only the LM head trainable, one Rademacher vector already gives the exact trace."""
+    model, loss_fn, batch, _ = cases(torch.float64)["llama"]
+    probe = copy.deepcopy(model)
+    for n, p in probe.named_parameters():
+        p.requires_grad_(n.endswith("lm_head.weight"))
+    one = measure(probe, loss_fn, batch, hutchinson=1)
+    exact = measure(probe, loss_fn, batch, hutchinson=None)
+    assert one.j_sq == pytest.approx(exact.j_sq, rel=1e-12)

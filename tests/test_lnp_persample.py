@@ -67,7 +67,7 @@ def test_whole_llama_matches_vmap_in_fp32():
     g = torch.Generator().manual_seed(4)
     ids = torch.randint(0, 32, (4, 8), generator=g)
     v = torch.randint(0, 2, (4, 8, 32), generator=g).float() * 2 - 1
-    torch.testing.assert_close(hook_sq_norms(model, ids, v), vmap_sq_norms(model, ids, v), rtol=1e-4, atol=0)
+    torch.testing.assert_close(hook_sq_norms(model, ids, v), vmap_sq_norms(model, ids, v).double(), rtol=1e-4, atol=0)
 
 
 @pytest.mark.parametrize("kind", [nn.Embedding, nn.LayerNorm, nn.RMSNorm, nn.Linear])

@@ -91,6 +91,7 @@ class _Capture:
     version: int
     ctx: Any = None
     prepared: bool = False
+    exact: bool = False  # counted in closed form by exact_output_sq_norms, skipped per probe
 
 
 @dataclass
@@ -169,10 +170,32 @@ class PerSampleNorms:
         """Forget the last forward pass; call before the next one."""
         self._captures.clear()
 
+    def _context(self, cap: _Capture) -> Any:
+        if not cap.prepared:
+            cap.ctx = cap.rule.prepare(cap.module, cap.inputs, self.passes)
+            cap.prepared = True
+        return cap.ctx
+
+    def exact_output_sq_norms(self, output: Tensor) -> Tensor | None:
+        """Closed-form ``||J_i||_F^2`` of the layers whose output *is* the model output.
+
+        For such a layer (an LM head, a classifier's readout) whose rule has
+        ``output_sq_norms``, the probe-vector expectation is known exactly; those layers are
+        then left out of :meth:`jvp_sq_norms` for this forward pass. Returns ``None`` if no
+        layer qualifies. Use with Hutchinson probes only: it replaces their expectation.
+        """
+        total = None
+        for cap in self._captures.values():
+            if cap.output is output and hasattr(cap.rule, "output_sq_norms"):
+                sq = cap.rule.output_sq_norms(cap.module, self._context(cap))
+                total = sq if total is None else total + sq
+                cap.exact = True
+        return total
+
     def jvp_sq_norms(self, output: Tensor, v: Tensor) -> Tensor:
         """``||J_i^T v_i||^2`` for each sample ``i``: one backward pass of ``sum_i v_i . f_i``."""
-        caps = list(self._captures.values())
-        if not caps:
+        caps = [c for c in self._captures.values() if not c.exact]
+        if not self._captures:
             raise UnsupportedModelError(
                 "no module with trainable parameters ran in the forward pass of the model; "
                 "is every parameter frozen, or was the forward run under torch.no_grad()?"
@@ -183,19 +206,14 @@ class PerSampleNorms:
                     f"the output of module '{cap.name}' was modified in place after it was "
                     "computed; per-sample norms need it intact. Avoid in-place ops on it."
                 )
+        if not caps:
+            return torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
         grads = torch.autograd.grad(
             output, [c.output for c in caps], grad_outputs=v, retain_graph=True, allow_unused=True
         )
-        total: Tensor | None = None
+        total = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
         for cap, grad in zip(caps, grads):
-            if grad is None:
-                continue
-            if not cap.prepared:
-                cap.ctx = cap.rule.prepare(cap.module, cap.inputs, self.passes)
-                cap.prepared = True
-            sq = cap.rule.sq_norms(cap.module, cap.ctx, grad)
-            total = sq if total is None else total + sq.to(total.dtype)
-        if total is None:
-            raise UnsupportedModelError("the model output does not depend on any trainable parameter")
+            if grad is not None:
+                total += cap.rule.sq_norms(cap.module, self._context(cap), grad)
         return total
 

@@ -115,6 +115,22 @@ class LinearRule:
             out += g.sum(1).pow(2).sum(1)
         return out
 
+    def output_sq_norms(self, module: nn.Linear, ctx: _LinearCtx) -> Tensor:
+        """``||J_i||_F^2`` of this layer's parameters when its output is the model output.
+
+        ``df_(t,o) / dW_(o',k) = [o = o'] a_(t,k)`` and ``df_(t,o) / dc_o' = [o = o']``, so
+
+            ||J_i||_F^2 = d_out sum_t ||a_t||^2  +  T d_out      (weight, bias)
+
+        exactly: the expectation over probe vectors, without them.
+        """
+        out = torch.zeros(ctx.acts.shape[0], dtype=ctx.acts.dtype, device=ctx.acts.device)
+        if module.weight.requires_grad:
+            out += module.out_features * ctx.acts.pow(2).sum((1, 2))
+        if module.bias is not None and module.bias.requires_grad:
+            out += ctx.acts.shape[1] * module.out_features
+        return out
+
 
 @dataclass
 class _EmbeddingCtx:
