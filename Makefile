@@ -1,0 +1,31 @@
+# Two entry points (README): `make workflow` sets up and runs the embedded default;
+# `make test` sets up and runs the tests. `make setup` alone builds .venv.
+VENV   ?= .venv
+PYTHON ?= python3
+# The CPU build of torch; on a GPU machine: make setup TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
+TORCH  ?= torch==2.13.0
+CORES  ?= 2
+BIN    := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup workflow test bench clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[workflow,test]'
+	touch $@
+
+workflow: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/lnp_cost.py
+
+clean:
+	rm -rf results figures logs benchmarks/*/ .snakemake report.html report.zip

@@ -1,0 +1,20 @@
+# spectral-reach: the paper "Spectral Reach" end to end. See README.md.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/rfm.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,86 @@
+# Random-feature models against theory: paper Sec. 3.2, Fig. 3.
+
+
+rule rfm_lnp:
+    output:
+        "results/rfm/alpha{alpha}.parquet",
+    params:
+        rfm=lambda w: rfm_params(),
+    log:
+        "logs/rfm_lnp/alpha{alpha}.log",
+    benchmark:
+        "benchmarks/rfm_lnp/alpha{alpha}.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    threads: 1
+    shell:
+        "spectral-reach rfm-lnp --alpha {wildcards.alpha} --n-samples {params.rfm[n_samples]}"
+        " --input-dim {params.rfm[input_dim]} --width {params.rfm[width]} --seeds {params.rfm[seeds]}"
+        " --first-seed {params.rfm[first_seed]} --out {output} > {log} 2>&1"
+
+
+rule rfm_theory:
+    output:
+        "results/rfm/theory.csv",
+    params:
+        alphas=config["rfm"]["alphas"],
+        input_dim=config["rfm"]["input_dim"],
+        kernel_samples=config["rfm"]["kernel_samples"],
+        teacher_draws=config["rfm"]["teacher_draws"],
+        seed=config["rfm"]["theory_seed"],
+    log:
+        "logs/rfm_theory/theory.log",
+    benchmark:
+        "benchmarks/rfm_theory/theory.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach rfm-theory --alphas {params.alphas} --input-dim {params.input_dim}"
+        " --kernel-samples {params.kernel_samples} --teacher-draws {params.teacher_draws} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+rule rfm_summary:
+    input:
+        measured=expand("results/rfm/alpha{alpha}.parquet", alpha=ALPHAS),
+        theory="results/rfm/theory.csv",
+    output:
+        measured="results/rfm/lnp.parquet",
+        csv=report("results/rfm/deviations.csv", caption="../report/rfm_deviations.rst", category="Fig. 3"),
+        md="results/rfm/deviations.md",
+    log:
+        "logs/rfm_summary/summary.log",
+    benchmark:
+        "benchmarks/rfm_summary/summary.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach rfm-summary --measured {input.measured} --theory {input.theory}"
+        " --out-measured {output.measured} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+
+
+rule fig03:
+    input:
+        measured="results/rfm/lnp.parquet",
+        theory="results/rfm/theory.csv",
+    output:
+        pdf="figures/fig03_rfm.pdf",
+        png=report("figures/fig03_rfm.png", caption="../report/fig03.rst", category="Fig. 3"),
+    params:
+        style=figure_style("fig03"),
+        input_dim=config["rfm"]["input_dim"],
+    log:
+        "logs/fig03/fig03.log",
+    benchmark:
+        "benchmarks/fig03/fig03.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach fig03 --measured {input.measured} --theory {input.theory}"
+        " --input-dim {params.input_dim} --width {params.style[width]} --height {params.style[height]}"
+        " --dpi {params.style[dpi]} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+localrules:
+    rfm_theory,
+    rfm_summary,
+    fig03,
