@@ -130,3 +130,14 @@ def test_output_layer_is_counted_exactly_under_hutchinson():
     one = measure(probe, loss_fn, batch, hutchinson=1)
     exact = measure(probe, loss_fn, batch, hutchinson=None)
     assert one.j_sq == pytest.approx(exact.j_sq, rel=1e-12)
+
+
+def test_bf16_autocast_accumulates_in_fp32():
+    """Under bf16 autocast the components stay within bf16 rounding of the fp32 measurement."""
+    model, loss_fn, batch, other = cases(torch.float32)["llama"]
+    ref = measure(model, loss_fn, batch, other, hutchinson=8, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = measure(model, loss_fn, batch, other, hutchinson=8, generator=torch.Generator().manual_seed(0))
+    for name in ("delta", "chi_loss", "chi_net", "chi_pos"):
+        assert getattr(low, name) == pytest.approx(getattr(ref, name), rel=0.02), name
+    assert isinstance(low.chi_net, float) and low.j_sq_draws != ref.j_sq_draws  # bf16 really ran

@@ -1,0 +1,1 @@
+"""One module per figure: a small summary table in, PDF and PNG out."""
