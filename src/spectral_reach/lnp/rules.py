@@ -175,10 +175,18 @@ class EmbeddingRule:
 
 
 class _ElementwiseAffineRule:
-    """Norm layers ``y = w * xhat(x) (+ c)``: per-sample grads ``sum_t G_t * xhat_t`` and ``sum_t G_t``."""
+    """Norm layers ``y = w * xhat(x) (+ c)``: per-sample grads ``sum_t G_t * xhat_t`` and ``sum_t G_t``.
+
+    Subclasses give ``xhat`` and, where the parameters do not sit on the trailing axes, the
+    axes that the per-sample gradient sums over.
+    """
 
     def normalise(self, module: nn.Module, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def per_sample(self, t: Tensor, param: Tensor) -> Tensor:
+        """Sum ``(b, ...)`` down to the per-sample gradient ``(b, *param.shape)``."""
+        return _sum_to_param_shape(t, param.dim())
 
     def prepare(self, module: nn.Module, inputs: tuple[Tensor, ...], passes: int) -> Tensor:
         x = inputs[0]
@@ -191,9 +199,9 @@ class _ElementwiseAffineRule:
         weight = getattr(module, "weight", None)
         bias = getattr(module, "bias", None)
         if weight is not None and weight.requires_grad:
-            out += _sq_sum_per_sample(_sum_to_param_shape(g * ctx, weight.dim()))
+            out += _sq_sum_per_sample(self.per_sample(g * ctx, weight))
         if bias is not None and bias.requires_grad:
-            out += _sq_sum_per_sample(_sum_to_param_shape(g, bias.dim()))
+            out += _sq_sum_per_sample(self.per_sample(g, bias))
         return out
 
 
@@ -220,27 +228,18 @@ class LlamaRMSNormRule(_ElementwiseAffineRule):
         return h.to(x.dtype)
 
 
-class BatchNormEvalRule:
+class BatchNormEvalRule(_ElementwiseAffineRule):
     """``nn.BatchNorm{1,2,3}d`` in eval mode: ``xhat = (x - running_mean) / sqrt(running_var + eps)``
-    per channel (dim 1); per-sample grads ``sum G * xhat`` and ``sum G`` over all but batch and
-    channel. Train mode mixes samples and is refused before any rule runs.
+    per channel (dim 1), summed over every axis but batch and channel. Train mode mixes samples
+    and is refused before any rule runs.
     """
 
-    def prepare(self, module: nn.modules.batchnorm._BatchNorm, inputs: tuple[Tensor, ...], passes: int) -> Tensor:
-        x = inputs[0]
-        with torch.no_grad():
-            xhat = F.batch_norm(x, module.running_mean, module.running_var, training=False, eps=module.eps)
-        return xhat.to(accumulation_dtype(x))
+    def normalise(self, module: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor:
+        return F.batch_norm(x, module.running_mean, module.running_var, training=False, eps=module.eps)
 
-    def sq_norms(self, module: nn.modules.batchnorm._BatchNorm, ctx: Tensor, backprops: Tensor) -> Tensor:
-        g = backprops.to(ctx.dtype)
-        dims = tuple(range(2, g.dim()))
-        out = torch.zeros(g.shape[0], dtype=g.dtype, device=g.device)
-        if module.weight is not None and module.weight.requires_grad:
-            out += (g * ctx).sum(dims).pow(2).sum(1) if dims else (g * ctx).pow(2).sum(1)
-        if module.bias is not None and module.bias.requires_grad:
-            out += g.sum(dims).pow(2).sum(1) if dims else g.pow(2).sum(1)
-        return out
+    def per_sample(self, t: Tensor, param: Tensor) -> Tensor:
+        dims = tuple(range(2, t.dim()))
+        return t.sum(dims) if dims else t
 
 
 class OpacusSamplerRule:

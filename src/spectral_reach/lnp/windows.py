@@ -19,9 +19,6 @@ class Window:
     start: int
     stop: int  # exclusive
 
-    def __contains__(self, step: int) -> bool:
-        return self.start <= step < self.stop
-
 
 def log_windows(total_steps: int, per_decade: int, width: int) -> list[Window]:
     """Windows of ``width`` steps at log-spaced starts, ``per_decade`` starts per decade, step 0 first."""
