@@ -17,6 +17,7 @@ def test_components_match_theory_at_large_width():
     assert abs(table["chi_pos_mean"] - table["chi_pos_kernel"]) <= table["chi_pos_std"]
     assert abs(table["chi_pos_mean"] - table["chi_pos_teacher"]) <= table["chi_pos_std"] / np.sqrt(12) * 3
     assert measured["kta_identity_abs_err"].max() < 1e-12
+    assert table["kta_identity_max_abs_err"] == measured["kta_identity_abs_err"].max()
 
 
 def test_linear_dominance_tends_to_zeta_ratio():

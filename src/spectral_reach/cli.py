@@ -43,7 +43,6 @@ def rfm_summary(a: argparse.Namespace) -> None:
 
     measured = pd.concat([pd.read_parquet(p) for p in a.measured], ignore_index=True)
     table = rfm.deviations(measured, pd.read_csv(a.theory))
-    table["kta_identity_max_abs_err"] = measured.groupby("alpha")["kta_identity_abs_err"].max().values
     _write(measured, a.out_measured)
     _write(table, a.out_csv)
     _write(table[["alpha", "dev_chi_loss", "dev_chi_net", "dev_chi_pos_kernel", "dev_chi_pos_teacher", "dev_chi_pos_linear",

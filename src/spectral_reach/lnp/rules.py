@@ -80,7 +80,7 @@ def linear_strategy(tokens: int, d_in: int, d_out: int, passes: int) -> str:
 class _LinearCtx:
     strategy: str
     acts: Tensor  # (b, T, d_in)
-    gram: Tensor | None  # (b, T, T) for the Gram strategy
+    gram: Tensor | None = None  # (b, T, T), made by the first backward pass that needs it
 
 
 class LinearRule:
@@ -97,14 +97,15 @@ class LinearRule:
         strategy = self.strategy or linear_strategy(
             acts.shape[1], module.in_features, module.out_features, passes
         )
-        gram = acts @ acts.transpose(1, 2) if strategy == "gram" and module.weight.requires_grad else None
-        return _LinearCtx(strategy, acts, gram)
+        return _LinearCtx(strategy, acts)
 
     def sq_norms(self, module: nn.Linear, ctx: _LinearCtx, backprops: Tensor) -> Tensor:
         g = backprops.reshape(backprops.shape[0], -1, backprops.shape[-1]).to(ctx.acts.dtype)
         out = torch.zeros(g.shape[0], dtype=g.dtype, device=g.device)
         if module.weight.requires_grad:
-            if ctx.gram is not None:
+            if ctx.strategy == "gram":
+                if ctx.gram is None:  # shared by every probe; never built for an exact output layer
+                    ctx.gram = ctx.acts @ ctx.acts.transpose(1, 2)
                 out += (ctx.gram * (g @ g.transpose(1, 2))).sum((1, 2))
             else:
                 step = max(1, MATERIALISE_CHUNK_ELEMENTS // (module.in_features * module.out_features))
