@@ -12,6 +12,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/rfm.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/lm.smk"
 
 
 rule all:

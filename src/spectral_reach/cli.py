@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -57,6 +58,169 @@ def fig03(a: argparse.Namespace) -> None:
                    width=a.width, height=a.height, dpi=a.dpi)
 
 
+def stories_generate(a: argparse.Namespace) -> None:
+    from .data import synthetic_text
+
+    synthetic_text.generate({"train": a.out_train, "test": a.out_test}, {"train": a.train_stories, "test": a.test_stories},
+                            a.seed, a.lexicon, a.topics, a.topic_words, a.zipf, tuple(a.sentences))
+
+
+def stories_download(a: argparse.Namespace) -> None:
+    from .data import text
+
+    log.info("downloading %s [%s]", a.hub_id, a.split)
+    log.info("%d stories -> %s", text.download_split(a.hub_id, a.split, a.column, a.out), a.out)
+
+
+def tokenizer_train(a: argparse.Namespace) -> None:
+    from .data import text
+
+    batches = (b for p in a.stories for b in text.read_stories(p, a.column))
+    tok = text.train_tokenizer(batches, a.vocab_size, a.out)
+    log.info("tokenizer of %d tokens -> %s", tok.get_vocab_size(), a.out)
+
+
+def stories_tokenize(a: argparse.Namespace) -> None:
+    from .data import text
+
+    counts = text.prepare_splits({"train": a.train, "test": a.test}, a.tokenizer, a.vocab_size,
+                                 a.validation_stories, a.out_dir, a.column)
+    log.info("tokens per split: %s", counts)
+
+
+def images_generate(a: argparse.Namespace) -> None:
+    from .data import synthetic_images
+
+    synthetic_images.generate(a.out, a.part, a.images_per_part, a.seed, tuple(a.exponent))
+
+
+def cifar5m_download(a: argparse.Namespace) -> None:
+    import urllib.request
+
+    from .data import cifar5m
+
+    url = cifar5m.URL.format(part=a.part)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    log.info("downloading %s", url)
+    urllib.request.urlretrieve(url, tmp)
+    cifar5m.part_size(tmp)
+    tmp.replace(out)
+
+
+def images_convert(a: argparse.Namespace) -> None:
+    from .data import cifar5m
+
+    for split, parts, start, stop in (("train", a.train, 0, None), ("validation", a.test, 0, a.validation_images),
+                                      ("test", a.test, a.validation_images, None)):
+        n = cifar5m.convert(parts, a.out_dir, split, a.chunk, start, stop)
+        log.info("%s: %d images", split, n)
+
+
+def train_lm(a: argparse.Namespace) -> None:
+    from .train import Preempted, RunSpec, train
+
+    spec = RunSpec.from_dict(json.loads(a.spec))
+    try:
+        summary = train(spec, a.data_dir, a.out_dir, a.state_dir, a.backbone)
+    except Preempted as e:
+        log.warning("%s", e)
+        raise SystemExit(143) from e
+    log.info("done: %s", summary)
+
+
+def lm_summary(a: argparse.Namespace) -> None:
+    from .analysis import lm
+
+    runs, windows, curves = [], [], []
+    for size, seed, path in json.loads(a.runs):
+        done = json.loads((Path(path) / "done.json").read_text())
+        metrics = pd.read_parquet(Path(path) / "metrics.parquet")
+        ev = pd.read_parquet(Path(path) / "eval.parquet")
+        runs.append({"size": size, "seed": seed, "params": done["params"], "tokens": done["tokens"],
+                     "first_tokens": int(ev["tokens"].iloc[0]), "final_train_loss": lm.final_train_loss(metrics, a.final_fraction),
+                     "final_test_loss": done["final_test_loss"], "train_s": done["train_s"], "lnp_s": done["lnp_s"]})
+        windows.append(lm.lnp_windows(pd.read_parquet(Path(path) / "lnp.parquet"), a.raw_steps).assign(size=size, seed=seed))
+        curves.append(ev.assign(size=size, seed=seed))
+    _write(pd.DataFrame(runs), a.out_runs)
+    _write(pd.concat(windows, ignore_index=True), a.out_lnp)
+    _write(pd.concat(curves, ignore_index=True), a.out_curves)
+    log.info("runs:\n%s", pd.DataFrame(runs).to_string())
+
+
+def lm_table(a: argparse.Namespace) -> None:
+    from .analysis.lm import label_params
+    from .models.llama import count_parameters
+
+    rows = []
+    for name, size in json.loads(a.sizes).items():
+        measured = count_parameters(size, a.vocab_size)
+        table = label_params(name)
+        row = {"size": name, "layers": size["layers"], "hidden": size["hidden"], "ff": size["ff"], "heads": size["heads"],
+               "head_dim": size.get("head_dim", size["hidden"] // size["heads"]), "tied": size.get("tied", False),
+               "lr": size["lr"], "params": measured, "paper_params": table,
+               "rel_diff": None if table is None else measured / table - 1, "note": ""}
+        if table is not None and abs(measured / table - 1) > a.tolerance:
+            other = count_parameters({**size, "tied": not row["tied"]}, a.vocab_size)
+            if abs(other / table - 1) <= a.tolerance:
+                row["note"] = f"matches only with tied={not row['tied']} ({other:,} parameters)"
+            else:
+                row["note"] = "does not match the paper's count"
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    _write(df, a.out_csv)
+    _write(df, a.out_md)
+    log.info("\n%s", df.to_string())
+
+
+def _by_dataset(names: list[str], paths: list[str]) -> dict[str, str]:
+    if len(names) != len(paths):
+        raise SystemExit(f"{len(names)} data set names for {len(paths)} files")
+    return dict(zip(names, paths))
+
+
+def lm_isocompute(a: argparse.Namespace) -> None:
+    from .analysis import lm
+
+    runs = pd.read_csv(a.runs)
+    budgets = lm.budgets(runs, a.budgets)
+    _write(lm.isocompute(pd.read_parquet(a.curves), runs, budgets, "test_loss"), a.out_loss)
+    _write(lm.isocompute(pd.read_parquet(a.lnp), runs, budgets, "chi_pos"), a.out_pos)
+
+
+def fig01(a: argparse.Namespace) -> None:
+    from .figures import fig01_scaling
+
+    data = {n: (pd.read_csv(r), pd.read_parquet(w)) for n, r, w in zip(a.datasets, a.runs, a.lnp)}
+    fits = fig01_scaling.plot(data, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
+    _write(fits, a.fits)
+    log.info("fits:\n%s", fits.to_string())
+
+
+def fig07(a: argparse.Namespace) -> None:
+    from .figures import fig07_test_loss
+
+    fits = fig07_test_loss.plot({n: pd.read_csv(r) for n, r in _by_dataset(a.datasets, a.runs).items()}, a.pdf, a.png,
+                                width=a.width, height=a.height, dpi=a.dpi)
+    _write(fits, a.fits)
+    log.info("fits:\n%s", fits.to_string())
+
+
+def fig08(a: argparse.Namespace) -> None:
+    from .figures import fig08_isocompute
+
+    data = {n: (pd.read_csv(lo), pd.read_csv(po)) for n, lo, po in zip(a.datasets, a.loss, a.pos)}
+    fig08_isocompute.plot(data, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
+
+
+def fig_components(a: argparse.Namespace) -> None:
+    from .figures import fig10_components
+
+    fig10_components.plot(pd.read_parquet(a.lnp), pd.read_csv(a.runs), a.title, a.pdf, a.png, width=a.width,
+                          height=a.height, dpi=a.dpi)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="spectral-reach", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +257,121 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pdf", required=True)
     p.add_argument("--png", required=True)
     p.set_defaults(fn=fig03)
+
+    p = sub.add_parser("stories-generate", help="synthetic story corpus (parquet, SimpleStories columns)")
+    p.add_argument("--out-train", required=True)
+    p.add_argument("--out-test", required=True)
+    for name in ("train-stories", "test-stories", "seed", "lexicon", "topics", "topic-words"):
+        p.add_argument(f"--{name}", type=int, required=True)
+    p.add_argument("--zipf", type=float, required=True)
+    p.add_argument("--sentences", type=int, nargs=2, required=True)
+    p.set_defaults(fn=stories_generate)
+
+    p = sub.add_parser("stories-download", help="one split of a Hugging Face story dataset to parquet")
+    p.add_argument("--hub-id", required=True)
+    p.add_argument("--split", required=True)
+    p.add_argument("--column", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=stories_download)
+
+    p = sub.add_parser("tokenizer-train", help="train the SimpleStories tokenizer recipe")
+    p.add_argument("--stories", nargs="+", required=True)
+    p.add_argument("--column", required=True)
+    p.add_argument("--vocab-size", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=tokenizer_train)
+
+    p = sub.add_parser("stories-tokenize", help="clean and tokenize stories to uint16 streams")
+    p.add_argument("--train", nargs="+", required=True)
+    p.add_argument("--test", nargs="+", required=True)
+    p.add_argument("--column", required=True)
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--vocab-size", type=int, required=True)
+    p.add_argument("--validation-stories", type=int, required=True)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(fn=stories_tokenize)
+
+    p = sub.add_parser("images-generate", help="synthetic images as CIFAR-5M parts")
+    p.add_argument("--out", required=True)
+    p.add_argument("--part", type=int, required=True)
+    p.add_argument("--images-per-part", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--exponent", type=float, nargs=2, required=True)
+    p.set_defaults(fn=images_generate)
+
+    p = sub.add_parser("cifar5m-download", help="one published CIFAR-5M part")
+    p.add_argument("--part", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cifar5m_download)
+
+    p = sub.add_parser("images-convert", help="CIFAR-5M parts to grayscale sequences, RGB and labels")
+    p.add_argument("--train", nargs="+", required=True)
+    p.add_argument("--test", nargs="+", required=True)
+    p.add_argument("--validation-images", type=int, required=True)
+    p.add_argument("--chunk", type=int, required=True)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(fn=images_convert)
+
+    p = sub.add_parser("train-lm", help="train (or resume) one language model or probe, LNP in the loop")
+    p.add_argument("--spec", required=True, help="the run's settings as JSON (RunSpec)")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--backbone", default=None)
+    p.set_defaults(fn=train_lm)
+
+    p = sub.add_parser("lm-summary", help="collect the runs of one data set into summary tables")
+    p.add_argument("--runs", required=True, help="JSON list of [size, seed, run folder]")
+    p.add_argument("--final-fraction", type=float, required=True)
+    p.add_argument("--raw-steps", type=int, required=True)
+    p.add_argument("--out-runs", required=True)
+    p.add_argument("--out-lnp", required=True)
+    p.add_argument("--out-curves", required=True)
+    p.set_defaults(fn=lm_summary)
+
+    p = sub.add_parser("lm-table", help="Tables 1-2: sizes with measured parameter counts")
+    p.add_argument("--sizes", required=True, help="JSON {name: size}")
+    p.add_argument("--vocab-size", type=int, required=True)
+    p.add_argument("--tolerance", type=float, required=True)
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-csv", required=True)
+    p.set_defaults(fn=lm_table)
+
+    p = sub.add_parser("lm-isocompute", help="test loss and chi_pos at fixed compute budgets C = 6 N D")
+    p.add_argument("--runs", required=True)
+    p.add_argument("--curves", required=True)
+    p.add_argument("--lnp", required=True)
+    p.add_argument("--budgets", type=int, required=True)
+    p.add_argument("--out-loss", required=True)
+    p.add_argument("--out-pos", required=True)
+    p.set_defaults(fn=lm_isocompute)
+
+    def figure(name: str, fn, help: str, *inputs: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        for arg in inputs:
+            p.add_argument(f"--{arg}", nargs="+", required=True)
+        p.add_argument("--width", type=float, required=True)
+        p.add_argument("--height", type=float, required=True)
+        p.add_argument("--dpi", type=int, required=True)
+        p.add_argument("--pdf", required=True)
+        p.add_argument("--png", required=True)
+        p.set_defaults(fn=fn)
+        return p
+
+    figure("fig01", fig01, "Fig. 1: loss scaling and chi_pos dynamics", "datasets", "runs", "lnp").add_argument(
+        "--fits", required=True)
+    figure("fig07", fig07, "Fig. 7: test-loss scaling", "datasets", "runs").add_argument("--fits", required=True)
+    figure("fig08", fig08, "Fig. 8: isocompute curves", "datasets", "loss", "pos")
+    p = sub.add_parser("fig-components", help="Figs. 10-11: all LNP components of one data set")
+    p.add_argument("--lnp", required=True)
+    p.add_argument("--runs", required=True)
+    p.add_argument("--title", required=True)
+    for arg in ("width", "height"):
+        p.add_argument(f"--{arg}", type=float, required=True)
+    p.add_argument("--dpi", type=int, required=True)
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--png", required=True)
+    p.set_defaults(fn=fig_components)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

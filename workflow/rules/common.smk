@@ -1,4 +1,6 @@
 # Helpers shared by the rules: config slices, target lists, wildcard constraints.
+import json
+
 
 
 def fmt_alpha(alpha):
@@ -9,8 +11,28 @@ def fmt_alpha(alpha):
 ALPHAS = [fmt_alpha(a) for a in config["rfm"]["alphas"]]
 
 
+def constraint(values):
+    """A wildcard regex matching exactly ``values`` (and nothing when there are none)."""
+    return "|".join(re.escape(str(v)) for v in values) or "(?!)"
+
+
+def datasets_with(kind, source_kind=None):
+    """Data sets of a kind (text, image), optionally only those whose source is ``source_kind``."""
+    return [d for d, c in config["data"].items() if c["kind"] == kind and (source_kind is None or source_kind in c["source"])]
+
+
+LM_DATASETS = list(config["lm"])
+for _d in LM_DATASETS:
+    if _d not in config["data"]:
+        raise ValueError(f"config key lm.{_d}: no data set {_d!r} under data (have: {', '.join(config['data'])})")
+LM_SIZES = sorted({s for d in LM_DATASETS for s in config["lm"][d]["sizes"]})
+
+
 wildcard_constraints:
-    alpha="|".join(re.escape(a) for a in ALPHAS),
+    alpha=constraint(ALPHAS),
+    dataset=constraint(config["data"]),
+    seed=r"\d+",
+    size=constraint(LM_SIZES),
 
 
 def pick(mapping, keys):
@@ -32,9 +54,80 @@ def rfm_params():
     return config_slice("rfm", ["n_samples", "input_dim", "width", "seeds", "first_seed"])
 
 
+def source(dataset):
+    return config["data"][dataset]["source"]
+
+
+def story_files(dataset, split):
+    """The story files of a text data set's split, wherever its source puts them."""
+    src = source(dataset)
+    if "generate" in src:
+        return [f"results/data/{dataset}/generated/{split}.parquet"]
+    if "hub" in src:
+        return [f"results/data/{dataset}/hub/{split}.parquet"]
+    return src["files"][split]
+
+
+def tokenizer_file(dataset):
+    given = config["data"][dataset]["tokenizer"]
+    return given if given is not None else f"results/data/{dataset}/tokenizer.json"
+
+
+def image_parts(dataset, key):
+    """The CIFAR-5M part files of ``train_parts`` or ``test_parts``."""
+    src, parts = source(dataset), config["data"][dataset][key]
+    if "generate" in src:
+        return [f"results/data/{dataset}/generated/part{k}.npz" for k in parts]
+    if src.get("download"):
+        return [f"results/data/{dataset}/download/part{k}.npz" for k in parts]
+    return [f"{src['path']}/part{k}.npz" for k in parts]
+
+
+def data_files(dataset):
+    """The prepared token splits that training reads."""
+    return [f"results/data/{dataset}/{split}.{ext}" for split in ("train", "validation", "test") for ext in ("bin", "json")]
+
+
+def lm_runs(dataset):
+    """``(size, seed)`` of every training run of a data set."""
+    c = config["lm"][dataset]
+    return [(size, seed) for size in c["sizes"] for seed in c["seeds"]]
+
+
+def lm_run_dir(dataset, size, seed):
+    return f"results/lm/{dataset}/{size}/seed{seed}"
+
+
+def lm_spec(dataset, size, seed, trainable="all"):
+    """Everything one training run depends on, as sorted JSON (so params compare by content)."""
+    c, d = config["lm"][dataset], config["data"][dataset]
+    shape = {k: v for k, v in c["sizes"][size].items() if k not in ("lr", "resources")}
+    spec = {
+        "size": shape, "vocab_size": d["vocab_size"], "lr": c["sizes"][size]["lr"], "seed": int(seed),
+        "betas": c["optimizer"]["betas"], "eps": c["optimizer"]["eps"], "weight_decay": c["optimizer"]["weight_decay"],
+        "trainable": trainable,
+        **pick(c, ["context_length", "batch_size", "steps", "warmup", "schedule", "data_seed", "lnp", "eval",
+                   "checkpoint_every", "log_every", "device", "precision", "compile"]),
+    }
+    return json.dumps(spec, sort_keys=True)
+
+
+def lm_resources(dataset, size):
+    """Scheduler resources of a size: the data set's defaults, updated by the size's own."""
+    c = config["lm"][dataset]
+    return {**c["resources"], **c["sizes"][size].get("resources", {})}
+
+
+def lm_targets():
+    figs = ["fig01_scaling", "fig07_test_loss", "fig08_isocompute", "fig10_components", "fig11_components"]
+    return [f"results/tables/lm_sizes_{d}.md" for d in LM_DATASETS] + [
+        f"figures/{f}.{ext}" for f in figs for ext in ("pdf", "png")]
+
+
 def all_targets():
     return [
         "results/rfm/deviations.md",
         "figures/fig03_rfm.pdf",
         "figures/fig03_rfm.png",
+        *lm_targets(),
     ]

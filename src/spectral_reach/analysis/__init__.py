@@ -1,0 +1,1 @@
+"""From run tables to the small summaries that figures plot: window means, fits, interpolation."""

@@ -1,0 +1,90 @@
+"""Summaries of language-model runs (paper App. C.1, D.1, D.2).
+
+* Final train loss: the mean training loss over the last ``fraction`` of steps.
+* LNP curves: single steps before ``raw_steps``; after it, means over each measurement window
+  (the paper's 50-step windows), placed at the window's mean step.
+* Power law ``L(N) = E + A N^-alpha`` fitted by least squares on every (size, seed) point, with
+  standard errors from the covariance of the fit.
+* Isocompute: at budget ``C = 6 N D`` (N all parameters, D training tokens) a run of size N is
+  read at ``D = C / (6 N)`` by linear interpolation in log tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+import numpy as np
+import pandas as pd
+
+COMPONENTS = ["chi_loss", "chi_net", "chi_pos", "delta"]
+
+
+def final_train_loss(metrics: pd.DataFrame, fraction: float) -> float:
+    n = max(1, math.ceil(len(metrics) * fraction))
+    return float(metrics["loss"].iloc[-n:].mean())
+
+
+def lnp_windows(lnp: pd.DataFrame, raw_steps: int) -> pd.DataFrame:
+    """Raw rows before ``raw_steps``, window means from there on; adds ``chi_net_pos``."""
+    lnp = lnp.assign(chi_net_pos=lnp["chi_net"] * lnp["chi_pos"])
+    cols = COMPONENTS + ["chi_net_pos", "loss"]
+    raw = lnp[lnp["step"] < raw_steps][["step", "window", "tokens", *cols]].assign(n=1)
+    later = lnp[lnp["step"] >= raw_steps]
+    means = later.groupby("window", as_index=False).agg(
+        step=("step", "mean"), tokens=("tokens", "mean"), n=("step", "size"), **{c: (c, "mean") for c in cols})
+    return pd.concat([raw, means], ignore_index=True).sort_values("step", ignore_index=True)
+
+
+def power_law(n: np.ndarray, loss: np.ndarray) -> dict[str, float]:
+    """Fit ``L = E + A N^-alpha``; returns E, A, alpha and their standard errors (NaN without spare points)."""
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    n, loss = np.asarray(n, float), np.asarray(loss, float)
+    x = n / n.min()
+
+    def f(x, e, a, alpha):
+        return e + a * x ** -alpha
+
+    p0 = (loss.min() * 0.9, max(loss.max() - loss.min() * 0.9, 1e-3), 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)   # no covariance without spare points: errors are NaN
+        popt, pcov = curve_fit(f, x, loss, p0=p0, maxfev=20000)
+    err = np.sqrt(np.diag(pcov)) if len(n) > 3 and np.all(np.isfinite(pcov)) else np.full(3, np.nan)
+    e, a, alpha = popt
+    return {"E": e, "E_err": err[0], "A": a * n.min() ** alpha, "alpha": alpha, "alpha_err": err[2], "points": len(n)}
+
+
+def isocompute(curves: pd.DataFrame, runs: pd.DataFrame, budgets: list[float], column: str) -> pd.DataFrame:
+    """``column`` of every run read at ``D = C / (6 N)`` tokens for each budget ``C``; runs that end before
+    or start after that point are left out. ``curves`` has size, seed, tokens and ``column``."""
+    rows = []
+    for (size, seed), g in curves.dropna(subset=[column]).groupby(["size", "seed"]):
+        n = float(runs.loc[(runs["size"] == size) & (runs["seed"] == seed), "params"].iloc[0])
+        g = g.sort_values("tokens")
+        for c in budgets:
+            d = c / (6 * n)
+            if g["tokens"].iloc[0] <= d <= g["tokens"].iloc[-1]:
+                value = np.interp(np.log(d), np.log(g["tokens"].to_numpy(float)), g[column].to_numpy(float))
+                rows.append({"budget": c, "size": size, "seed": seed, "params": n, "tokens": d, column: value})
+    return pd.DataFrame(rows)
+
+
+def budgets(runs: pd.DataFrame, count: int) -> list[float]:
+    """``count`` log-spaced budgets strictly inside the range that every run covers, from the largest
+    ``6 N D_first`` to the smallest ``6 N D_last`` (``runs`` has params, first_tokens, tokens)."""
+    lo = (6 * runs["params"] * runs["first_tokens"]).max()
+    hi = (6 * runs["params"] * runs["tokens"]).min()
+    if not lo < hi:
+        return []
+    return list(np.geomspace(lo, hi, count + 2)[1:-1])
+
+
+_SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9}
+
+
+def label_params(name: str) -> float | None:
+    """``'1.2M' -> 1.2e6``, ``'102.6K' -> 102600``; ``None`` for names that are not counts."""
+    m = re.fullmatch(r"([0-9.]+)([KMB])", name)
+    return float(m.group(1)) * _SUFFIX[m.group(2)] if m else None

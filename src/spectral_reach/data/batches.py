@@ -1,0 +1,85 @@
+"""Token contexts for next-token training, in one fixed order that depends only on the data seed.
+
+A split is a ``stream`` (text: contexts are consecutive windows of ``context_length`` tokens) or
+``sequences`` (images: each row is one context, cut to ``context_length``). A context ``c`` gives
+inputs ``c[:-1]`` and targets ``c[1:]``. Step ``s`` of training reads contexts
+``order[s * B : (s + 1) * B]`` of a permutation drawn from ``data_seed``, so every model seed sees
+the same data in the same order, and a resumed run continues from the step alone.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .memmap import DataError, read_memmap, read_meta
+
+
+class Contexts:
+    """The contexts of one prepared split (``.bin`` + sidecar)."""
+
+    def __init__(self, path: str | os.PathLike, context_length: int) -> None:
+        self.path = path
+        self.tokens = read_memmap(path)
+        kind = read_meta(path).get("kind")
+        if kind not in ("stream", "sequences"):
+            raise DataError(f"{path}: sidecar kind {kind!r} is not a token split (stream or sequences)")
+        if kind == "stream":
+            self.count = len(self.tokens) // context_length
+        else:
+            if context_length > self.tokens.shape[1]:
+                raise DataError(f"{path}: sequences of {self.tokens.shape[1]} tokens, shorter than "
+                                f"context_length={context_length}")
+            self.count = len(self.tokens)
+        self.kind, self.context_length = kind, context_length
+        if self.count == 0:
+            raise DataError(f"{path}: not one context of {context_length} tokens")
+
+    def __len__(self) -> int:
+        return self.count
+
+    def get(self, index: np.ndarray) -> tuple[Tensor, Tensor]:
+        """``(inputs, targets)`` as contiguous int64 tensors of shape ``(len(index), L - 1)``."""
+        L = self.context_length
+        if self.kind == "stream":
+            rows = np.stack([self.tokens[i * L:(i + 1) * L] for i in index])
+        else:
+            rows = np.stack([self.tokens[i, :L] for i in index])
+        ctx = torch.from_numpy(rows.astype(np.int64))
+        return ctx[:, :-1].contiguous(), ctx[:, 1:].contiguous()
+
+
+class TrainOrder:
+    """Batches of a single pass over ``contexts`` in the order of ``data_seed``."""
+
+    def __init__(self, contexts: Contexts, batch_size: int, data_seed: int) -> None:
+        self.contexts, self.batch_size = contexts, batch_size
+        self.order = np.random.default_rng(data_seed).permutation(len(contexts))
+        self.steps = len(contexts) // batch_size
+
+    def batch(self, step: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= step < self.steps:
+            raise IndexError(f"step {step} outside the single pass of {self.steps} steps")
+        return self.contexts.get(self.order[step * self.batch_size:(step + 1) * self.batch_size])
+
+
+class FixedSet:
+    """The first ``size`` contexts of a split: the measurement set ``B'`` or the test set."""
+
+    def __init__(self, contexts: Contexts, size: int, key: str) -> None:
+        if size > len(contexts):
+            raise DataError(f"{key}={size}, but {contexts.path} has only {len(contexts)} contexts "
+                            f"of {contexts.context_length} tokens")
+        self.contexts, self.size = contexts, size
+
+    def draw(self, batch_size: int, seed: int, step: int) -> tuple[Tensor, Tensor]:
+        """A batch drawn without replacement, reproducible from ``(seed, step)`` alone."""
+        idx = np.random.default_rng([seed, step]).choice(self.size, size=batch_size, replace=False)
+        return self.contexts.get(idx)
+
+    def chunks(self, batch_size: int):
+        for start in range(0, self.size, batch_size):
+            yield self.contexts.get(np.arange(start, min(start + batch_size, self.size)))

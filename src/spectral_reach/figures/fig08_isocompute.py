@@ -1,0 +1,27 @@
+"""Fig. 8: isocompute curves (App. D.2): test loss and chi_pos vs model size at fixed budgets
+``C = 6 N D`` (N all parameters, D training tokens), one row per data set, one line per budget."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from . import style
+
+
+def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], pdf: str, png: str, *, width: float, height: float,
+         dpi: int) -> None:
+    """``data``: data set -> (isocompute test loss, isocompute chi_pos) tables of :func:`analysis.lm.isocompute`."""
+    style.setup()
+    fig, axes = plt.subplots(len(data), 2, figsize=(width, height), squeeze=False)
+    for row, (name, (loss, pos)) in enumerate(data.items()):
+        for ax, df, col, label in ((axes[row, 0], loss, "test_loss", "test loss"), (axes[row, 1], pos, "chi_pos", "χ_pos")):
+            df = df.assign(C=df["budget"].map(lambda c: f"{c:.2g}"))
+            if col == "chi_pos":
+                df = df[df[col] > 0]
+            sns.lineplot(df, x="params", y=col, hue="C", marker="o", errorbar="sd", ax=ax, palette="viridis")
+            ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel=label, title=f"{name}: {label} at C = 6ND")
+            ax.legend(title="FLOPs C", fontsize="x-small")
+    fig.tight_layout()
+    style.save(fig, pdf, png, dpi)

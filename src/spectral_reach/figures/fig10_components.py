@@ -1,0 +1,27 @@
+"""Figs. 10 and 11: chi_loss, chi_net, chi_pos and chi_net * chi_pos vs step for every size of
+one data set (App. D.4): mean over seeds with a band of one sd, window means as in Fig. 1."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from . import style
+
+PANELS = [("chi_loss", "χ_loss"), ("chi_net", "χ_net"), ("chi_pos", "χ_pos"), ("chi_net_pos", "χ_net · χ_pos")]
+
+
+def plot(windows: pd.DataFrame, runs: pd.DataFrame, title: str, pdf: str, png: str, *, width: float, height: float,
+         dpi: int) -> None:
+    style.setup()
+    order = list(dict.fromkeys(runs.sort_values("params")["size"]))
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(width, height))
+    for ax, (col, label) in zip(axes, PANELS):
+        df = windows[windows[col] > 0]
+        sns.lineplot(df, x="step", y=col, hue="size", hue_order=order, errorbar="sd", ax=ax, palette="viridis",
+                     legend=ax is axes[-1])
+        ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel=label)
+    fig.suptitle(title)
+    fig.tight_layout()
+    style.save(fig, pdf, png, dpi)

@@ -1,0 +1,1 @@
+"""Model builders: Llama language models (Tables 1-2)."""

@@ -1,0 +1,71 @@
+"""Llama-2 language models of the paper's Tables 1-2, built with transformers.
+
+Two rows of the tables (hidden 196 with 3 heads, 384 with 5) are not divisible by their head
+count. transformers < 5 built them with ``head_dim = hidden // heads`` (the attention projects
+to ``heads * head_dim < hidden`` and back), which reproduces the tables' 15.5M and 12.5M; its
+version 5 rejects such configs in ``LlamaConfig.validate_architecture``. :class:`LlamaConfigAnyHeads`
+keeps every other check and allows ``heads * head_dim <= hidden``; its ``config.json`` is a plain
+``llama`` config, and :func:`load` reads it back. The 196/3 row has an odd ``hidden // heads`` (65),
+which rotary embeddings cannot take (transformers 4 failed there at the first forward pass); a
+size may set ``head_dim`` explicitly (``config/paper.yaml`` uses 64 for it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+class LlamaConfigAnyHeads(LlamaConfig):
+    """``LlamaConfig`` that allows ``hidden_size % num_attention_heads != 0`` (``head_dim = hidden // heads``)."""
+
+    def validate(self) -> None:
+        for validator in LlamaConfig.__class_validators__:
+            if validator.__name__ == "validate_architecture":
+                continue
+            try:
+                validator(self)
+            except (ValueError, TypeError) as e:
+                raise StrictDataclassClassValidationError(validator=validator.__name__, cause=e) from e
+        if self.head_dim * self.num_attention_heads > self.hidden_size:
+            raise ValueError(f"heads x head_dim = {self.num_attention_heads} x {self.head_dim} exceeds "
+                             f"hidden_size {self.hidden_size}")
+
+
+def config(size: dict[str, Any], vocab_size: int, context_length: int, attn: str = "sdpa") -> LlamaConfigAnyHeads:
+    """The transformers config of one table row: ``size`` has layers, hidden, ff, heads (and tied, optional)."""
+    return LlamaConfigAnyHeads(
+        vocab_size=vocab_size, hidden_size=size["hidden"], intermediate_size=size["ff"],
+        num_hidden_layers=size["layers"], num_attention_heads=size["heads"], num_key_value_heads=size["heads"],
+        head_dim=size.get("head_dim", size["hidden"] // size["heads"]), max_position_embeddings=context_length,
+        tie_word_embeddings=bool(size.get("tied", False)), attn_implementation=attn,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+    )
+
+
+def build(size: dict[str, Any], vocab_size: int, context_length: int, seed: int, attn: str = "sdpa") -> LlamaForCausalLM:
+    """A freshly initialised model; ``seed`` fixes the initialisation and nothing else."""
+    cfg = config(size, vocab_size, context_length, attn)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return LlamaForCausalLM(cfg)
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def load(path: str | os.PathLike, attn: str = "sdpa") -> LlamaForCausalLM:
+    """A model saved by ``save_pretrained`` (also the uneven-head rows)."""
+    cfg = LlamaConfigAnyHeads.from_pretrained(path, attn_implementation=attn)
+    return LlamaForCausalLM.from_pretrained(path, config=cfg)
+
+
+def count_parameters(size: dict[str, Any], vocab_size: int) -> int:
+    """Parameters of a table row, counted on a model built on the meta device (no memory)."""
+    with torch.device("meta"):
+        model = LlamaForCausalLM(config(size, vocab_size, 16))
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,47 @@
+"""Resume checkpoints: ``state_dir/step{N:08d}/`` with the model (``save_pretrained``) and
+``state.pt`` (optimizer, scheduler, RNG states, the step and every logged row so far).
+
+A checkpoint is written to a temporary folder and renamed into place, so a folder named
+``step*`` is always complete; older ones are removed only after a newer one exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def save(state_dir: str | os.PathLike, step: int, model: torch.nn.Module, state: dict[str, Any]) -> Path:
+    """Write the checkpoint of a run that will continue at ``step``."""
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    final = state_dir / f"step{step:08d}"
+    tmp = state_dir / f".tmp-step{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp / "model")
+    torch.save(state, tmp / "state.pt")
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for old in state_dir.glob("step*"):
+        if old != final:
+            shutil.rmtree(old)
+    log.info("checkpoint: %s", final)
+    return final
+
+
+def latest(state_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint, or ``None``."""
+    found = sorted(Path(state_dir).glob("step*")) if Path(state_dir).exists() else []
+    return found[-1] if found else None
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    return torch.load(Path(path) / "state.pt", weights_only=False)

@@ -1,0 +1,20 @@
+"""Shared fixtures: a tiny prepared text data set, made by the package's own preparation path."""
+
+from __future__ import annotations
+
+import pytest
+
+from spectral_reach.data import synthetic_text, text
+
+
+@pytest.fixture(scope="session")
+def text_data(tmp_path_factory):
+    """``results/data/<name>/``-style folder: train/validation/test uint16 streams, vocab 96."""
+    root = tmp_path_factory.mktemp("data")
+    raw = {"train": root / "raw" / "train.parquet", "test": root / "raw" / "test.parquet"}
+    synthetic_text.generate(raw, {"train": 400, "test": 60}, seed=0, lexicon=40, topics=4, topic_words=12, zipf=1.1,
+                            sentences=(2, 5))
+    text.train_tokenizer(text.read_stories(raw["train"]), 96, root / "tokenizer.json")
+    text.prepare_splits({"train": [str(raw["train"])], "test": [str(raw["test"])]}, str(root / "tokenizer.json"), 96,
+                        60, root / "prepared")
+    return root / "prepared"

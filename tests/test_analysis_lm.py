@@ -1,0 +1,82 @@
+"""Run summaries against hand-computed values; figure scripts on small synthetic tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spectral_reach.analysis import lm
+from spectral_reach.figures import fig01_scaling, fig07_test_loss, fig08_isocompute, fig10_components
+
+
+def test_power_law_recovers_known_parameters():
+    n = np.array([1e4, 3e4, 1e5, 3e5, 1e6, 3e6])
+    fit = lm.power_law(n, 1.5 + 40.0 * n ** -0.35)
+    assert fit["E"] == pytest.approx(1.5, rel=1e-6)
+    assert fit["alpha"] == pytest.approx(0.35, rel=1e-6)
+    assert fit["A"] == pytest.approx(40.0, rel=1e-5)
+    assert fit["alpha_err"] < 1e-6
+    assert np.isnan(lm.power_law(n[:3], 1.5 + 40.0 * n[:3] ** -0.35)["alpha_err"])   # no spare point, no error bar
+
+
+def test_lnp_windows_raw_then_window_means():
+    lnp = pd.DataFrame({"step": [0, 1, 50, 51, 52, 100, 101], "window": [0, 0, 1, 1, 1, 2, 2],
+                        "tokens": [10, 20, 510, 520, 530, 1010, 1020], "chi_loss": 1.0, "chi_net": [2.0] * 7,
+                        "chi_pos": [0.5, 0.4, 0.3, 0.2, 0.1, 0.06, 0.02], "delta": 0.0, "loss": 3.0})
+    out = lm.lnp_windows(lnp, raw_steps=2)
+    assert out["step"].tolist() == [0, 1, 51, 100.5]
+    assert out["chi_pos"].tolist() == pytest.approx([0.5, 0.4, 0.2, 0.04])
+    assert out["chi_net_pos"].tolist() == pytest.approx([1.0, 0.8, 0.4, 0.08])
+    assert out["n"].tolist() == [1, 1, 3, 2]
+
+
+def test_isocompute_interpolates_in_log_tokens():
+    runs = pd.DataFrame({"size": ["a", "b"], "seed": [0, 0], "params": [100.0, 1000.0], "tokens": [1e4, 1e4],
+                         "first_tokens": [10, 10]})
+    curves = pd.DataFrame({"size": ["a"] * 3 + ["b"] * 3, "seed": 0, "tokens": [10, 100, 1e4] * 2,
+                           "test_loss": [5.0, 4.0, 2.0, 4.5, 3.0, 1.0]})
+    out = lm.isocompute(curves, runs, [6e5], "test_loss")
+    # a: D = 6e5 / 600 = 1000 tokens, halfway (in log) between 100 and 1e4 -> 3.0; b: D = 100 -> 3.0
+    assert out["tokens"].tolist() == pytest.approx([1000.0, 100.0])
+    assert out["test_loss"].tolist() == pytest.approx([3.0, 3.0])
+    assert lm.isocompute(curves, runs, [6e9], "test_loss").empty      # beyond every run
+    assert lm.budgets(runs, 2) == pytest.approx(list(np.geomspace(6e4, 6e6, 4)[1:-1]))
+
+
+def test_label_params():
+    assert lm.label_params("1.2M") == 1.2e6 and lm.label_params("102.6K") == pytest.approx(102600)
+    assert lm.label_params("s") is None
+
+
+@pytest.fixture
+def tables():
+    rng = np.random.default_rng(0)
+    runs, windows, curves = [], [], []
+    for size, n in (("s", 1e4), ("m", 4e4), ("l", 1.6e5)):
+        for seed in (0, 1):
+            runs.append({"size": size, "seed": seed, "params": n, "tokens": 1e5, "first_tokens": 1000,
+                         "final_train_loss": 2 + 30 * n ** -0.4 + rng.normal(0, 0.01),
+                         "final_test_loss": 2.1 + 30 * n ** -0.4 + rng.normal(0, 0.01)})
+            steps = np.arange(0, 100, 5)
+            windows.append(pd.DataFrame({"size": size, "seed": seed, "step": steps, "tokens": (steps + 1) * 1000,
+                                         "chi_loss": 1 / (1 + steps), "chi_net": 1e3 * (1 + steps / 50),
+                                         "chi_pos": 1e-4 / (1 + steps) / n ** 0.2, "chi_net_pos": 0.1, "delta": 0.0}))
+            curves.append(pd.DataFrame({"size": size, "seed": seed, "tokens": (steps + 1) * 1000.0,
+                                        "test_loss": 5 - np.log1p(steps) / 3}))
+    return pd.DataFrame(runs), pd.concat(windows), pd.concat(curves)
+
+
+def test_figure_scripts_run_on_small_tables(tables, tmp_path):
+    runs, windows, curves = tables
+    kw = dict(width=8, height=4, dpi=50)
+    fits = fig01_scaling.plot({"a": (runs, windows), "b": (runs, windows)}, tmp_path / "f1.pdf", tmp_path / "f1.png", **kw)
+    assert fits["alpha"].tolist() == pytest.approx([0.4, 0.4], rel=0.2)
+    fig07_test_loss.plot({"a": runs}, tmp_path / "f7.pdf", tmp_path / "f7.png", **kw)
+    budgets = lm.budgets(runs, 2)
+    iso = (lm.isocompute(curves, runs, budgets, "test_loss"), lm.isocompute(windows, runs, budgets, "chi_pos"))
+    assert len(iso[0]) == 2 * 6
+    fig08_isocompute.plot({"a": iso}, tmp_path / "f8.pdf", tmp_path / "f8.png", **kw)
+    fig10_components.plot(windows, runs, "a", tmp_path / "f10.pdf", tmp_path / "f10.png", **kw)
+    for name in ("f1", "f7", "f8", "f10"):
+        assert (tmp_path / f"{name}.pdf").stat().st_size > 1000 and (tmp_path / f"{name}.png").stat().st_size > 1000

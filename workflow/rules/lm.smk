@@ -1,0 +1,201 @@
+# Language models per data set, size and seed, with LNP in the loop (paper Sec. 4, App. B.2.1-B.2.2).
+
+
+rule lm_train:
+    input:
+        lambda w: data_files(w.dataset),
+    output:
+        model=directory("results/lm/{dataset}/{size}/seed{seed}/model"),
+        metrics="results/lm/{dataset}/{size}/seed{seed}/metrics.parquet",
+        lnp="results/lm/{dataset}/{size}/seed{seed}/lnp.parquet",
+        eval="results/lm/{dataset}/{size}/seed{seed}/eval.parquet",
+        done="results/lm/{dataset}/{size}/seed{seed}/done.json",
+    params:
+        spec=lambda w: lm_spec(w.dataset, w.size, w.seed),
+        # Resume checkpoints: not an output, so Snakemake does not delete them before a rerun.
+        state="results/checkpoints/lm/{dataset}/{size}/seed{seed}",
+        data_dir="results/data/{dataset}",
+        out_dir="results/lm/{dataset}/{size}/seed{seed}",
+    resources:
+        gpu=lambda w: lm_resources(w.dataset, w.size)["gpu"],
+        mem_mb=lambda w: lm_resources(w.dataset, w.size)["mem_mb"],
+        runtime=lambda w, attempt: lm_resources(w.dataset, w.size)["runtime"] * attempt,
+        cpus_per_gpu=lambda w: lm_resources(w.dataset, w.size)["cpus_per_gpu"],
+    threads: 1
+    log:
+        "logs/lm_train/{dataset}/{size}/seed{seed}.log",
+    benchmark:
+        "benchmarks/lm_train/{dataset}/{size}/seed{seed}.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach train-lm --spec {params.spec:q} --data-dir {params.data_dir} --out-dir {params.out_dir}"
+        " --state-dir {params.state} > {log} 2>&1"
+
+
+rule lm_summary:
+    input:
+        done=lambda w: [f"{lm_run_dir(w.dataset, s, seed)}/done.json" for s, seed in lm_runs(w.dataset)],
+    output:
+        runs="results/lm/{dataset}/summary/runs.csv",
+        lnp="results/lm/{dataset}/summary/lnp_windows.parquet",
+        curves="results/lm/{dataset}/summary/curves.parquet",
+    params:
+        runs=lambda w: json.dumps([[s, int(seed), lm_run_dir(w.dataset, s, seed)] for s, seed in lm_runs(w.dataset)]),
+        final_fraction=config["analysis"]["final_loss_fraction"],
+        raw_steps=config["analysis"]["raw_steps"],
+    log:
+        "logs/lm_summary/{dataset}.log",
+    benchmark:
+        "benchmarks/lm_summary/{dataset}.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach lm-summary --runs {params.runs:q} --final-fraction {params.final_fraction}"
+        " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-lnp {output.lnp}"
+        " --out-curves {output.curves} > {log} 2>&1"
+
+
+rule lm_table:
+    output:
+        md="results/tables/lm_sizes_{dataset}.md",
+        csv=report("results/tables/lm_sizes_{dataset}.csv", caption="../report/lm_sizes.rst", category="Tables 1-2"),
+    params:
+        sizes=lambda w: json.dumps({s: {k: v for k, v in c.items() if k != "resources"}
+                                    for s, c in config["lm"][w.dataset]["sizes"].items()}, sort_keys=True),
+        vocab_size=lambda w: config["data"][w.dataset]["vocab_size"],
+        tolerance=config["analysis"]["param_tolerance"],
+    log:
+        "logs/lm_table/{dataset}.log",
+    benchmark:
+        "benchmarks/lm_table/{dataset}.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach lm-table --sizes {params.sizes:q} --vocab-size {params.vocab_size}"
+        " --tolerance {params.tolerance} --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"
+
+
+localrules:
+    lm_summary,
+    lm_table,
+
+
+rule lm_isocompute:
+    input:
+        runs="results/lm/{dataset}/summary/runs.csv",
+        curves="results/lm/{dataset}/summary/curves.parquet",
+        lnp="results/lm/{dataset}/summary/lnp_windows.parquet",
+    output:
+        loss="results/lm/{dataset}/summary/isocompute_loss.csv",
+        pos="results/lm/{dataset}/summary/isocompute_chi_pos.csv",
+    params:
+        budgets=config["analysis"]["isocompute_budgets"],
+    log:
+        "logs/lm_isocompute/{dataset}.log",
+    benchmark:
+        "benchmarks/lm_isocompute/{dataset}.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach lm-isocompute --runs {input.runs} --curves {input.curves} --lnp {input.lnp}"
+        " --budgets {params.budgets} --out-loss {output.loss} --out-pos {output.pos} > {log} 2>&1"
+
+
+rule fig01:
+    input:
+        runs=expand("results/lm/{dataset}/summary/runs.csv", dataset=LM_DATASETS),
+        lnp=expand("results/lm/{dataset}/summary/lnp_windows.parquet", dataset=LM_DATASETS),
+    output:
+        pdf="figures/fig01_scaling.pdf",
+        png=report("figures/fig01_scaling.png", caption="../report/fig01.rst", category="Fig. 1"),
+        fits=report("results/figures/fig01_fits.csv", caption="../report/fits.rst", category="Fig. 1"),
+    params:
+        style=figure_style("fig01"),
+        datasets=LM_DATASETS,
+    log:
+        "logs/fig01/fig01.log",
+    benchmark:
+        "benchmarks/fig01/fig01.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach fig01 --datasets {params.datasets} --runs {input.runs} --lnp {input.lnp} --fits {output.fits}"
+        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+rule fig07:
+    input:
+        runs=expand("results/lm/{dataset}/summary/runs.csv", dataset=LM_DATASETS),
+    output:
+        pdf="figures/fig07_test_loss.pdf",
+        png=report("figures/fig07_test_loss.png", caption="../report/fig07.rst", category="Fig. 7"),
+        fits=report("results/figures/fig07_fits.csv", caption="../report/fits.rst", category="Fig. 7"),
+    params:
+        style=figure_style("fig07"),
+        datasets=LM_DATASETS,
+    log:
+        "logs/fig07/fig07.log",
+    benchmark:
+        "benchmarks/fig07/fig07.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach fig07 --datasets {params.datasets} --runs {input.runs} --fits {output.fits}"
+        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+rule fig08:
+    input:
+        loss=expand("results/lm/{dataset}/summary/isocompute_loss.csv", dataset=LM_DATASETS),
+        pos=expand("results/lm/{dataset}/summary/isocompute_chi_pos.csv", dataset=LM_DATASETS),
+    output:
+        pdf="figures/fig08_isocompute.pdf",
+        png=report("figures/fig08_isocompute.png", caption="../report/fig08.rst", category="Fig. 8"),
+    params:
+        style=figure_style("fig08"),
+        datasets=LM_DATASETS,
+    log:
+        "logs/fig08/fig08.log",
+    benchmark:
+        "benchmarks/fig08/fig08.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach fig08 --datasets {params.datasets} --loss {input.loss} --pos {input.pos}"
+        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+rule fig_components:
+    input:
+        lnp=lambda w: f"results/lm/{config['figures'][w.fig]['dataset']}/summary/lnp_windows.parquet",
+        runs=lambda w: f"results/lm/{config['figures'][w.fig]['dataset']}/summary/runs.csv",
+    output:
+        pdf="figures/{fig}_components.pdf",
+        png=report("figures/{fig}_components.png", caption="../report/components.rst", category="Figs. 10-11"),
+    wildcard_constraints:
+        fig="fig10|fig11",
+    params:
+        style=lambda w: figure_style(w.fig),
+        dataset=lambda w: config["figures"][w.fig]["dataset"],
+    log:
+        "logs/fig_components/{fig}.log",
+    benchmark:
+        "benchmarks/fig_components/{fig}.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach fig-components --lnp {input.lnp} --runs {input.runs} --title {params.dataset}"
+        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+localrules:
+    lm_isocompute,
+    fig01,
+    fig07,
+    fig08,
+    fig_components,
