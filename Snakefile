@@ -14,6 +14,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/rfm.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/lm.smk"
+include: "workflow/rules/probe.smk"
+include: "workflow/rules/checks.smk"
 
 
 rule all:

@@ -1,12 +1,16 @@
 """The workflow as researchers use it: a config edit reruns exactly the jobs it touches."""
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -29,7 +33,7 @@ def planned_jobs(workdir: Path, config: dict) -> Counter:
     """``{rule: job count}`` that a dry run with ``config`` would execute."""
     path = workdir / "edited.yaml"
     path.write_text(yaml.safe_dump(config))
-    out = snakemake(workdir, "-n", "-q", "rules", "--configfile", str(path)).stdout
+    out = snakemake(workdir, "-n", "-q", "rules", "--configfile", str(path), "--replace-workflow-config").stdout
     lines = out.splitlines()
     if not any(line.startswith("job") and "count" in line for line in lines):
         return Counter()
@@ -44,33 +48,70 @@ def planned_jobs(workdir: Path, config: dict) -> Counter:
 
 
 def edited(**changes) -> dict:
+    """The CI config with ``a__b__c=value`` set at ``config[a][b][c]``."""
     config = yaml.safe_load(yaml.safe_dump(CI_CONFIG))
     for dotted, value in changes.items():
-        section, key = dotted.split("__")
-        config[section][key] = value
+        *path, key = dotted.split("__")
+        node = config
+        for part in path:
+            node = node[part]
+        node[key] = value
     return config
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in ("Snakefile", "workflow", "config", "envs"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "workflow", "config", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    snakemake(work, "--configfile", str(ROOT / "tests/configs/ci.yaml"))
+    work = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    snakemake(work, "--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config")
     return work
 
 
+FIGURES = ["fig01_scaling", "fig03_rfm", "fig04_probe_ratio", "fig05_chi_net", "fig06_hutchinson", "fig07_test_loss",
+           "fig08_isocompute", "fig10_components", "fig11_components", "fig12_entk"]
+
+
 def test_ci_scale_run_makes_every_target(workdir):
-    for target in ("figures/fig03_rfm.pdf", "figures/fig03_rfm.png", "results/rfm/deviations.md",
-                   "logs/rfm_lnp/alpha1.log", "benchmarks/rfm_lnp/alpha1.tsv"):
+    targets = [f"figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")] + [
+        "results/rfm/deviations.md", "results/tables/lm_sizes_stories.md", "results/probe/pixels/summary/ratios.csv",
+        "results/checks/entk_shift.csv", "results/checks/hutchinson_cv.csv",
+        "results/data/pixels/train_rgb.bin", "results/data/stories/tokenizer.json",
+        "logs/rfm_lnp/alpha1.log", "benchmarks/rfm_lnp/alpha1.tsv", "logs/lm_train/stories/a/seed1.log",
+        "benchmarks/lm_train/pixels/b/seed0.tsv", "results/lm/stories/b/seed1/model/config.json"]
+    for target in targets:
         assert (workdir / target).stat().st_size > 0, target
     assert planned_jobs(workdir, CI_CONFIG) == Counter()
+    assert not (workdir / "results/checkpoints/lm/stories/a/seed0").exists()
+
+
+def test_one_sizes_learning_rate_reruns_that_size_and_what_depends_on_it(workdir):
+    changed = edited(lm__stories__sizes__b__lr=5e-3)
+    assert planned_jobs(workdir, changed) == Counter(
+        lm_train=2, probe_train=2, lm_table=1, lm_summary=1, lm_isocompute=1, probe_summary=1, hutchinson_cv=1,
+        fig01=1, fig04=1, fig05=1, fig06=1, fig07=1, fig08=1, fig_components=1, all=1)
+
+
+def test_added_seed_trains_only_the_new_runs(workdir):
+    changed = edited(lm__stories__seeds=[0, 1, 2])
+    assert planned_jobs(workdir, changed) == Counter(
+        lm_train=2, lm_summary=1, lm_isocompute=1, probe_summary=1, fig01=1, fig04=1, fig05=1, fig06=1, fig07=1,
+        fig08=1, fig_components=1, all=1)
+
+
+def test_component_figure_option_reruns_only_that_figure(workdir):
+    fig = dict(CI_CONFIG["figures"]["fig11"], dpi=72)
+    assert planned_jobs(workdir, edited(figures__fig11=fig)) == Counter(fig_components=1, all=1)
 
 
 def test_plotting_option_reruns_only_its_figure(workdir):
     fig = dict(CI_CONFIG["figures"]["fig03"], dpi=72)
-    assert planned_jobs(workdir, dict(CI_CONFIG, figures={"fig03": fig})) == Counter(fig03=1, all=1)
+    assert planned_jobs(workdir, edited(figures__fig03=fig)) == Counter(fig03=1, all=1)
 
 
 def test_model_width_reruns_measurements_not_theory(workdir):
@@ -89,9 +130,60 @@ def test_added_alpha_runs_one_new_measurement(workdir):
 def test_schema_violation_fails_before_any_job(workdir):
     path = workdir / "bad.yaml"
     path.write_text(yaml.safe_dump(edited(rfm__seeds=1)))
-    proc = snakemake(workdir, "-n", "--configfile", str(path), check=False)
+    proc = snakemake(workdir, "-n", "--configfile", str(path), "--replace-workflow-config", check=False)
     assert proc.returncode != 0
     assert "seeds" in proc.stderr + proc.stdout and "minimum" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"lm__stories__sizes__a__lr": 0.0}, ["lr", "exclusiveMinimum"]),
+    ({"lm__stories__schedule": "exponential"}, ["schedule", "constant"]),
+    ({"datasets": ["stories", "nope"]}, ["datasets", "nope"]),
+])
+def test_bad_config_is_named_before_any_job(workdir, change, words):
+    path = workdir / "bad.yaml"
+    path.write_text(yaml.safe_dump(edited(**change)))
+    proc = snakemake(workdir, "-n", "--configfile", str(path), "--replace-workflow-config", check=False)
+    assert proc.returncode != 0
+    for word in words:
+        assert word in proc.stderr + proc.stdout, word
+
+
+def test_killed_training_job_resumes_and_matches(tmp_path):
+    """SIGKILL the whole Snakemake run while a training job runs; ``--unlock`` then ``--rerun-incomplete`` resumes it
+    from its last checkpoint and ends with the metrics of an uninterrupted run."""
+    config = edited(lm__stories__steps=80, lm__stories__checkpoint_every=10)
+    target = "results/lm/stories/a/seed0/done.json"
+    runs = {}
+    for name in ("reference", "killed"):
+        (tmp_path / name).mkdir()
+        work = copy_workflow(tmp_path / name)
+        (work / "c.yaml").write_text(yaml.safe_dump(config))
+        args = ["--configfile", "c.yaml", "--replace-workflow-config", target]
+        if name == "reference":
+            snakemake(work, *args)
+        else:
+            snakemake(work, *args[:-1], "results/data/stories/train.bin")
+            env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+            proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=work, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            state = work / "results/checkpoints/lm/stories/a/seed0"
+            deadline = time.time() + 300
+            while not list(state.glob("step*")):
+                assert proc.poll() is None and time.time() < deadline
+                time.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            snakemake(work, *args[:-1], "--unlock")       # a killed Snakemake leaves its lock behind
+            snakemake(work, *args[:-1], "--rerun-incomplete", target)
+            assert "resuming from checkpoint" in (work / "logs/lm_train/stories/a/seed0.log").read_text()
+        runs[name] = work / "results/lm/stories/a/seed0"
+    resumed = json.loads((runs["killed"] / "done.json").read_text())["resumed_at"]
+    assert len(resumed) == 1 and 0 < resumed[0] < 80
+    for table in ("metrics", "lnp", "eval"):
+        a, b = (pd.read_parquet(r / f"{table}.parquet").drop(columns=["step_s", "lnp_s"], errors="ignore")
+                for r in (runs["reference"], runs["killed"]))
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
 def test_paper_config_resolves():

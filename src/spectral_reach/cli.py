@@ -221,6 +221,93 @@ def fig_components(a: argparse.Namespace) -> None:
                           height=a.height, dpi=a.dpi)
 
 
+def probe_summary(a: argparse.Namespace) -> None:
+    from .analysis import lm, probe
+
+    params = pd.read_csv(a.lm_runs).groupby("size")["params"].first()
+    windows = [tuple(w) for w in json.loads(a.time_windows)]
+    ratios, curves = [], []
+    for size, seed, path in json.loads(a.runs):
+        tables = {b: pd.read_parquet(Path(path) / b / "lnp.parquet") for b in ("pretrained", "random")}
+        r = probe.ratio(tables["pretrained"], tables["random"], a.steps, a.top_fraction, windows)
+        ratios.append(r.assign(size=size, seed=seed, params=params[size]))
+        for b, df in tables.items():
+            curves.append(lm.lnp_windows(df, a.raw_steps).assign(size=size, seed=seed, backbone=b))
+    out = pd.concat(ratios, ignore_index=True)
+    _write(out, a.out_ratios)
+    _write(pd.concat(curves, ignore_index=True), a.out_lnp)
+    log.info("chi_pos(pretrained) / chi_pos(random):\n%s", out.to_string())
+
+
+def fig04(a: argparse.Namespace) -> None:
+    from .figures import fig04_probe_ratio
+
+    fig04_probe_ratio.plot({n: pd.read_csv(r) for n, r in _by_dataset(a.datasets, a.ratios).items()}, a.pdf, a.png,
+                           width=a.width, height=a.height, dpi=a.dpi)
+
+
+def fig05(a: argparse.Namespace) -> None:
+    from .figures import fig05_chi_net
+
+    data = {n: (pd.read_parquet(lm_), pd.read_parquet(pr), pd.read_csv(r)) for n, lm_, pr, r in
+            zip(a.datasets, a.lm, a.probe, a.runs)}
+    fig05_chi_net.plot(data, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
+
+
+def hutchinson_cv(a: argparse.Namespace) -> None:
+    from .checks import hutchinson_cv as hcv
+    from .data import Contexts, FixedSet
+    from .models import llama
+
+    model = llama.load(a.model)
+    batch = FixedSet(Contexts(Path(a.data_dir) / "train.bin", a.context_length), a.samples, "samples").draw(
+        a.samples, a.seed, 0)
+    values = hcv.draws(model, batch, a.draws, a.per_call, a.seed)
+    cv = hcv.cv_by_k(values, a.ks)
+    fit = hcv.fit_slope(cv)
+    _write(cv.assign(**fit), a.out)
+    log.info("CV by K:\n%s\nfit: %s", cv.to_string(), fit)
+
+
+def entk_spectrum(a: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .checks import reduced_entk
+    from .data import Contexts, read_memmap
+    from .models import llama
+
+    counts = np.bincount(np.asarray(read_memmap(Path(a.data_dir) / "train.bin")), minlength=a.vocab_size)
+    vocab = sorted(np.argsort(counts)[::-1][:a.vocab_count].tolist())
+    x, y = Contexts(Path(a.data_dir) / "test.bin", a.context_length).get(np.array([a.sample]))
+    if max(a.positions) >= x.shape[1]:
+        raise SystemExit(f"positions {a.positions}: contexts have {x.shape[1]} predicted tokens")
+    models = {"init": llama.build(json.loads(a.size), a.vocab_size, a.context_length, a.seed, attn="eager"),
+              "trained": llama.load(a.model, attn="eager")}
+    tables, rows = [], []
+    for stage, model in models.items():
+        spec = reduced_entk.spectrum(model.double(), x, y, a.positions, vocab)
+        tables.append(reduced_entk.table(spec, stage))
+        rows.append(reduced_entk.summary(spec, stage))
+    _write(pd.concat(tables, ignore_index=True), a.out_spectrum)
+    _write(pd.DataFrame(rows), a.out_shift)
+    log.info("\n%s", pd.DataFrame(rows).to_string())
+
+
+def fig06(a: argparse.Namespace) -> None:
+    from .figures import fig06_hutchinson
+
+    fig06_hutchinson.plot(pd.read_csv(a.cv[0]), {n: (pd.read_parquet(w), pd.read_csv(r)) for n, w, r in
+                                              zip(a.datasets, a.lnp, a.runs)}, a.pdf, a.png, width=a.width,
+                          height=a.height, dpi=a.dpi)
+
+
+def fig12(a: argparse.Namespace) -> None:
+    from .figures import fig12_entk
+
+    fig12_entk.plot(pd.read_parquet(a.spectrum[0]), pd.read_csv(a.shift[0]), a.pdf, a.png, width=a.width,
+                    height=a.height, dpi=a.dpi)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="spectral-reach", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -372,6 +459,41 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pdf", required=True)
     p.add_argument("--png", required=True)
     p.set_defaults(fn=fig_components)
+
+    p = sub.add_parser("probe-summary", help="Eq. 12 ratios and LNP windows of the probes of one data set")
+    p.add_argument("--runs", required=True, help="JSON list of [size, seed, folder holding pretrained/ and random/]")
+    p.add_argument("--lm-runs", required=True)
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--top-fraction", type=float, required=True)
+    p.add_argument("--time-windows", required=True, help="JSON list of [t0, t1]")
+    p.add_argument("--raw-steps", type=int, required=True)
+    p.add_argument("--out-ratios", required=True)
+    p.add_argument("--out-lnp", required=True)
+    p.set_defaults(fn=probe_summary)
+    figure("fig04", fig04, "Fig. 4: chi_pos ratio of probes, pretrained over random", "datasets", "ratios")
+    figure("fig05", fig05, "Fig. 5: chi_net of full training and of probes", "datasets", "lm", "probe", "runs")
+
+    p = sub.add_parser("hutchinson-cv", help="Fig. 6: CV of the Hutchinson estimate vs K on a trained model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data-dir", required=True)
+    for name in ("context-length", "samples", "draws", "per-call", "seed"):
+        p.add_argument(f"--{name}", type=int, required=True)
+    p.add_argument("--ks", type=int, nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=hutchinson_cv)
+
+    p = sub.add_parser("entk-spectrum", help="Fig. 12: explicit eNTK of a reduced output space, init vs trained")
+    p.add_argument("--model", required=True)
+    p.add_argument("--size", required=True, help="JSON size of the model, to rebuild its initialisation")
+    p.add_argument("--data-dir", required=True)
+    for name in ("context-length", "vocab-size", "seed", "sample", "vocab-count"):
+        p.add_argument(f"--{name}", type=int, required=True)
+    p.add_argument("--positions", type=int, nargs="+", required=True)
+    p.add_argument("--out-spectrum", required=True)
+    p.add_argument("--out-shift", required=True)
+    p.set_defaults(fn=entk_spectrum)
+    figure("fig06", fig06, "Fig. 6: Hutchinson convergence and chi_pos of all seeds", "cv", "datasets", "lnp", "runs")
+    figure("fig12", fig12, "Fig. 12: eNTK spectra of a reduced output space", "spectrum", "shift")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -21,10 +21,11 @@ def datasets_with(kind, source_kind=None):
     return [d for d, c in config["data"].items() if c["kind"] == kind and (source_kind is None or source_kind in c["source"])]
 
 
-LM_DATASETS = list(config["lm"])
+LM_DATASETS = config["datasets"]
 for _d in LM_DATASETS:
-    if _d not in config["data"]:
-        raise ValueError(f"config key lm.{_d}: no data set {_d!r} under data (have: {', '.join(config['data'])})")
+    for _section in ("data", "lm"):
+        if _d not in config[_section]:
+            raise ValueError(f"config key datasets: {_d!r} has no entry under {_section} (have: {', '.join(config[_section])})")
 LM_SIZES = sorted({s for d in LM_DATASETS for s in config["lm"][d]["sizes"]})
 
 
@@ -94,6 +95,20 @@ def lm_runs(dataset):
     return [(size, seed) for size in c["sizes"] for seed in c["seeds"]]
 
 
+def probe_runs(dataset):
+    """``(size, seed)`` of every probe pair (pretrained and random backbone) of a data set."""
+    return [(size, seed) for size, seed in lm_runs(dataset) if seed in config["probe"]["seeds"]]
+
+
+def check_run(name):
+    """The training run a verification check reads (``checks.<name>``: dataset, size, seed)."""
+    c = config["checks"][name]
+    if c["dataset"] not in LM_DATASETS or c["size"] not in config["lm"][c["dataset"]]["sizes"] or c["seed"] not in config["lm"][c["dataset"]]["seeds"]:
+        raise ValueError(f"config checks.{name}: no training run {c['dataset']}/{c['size']}/seed{c['seed']} "
+                         f"(datasets {LM_DATASETS}; sizes and seeds under lm.<dataset>)")
+    return {"dataset": c["dataset"], "size": c["size"], "seed": c["seed"]}
+
+
 def lm_run_dir(dataset, size, seed):
     return f"results/lm/{dataset}/{size}/seed{seed}"
 
@@ -119,8 +134,9 @@ def lm_resources(dataset, size):
 
 
 def lm_targets():
-    figs = ["fig01_scaling", "fig07_test_loss", "fig08_isocompute", "fig10_components", "fig11_components"]
-    return [f"results/tables/lm_sizes_{d}.md" for d in LM_DATASETS] + [
+    figs = ["fig01_scaling", "fig04_probe_ratio", "fig05_chi_net", "fig06_hutchinson", "fig07_test_loss",
+            "fig08_isocompute", "fig10_components", "fig11_components", "fig12_entk"]
+    return [f"results/tables/lm_sizes_{d}.md" for d in LM_DATASETS] + [f"results/probe/{d}/summary/ratios.csv" for d in LM_DATASETS] + [
         f"figures/{f}.{ext}" for f in figs for ext in ("pdf", "png")]
 
 

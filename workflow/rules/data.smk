@@ -10,7 +10,8 @@ rule stories_generate:
     wildcard_constraints:
         dataset=constraint(datasets_with("text", "generate")),
     params:
-        gen=lambda w: source(w.dataset)["generate"],
+        gen=lambda w: pick(source(w.dataset)["generate"], ["train_stories", "test_stories", "seed", "lexicon", "topics",
+                                                           "topic_words", "zipf", "sentences"]),
     log:
         "logs/stories_generate/{dataset}.log",
     benchmark:

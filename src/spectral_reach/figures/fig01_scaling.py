@@ -31,7 +31,7 @@ def scaling_panel(ax: plt.Axes, runs: pd.DataFrame, column: str, title: str) -> 
 def chi_pos_panel(ax: plt.Axes, windows: pd.DataFrame, order: list[str]) -> None:
     positive = windows[windows["chi_pos"] > 0]
     sns.lineplot(positive, x="step", y="chi_pos", hue="size", hue_order=order, errorbar="sd", ax=ax, palette="viridis")
-    ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel="χ_pos")
+    ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel="χ_pos", xlim=(0, None))
     ax.legend(title="size", fontsize="x-small")
 
 

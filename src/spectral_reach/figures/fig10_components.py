@@ -21,7 +21,7 @@ def plot(windows: pd.DataFrame, runs: pd.DataFrame, title: str, pdf: str, png: s
         df = windows[windows[col] > 0]
         sns.lineplot(df, x="step", y=col, hue="size", hue_order=order, errorbar="sd", ax=ax, palette="viridis",
                      legend=ax is axes[-1])
-        ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel=label)
+        ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel=label, xlim=(0, None))
     fig.suptitle(title)
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)

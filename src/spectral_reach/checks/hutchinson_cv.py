@@ -1,0 +1,49 @@
+"""Convergence of the Hutchinson estimate of ``sum_i ||J_i||_F^2`` (paper App. B.1, Fig. 6).
+
+``draws`` single-vector estimates are taken on one batch of a trained model (each draw is
+unbiased; the LM head is counted exactly in every draw, as :func:`spectral_reach.lnp.measure`
+does). For each K the draws are split into disjoint groups of K, and the coefficient of
+variation of the group means is ``CV(K) = sd / mean``; independent draws give
+``CV(K) = CV(1) K^(-1/2)``, so the fitted log-log slope should be close to -1/2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..lnp import LogitsOnly, measure
+from ..train.loop import lm_loss
+
+
+def draws(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], count: int, per_call: int,
+          seed: int) -> np.ndarray:
+    """``count`` single-vector estimates of ``sum_i ||J_i||_F^2`` (``per_call`` vectors per forward pass)."""
+    out = []
+    gen = torch.Generator().manual_seed(seed)
+    wrapped = LogitsOnly(model)
+    while len(out) < count:
+        rec = measure(wrapped, lm_loss, batch, hutchinson=per_call, generator=gen)
+        out.extend(rec.j_sq_draws)
+    return np.asarray(out[:count])
+
+
+def cv_by_k(values: np.ndarray, ks: list[int]) -> pd.DataFrame:
+    """``CV(K)`` from disjoint groups of K draws, with the number of groups used."""
+    rows = []
+    for k in ks:
+        groups = len(values) // k
+        if groups < 2:
+            raise ValueError(f"{len(values)} draws give fewer than two groups of K={k}")
+        means = values[: groups * k].reshape(groups, k).mean(1)
+        rows.append({"k": k, "cv": means.std(ddof=1) / means.mean(), "groups": groups})
+    return pd.DataFrame(rows)
+
+
+def fit_slope(cv: pd.DataFrame) -> dict[str, float]:
+    """Least-squares slope and intercept of ``log CV`` against ``log K``, with the slope's standard error."""
+    x, y = np.log(cv["k"].to_numpy(float)), np.log(cv["cv"].to_numpy(float))
+    (slope, intercept), cov = np.polyfit(x, y, 1, cov=len(x) > 3)
+    err = float(np.sqrt(cov[0, 0])) if len(x) > 3 else float("nan")
+    return {"slope": float(slope), "slope_err": err, "cv1_fit": float(np.exp(intercept))}

@@ -1,0 +1,27 @@
+"""Fig. 5: ``chi_net`` vs step under full training (solid) and for linear probes on random
+backbones (dashed), per size (colour), one panel per data set; mean over seeds."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from . import style
+
+
+def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]], pdf: str, png: str, *, width: float,
+         height: float, dpi: int) -> None:
+    """``data``: data set -> (LM lnp windows, probe lnp windows, LM runs)."""
+    style.setup()
+    fig, axes = plt.subplots(1, len(data), figsize=(width, height), squeeze=False)
+    for ax, (name, (lm, probe, runs)) in zip(axes[0], data.items()):
+        order = list(dict.fromkeys(runs.sort_values("params")["size"]))
+        both = pd.concat([lm.assign(training="full"),
+                          probe[probe["backbone"] == "random"].assign(training="probe, random backbone")])
+        sns.lineplot(both, x="step", y="chi_net", hue="size", hue_order=order, style="training", errorbar=None, ax=ax,
+                     palette="viridis")
+        ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel="χ_net", title=name, xlim=(0, None))
+        ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    style.save(fig, pdf, png, dpi)

@@ -1,0 +1,40 @@
+"""CUDA checks (skipped where no GPU is present, e.g. in CI): LNP on the GPU equals LNP on the CPU,
+and a bf16-autocast, compiled training run keeps its LNP measurement in fp32 and finite."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from models import cases, seq_ce
+from spectral_reach.lnp import measure
+from spectral_reach.train import RunSpec, train
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_measure_on_cuda_equals_cpu():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model, loss_fn, batch, mbatch = cases(torch.float32)["llama"]
+    cpu = measure(model, loss_fn, batch, mbatch, hutchinson=None)
+    gpu_batch = tuple(t.cuda() for t in batch)
+    gpu_mbatch = tuple(t.cuda() for t in mbatch)
+    gpu = measure(model.cuda(), seq_ce, gpu_batch, gpu_mbatch, hutchinson=None)
+    for key in ("delta", "chi_loss", "chi_net", "chi_pos"):
+        assert getattr(gpu, key) == pytest.approx(getattr(cpu, key), rel=1e-4), key
+
+
+def test_bf16_compiled_training_keeps_lnp_in_fp32(text_data, tmp_path):
+    from test_train import SPEC
+
+    spec = RunSpec.from_dict({**SPEC, "steps": 60, "device": "cuda", "precision": "bf16", "compile": True})
+    summary = train(spec, text_data, tmp_path / "run", tmp_path / "state")
+    lnp = pd.read_parquet(tmp_path / "run" / "lnp.parquet")
+    metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+    assert lnp[["delta", "chi_loss", "chi_net", "chi_pos"]].notna().all().all()
+    assert metrics["loss"].iloc[-5:].mean() < metrics["loss"].iloc[:5].mean() - 0.5
+    # the measurement's own fp32 loss on B agrees with the bf16 training loss to bf16 precision
+    both = lnp.merge(metrics, on="step", suffixes=("_lnp", ""))
+    assert (both["loss_lnp"] - both["loss"]).abs().max() < 0.05
+    assert summary["final_test_loss"] < metrics["loss"].iloc[0]

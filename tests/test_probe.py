@@ -1,0 +1,59 @@
+"""Linear probes: a frozen backbone's chi_net is constant, the backbone is untouched by training,
+and the Eq. 12 ratio with its top-10% filter equals a hand computation."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from spectral_reach.analysis import probe
+from spectral_reach.lnp import LogitsOnly, measure
+from spectral_reach.models import llama
+from spectral_reach.train import RunSpec, lm_loss, train
+from test_train import SPEC
+
+
+def test_frozen_backbone_chi_net_is_constant():
+    model = llama.build({"layers": 1, "hidden": 16, "ff": 32, "heads": 2}, 40, 16, seed=0)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("lm_head."))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, 40, (4, 12), generator=g), torch.randint(0, 40, (4, 12), generator=g)
+    opt = torch.optim.AdamW([model.lm_head.weight], lr=0.05)
+    values = []
+    for _ in range(4):
+        values.append(measure(LogitsOnly(model), lm_loss, (x, y), hutchinson=2).chi_net)
+        lm_loss(model(x).logits, y).backward()
+        opt.step()
+        opt.zero_grad()
+    assert values == pytest.approx([values[0]] * 4, rel=1e-6)
+    full = llama.build({"layers": 1, "hidden": 16, "ff": 32, "heads": 2}, 40, 16, seed=0)
+    assert measure(LogitsOnly(full), lm_loss, (x, y), hutchinson=2).chi_net > 2 * values[0]
+
+
+def test_probe_trains_only_the_head(text_data, tmp_path):
+    train(RunSpec.from_dict({**SPEC, "steps": 12}), text_data, tmp_path / "lm", tmp_path / "s1")
+    train(RunSpec.from_dict({**SPEC, "steps": 12, "trainable": "head"}), text_data, tmp_path / "probe", tmp_path / "s2",
+          backbone=str(tmp_path / "lm" / "model"))
+    backbone, probed = llama.load(tmp_path / "lm" / "model"), llama.load(tmp_path / "probe" / "model")
+    head_changed = False
+    for (name, p), q in zip(backbone.state_dict().items(), probed.state_dict().values()):
+        if name.startswith("lm_head."):
+            head_changed = not torch.equal(p, q)
+        else:
+            assert torch.equal(p, q), name
+    assert head_changed
+    lnp = pd.read_parquet(tmp_path / "probe" / "lnp.parquet")
+    assert lnp["chi_net"].notna().all()
+
+
+def test_top_fraction_filter_and_ratio_by_hand():
+    pre = pd.DataFrame({"step": range(10), "window": [0] * 5 + [1] * 5,
+                        "chi_pos": [1.0, 5.0, 3.0, 2.0, 4.0, 0.5, 0.1, 0.9, 0.3, 0.2]})
+    rnd = pre.assign(chi_pos=pre["chi_pos"] * 2)
+    kept = probe.top_per_window(pre, 0.3)           # ceil(1.5) = 2 per window
+    assert kept["chi_pos"].tolist() == [5.0, 4.0, 0.5, 0.9]
+    out = probe.ratio(pre, rnd, steps=10, fraction=0.3, windows=[(0.0, 0.5), (0.5, 1.0), (0.0, 1.0)])
+    assert out["chi_pos_pretrained"].tolist() == pytest.approx([4.5, 0.7, 2.6])
+    assert out["ratio"].tolist() == pytest.approx([0.5, 0.5, 0.5])

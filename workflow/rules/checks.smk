@@ -1,0 +1,99 @@
+# Verification on trained models (paper App. B.1, D.5): Hutchinson convergence (Fig. 6) and the
+# explicit eNTK of a reduced output space (Fig. 12).
+
+
+rule hutchinson_cv:
+    input:
+        model=lambda w: f"{lm_run_dir(**check_run('hutchinson'))}/model",
+        data=lambda w: data_files(config["checks"]["hutchinson"]["dataset"]),
+    output:
+        report("results/checks/hutchinson_cv.csv", caption="../report/hutchinson_cv.rst", category="Fig. 6"),
+    params:
+        c=pick(config["checks"]["hutchinson"], ["samples", "draws", "per_call", "probe_seed", "ks"]),
+        context_length=lambda w: config["lm"][config["checks"]["hutchinson"]["dataset"]]["context_length"],
+        data_dir=lambda w: f"results/data/{config['checks']['hutchinson']['dataset']}",
+    log:
+        "logs/hutchinson_cv/hutchinson_cv.log",
+    benchmark:
+        "benchmarks/hutchinson_cv/hutchinson_cv.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach hutchinson-cv --model {input.model} --data-dir {params.data_dir}"
+        " --context-length {params.context_length} --samples {params.c[samples]} --draws {params.c[draws]}"
+        " --per-call {params.c[per_call]} --seed {params.c[probe_seed]} --ks {params.c[ks]} --out {output} > {log} 2>&1"
+
+
+rule entk_spectrum:
+    input:
+        model=lambda w: f"{lm_run_dir(**check_run('entk'))}/model",
+        data=lambda w: data_files(config["checks"]["entk"]["dataset"]),
+    output:
+        spectrum="results/checks/entk_spectrum.parquet",
+        shift=report("results/checks/entk_shift.csv", caption="../report/entk_shift.rst", category="Fig. 12"),
+    params:
+        c=pick(config["checks"]["entk"], ["seed", "sample", "vocab_count", "positions"]),
+        size=lambda w: json.dumps(json.loads(lm_spec(**check_run("entk")))["size"], sort_keys=True),
+        vocab_size=lambda w: config["data"][config["checks"]["entk"]["dataset"]]["vocab_size"],
+        context_length=lambda w: config["lm"][config["checks"]["entk"]["dataset"]]["context_length"],
+        data_dir=lambda w: f"results/data/{config['checks']['entk']['dataset']}",
+    log:
+        "logs/entk_spectrum/entk_spectrum.log",
+    benchmark:
+        "benchmarks/entk_spectrum/entk_spectrum.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach entk-spectrum --model {input.model} --size {params.size:q} --data-dir {params.data_dir}"
+        " --context-length {params.context_length} --vocab-size {params.vocab_size} --seed {params.c[seed]}"
+        " --sample {params.c[sample]} --vocab-count {params.c[vocab_count]} --positions {params.c[positions]}"
+        " --out-spectrum {output.spectrum} --out-shift {output.shift} > {log} 2>&1"
+
+
+rule fig06:
+    input:
+        cv="results/checks/hutchinson_cv.csv",
+        lnp=expand("results/lm/{dataset}/summary/lnp_windows.parquet", dataset=LM_DATASETS),
+        runs=expand("results/lm/{dataset}/summary/runs.csv", dataset=LM_DATASETS),
+    output:
+        pdf="figures/fig06_hutchinson.pdf",
+        png=report("figures/fig06_hutchinson.png", caption="../report/fig06.rst", category="Fig. 6"),
+    params:
+        style=figure_style("fig06"),
+        datasets=LM_DATASETS,
+    log:
+        "logs/fig06/fig06.log",
+    benchmark:
+        "benchmarks/fig06/fig06.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach fig06 --cv {input.cv} --datasets {params.datasets} --lnp {input.lnp} --runs {input.runs}"
+        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+rule fig12:
+    input:
+        spectrum="results/checks/entk_spectrum.parquet",
+        shift="results/checks/entk_shift.csv",
+    output:
+        pdf="figures/fig12_entk.pdf",
+        png=report("figures/fig12_entk.png", caption="../report/fig12.rst", category="Fig. 12"),
+    params:
+        style=figure_style("fig12"),
+    log:
+        "logs/fig12/fig12.log",
+    benchmark:
+        "benchmarks/fig12/fig12.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach fig12 --spectrum {input.spectrum} --shift {input.shift}"
+        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+localrules:
+    fig06,
+    fig12,

@@ -1,0 +1,114 @@
+# Linear probes on pretrained and random backbones (paper Sec. 5, App. B.2.1-B.2.2): Figs. 4 and 5.
+# A pretrained probe's backbone is the final model of the matching training run, so retraining
+# a backbone reruns its probes and nothing else.
+
+
+rule probe_train:
+    input:
+        data=lambda w: data_files(w.dataset),
+        backbone=lambda w: [f"{lm_run_dir(w.dataset, w.size, w.seed)}/model"] if w.backbone == "pretrained" else [],
+    output:
+        model=directory("results/probe/{dataset}/{size}/seed{seed}/{backbone}/model"),
+        metrics="results/probe/{dataset}/{size}/seed{seed}/{backbone}/metrics.parquet",
+        lnp="results/probe/{dataset}/{size}/seed{seed}/{backbone}/lnp.parquet",
+        eval="results/probe/{dataset}/{size}/seed{seed}/{backbone}/eval.parquet",
+        done="results/probe/{dataset}/{size}/seed{seed}/{backbone}/done.json",
+    wildcard_constraints:
+        backbone="pretrained|random",
+    params:
+        spec=lambda w: lm_spec(w.dataset, w.size, w.seed, trainable="head"),
+        backbone=lambda w: f"--backbone {lm_run_dir(w.dataset, w.size, w.seed)}/model" if w.backbone == "pretrained" else "",
+        state="results/checkpoints/probe/{dataset}/{size}/seed{seed}/{backbone}",
+        data_dir="results/data/{dataset}",
+        out_dir="results/probe/{dataset}/{size}/seed{seed}/{backbone}",
+    resources:
+        gpu=lambda w: lm_resources(w.dataset, w.size)["gpu"],
+        mem_mb=lambda w: lm_resources(w.dataset, w.size)["mem_mb"],
+        runtime=lambda w, attempt: lm_resources(w.dataset, w.size)["runtime"] * attempt,
+        cpus_per_gpu=lambda w: lm_resources(w.dataset, w.size)["cpus_per_gpu"],
+    threads: 1
+    log:
+        "logs/probe_train/{dataset}/{size}/seed{seed}_{backbone}.log",
+    benchmark:
+        "benchmarks/probe_train/{dataset}/{size}/seed{seed}_{backbone}.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach train-lm --spec {params.spec:q} {params.backbone} --data-dir {params.data_dir}"
+        " --out-dir {params.out_dir} --state-dir {params.state} > {log} 2>&1"
+
+
+rule probe_summary:
+    input:
+        done=lambda w: [f"results/probe/{w.dataset}/{s}/seed{seed}/{b}/done.json" for s, seed in probe_runs(w.dataset)
+                        for b in ("pretrained", "random")],
+        runs="results/lm/{dataset}/summary/runs.csv",
+    output:
+        ratios="results/probe/{dataset}/summary/ratios.csv",
+        lnp="results/probe/{dataset}/summary/lnp_windows.parquet",
+    params:
+        runs=lambda w: json.dumps([[s, int(seed), f"results/probe/{w.dataset}/{s}/seed{seed}"] for s, seed in probe_runs(w.dataset)]),
+        steps=lambda w: config["lm"][w.dataset]["steps"],
+        top_fraction=config["probe"]["top_fraction"],
+        time_windows=json.dumps(config["probe"]["time_windows"]),
+        raw_steps=config["analysis"]["raw_steps"],
+    log:
+        "logs/probe_summary/{dataset}.log",
+    benchmark:
+        "benchmarks/probe_summary/{dataset}.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach probe-summary --runs {params.runs:q} --lm-runs {input.runs} --steps {params.steps}"
+        " --top-fraction {params.top_fraction} --time-windows {params.time_windows:q}"
+        " --raw-steps {params.raw_steps} --out-ratios {output.ratios} --out-lnp {output.lnp} > {log} 2>&1"
+
+
+rule fig04:
+    input:
+        ratios=expand("results/probe/{dataset}/summary/ratios.csv", dataset=LM_DATASETS),
+    output:
+        pdf="figures/fig04_probe_ratio.pdf",
+        png=report("figures/fig04_probe_ratio.png", caption="../report/fig04.rst", category="Fig. 4"),
+    params:
+        style=figure_style("fig04"),
+        datasets=LM_DATASETS,
+    log:
+        "logs/fig04/fig04.log",
+    benchmark:
+        "benchmarks/fig04/fig04.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach fig04 --datasets {params.datasets} --ratios {input.ratios}"
+        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+rule fig05:
+    input:
+        lm=expand("results/lm/{dataset}/summary/lnp_windows.parquet", dataset=LM_DATASETS),
+        probe=expand("results/probe/{dataset}/summary/lnp_windows.parquet", dataset=LM_DATASETS),
+        runs=expand("results/lm/{dataset}/summary/runs.csv", dataset=LM_DATASETS),
+    output:
+        pdf="figures/fig05_chi_net.pdf",
+        png=report("figures/fig05_chi_net.png", caption="../report/fig05.rst", category="Fig. 5"),
+    params:
+        style=figure_style("fig05"),
+        datasets=LM_DATASETS,
+    log:
+        "logs/fig05/fig05.log",
+    benchmark:
+        "benchmarks/fig05/fig05.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach fig05 --datasets {params.datasets} --lm {input.lm} --probe {input.probe} --runs {input.runs}"
+        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+localrules:
+    probe_summary,
+    fig04,
+    fig05,
