@@ -26,6 +26,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/lnp_cost.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
 	rm -rf results figures logs benchmarks/*/ .snakemake report.html report.zip

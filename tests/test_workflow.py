@@ -188,3 +188,15 @@ def test_killed_training_job_resumes_and_matches(tmp_path):
 
 def test_paper_config_resolves():
     snakemake(ROOT, "-n", "--configfile", str(ROOT / "config/paper.yaml"))
+
+
+def test_report_holds_every_figure_and_table(workdir):
+    import zipfile
+
+    snakemake(workdir, "--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config",
+              "--report", "report.zip")
+    names = "\n".join(zipfile.ZipFile(workdir / "report.zip").namelist())
+    for figure in FIGURES:
+        assert f"{figure}.png" in names, figure
+    for table in ("deviations.csv", "lm_sizes_stories.csv", "fig01_fits.csv", "entk_shift.csv", "hutchinson_cv.csv"):
+        assert table in names, table

@@ -150,7 +150,7 @@ def lm_summary(a: argparse.Namespace) -> None:
 
 
 def lm_table(a: argparse.Namespace) -> None:
-    from .analysis.lm import label_params
+    from .analysis.lm import label_matches, label_params
     from .models.llama import count_parameters
 
     rows = []
@@ -161,9 +161,9 @@ def lm_table(a: argparse.Namespace) -> None:
                "head_dim": size.get("head_dim", size["hidden"] // size["heads"]), "tied": size.get("tied", False),
                "lr": size["lr"], "params": measured, "paper_params": table,
                "rel_diff": None if table is None else measured / table - 1, "note": ""}
-        if table is not None and abs(measured / table - 1) > a.tolerance:
+        if table is not None and not label_matches(name, measured, a.tolerance):
             other = count_parameters({**size, "tied": not row["tied"]}, a.vocab_size)
-            if abs(other / table - 1) <= a.tolerance:
+            if label_matches(name, other, a.tolerance):
                 row["note"] = f"matches only with tied={not row['tied']} ({other:,} parameters)"
             else:
                 row["note"] = "does not match the paper's count"
