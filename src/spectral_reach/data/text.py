@@ -101,9 +101,10 @@ def train_tokenizer(batches: Iterable[list[str]], vocab_size: int, out: str | os
     """Train the recipe on cleaned stories and save it as ``tokenizer.json`` (atomically)."""
     tok, trainer = recipe(vocab_size)
     tok.train_from_iterator((clean_story(s) for b in batches for s in b), trainer=trainer)
-    # The trainer numbers its initial alphabet in hash-set order, which changes from run to run;
-    # renumber (special tokens first, then by string) so that one corpus gives one tokenizer file.
-    # Merges whose counts tie are also broken in hash order: only tiny corpora have such ties.
+    # The trainer numbers its alphabet in hash order, which changes from run to run: renumber
+    # (special tokens first, then by string). Merges whose counts tie are also broken in hash
+    # order, so the vocabulary itself can differ between runs on the same corpus; every token
+    # stream records the tokenizer's sha256, and a fixed tokenizer path reproduces exactly.
     vocab = tok.get_vocab()
     order = [UNK, EOS] + sorted(t for t in vocab if t not in (UNK, EOS))
     tok.model = WordPiece({t: i for i, t in enumerate(order)}, unk_token=UNK, continuing_subword_prefix="##")
