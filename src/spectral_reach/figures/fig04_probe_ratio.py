@@ -19,7 +19,7 @@ def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, hei
         df = ratios.assign(window=[f"t in [{a:g}, {b:g})" for a, b in zip(ratios["t0"], ratios["t1"])])
         sns.lineplot(df, x="params", y="ratio", hue="window", marker="o", errorbar="sd", ax=ax, palette="viridis")
         ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set(xscale="log", xlabel="parameters N", ylabel="χ_pos(pretrained) / χ_pos(random)", title=name)
+        ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="χ_pos(pretrained) / χ_pos(random)", title=name)
         ax.legend(fontsize="x-small")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
