@@ -139,6 +139,8 @@ def test_schema_violation_fails_before_any_job(workdir):
     ({"lm__stories__sizes__a__lr": 0.0}, ["lr", "exclusiveMinimum"]),
     ({"lm__stories__schedule": "exponential"}, ["schedule", "constant"]),
     ({"datasets": ["stories", "nope"]}, ["datasets", "nope"]),
+    ({"figures__fig10__dataset": "nope"}, ["figures.fig10.dataset", "nope"]),
+    ({"checks__entk__size": "zz"}, ["checks.entk", "zz"]),
 ])
 def test_bad_config_is_named_before_any_job(workdir, change, words):
     path = workdir / "bad.yaml"

@@ -28,6 +28,11 @@ for _d in LM_DATASETS:
             raise ValueError(f"config key datasets: {_d!r} has no entry under {_section} (have: {', '.join(config[_section])})")
 LM_SIZES = sorted({s for d in LM_DATASETS for s in config["lm"][d]["sizes"]})
 
+for _fig in ("fig10", "fig11"):
+    if config["figures"][_fig]["dataset"] not in LM_DATASETS:
+        raise ValueError(f"config key figures.{_fig}.dataset: {config['figures'][_fig]['dataset']!r} is not one of "
+                         f"datasets {LM_DATASETS}")
+
 
 wildcard_constraints:
     alpha=constraint(ALPHAS),
@@ -107,6 +112,10 @@ def check_run(name):
         raise ValueError(f"config checks.{name}: no training run {c['dataset']}/{c['size']}/seed{c['seed']} "
                          f"(datasets {LM_DATASETS}; sizes and seeds under lm.<dataset>)")
     return {"dataset": c["dataset"], "size": c["size"], "seed": c["seed"]}
+
+
+for _check in ("hutchinson", "entk"):
+    check_run(_check)
 
 
 def lm_run_dir(dataset, size, seed):
