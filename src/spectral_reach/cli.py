@@ -9,21 +9,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from .data.memmap import atomic_file
+
 log = logging.getLogger("spectral_reach")
 
 
 def _write(df: pd.DataFrame, path: str) -> None:
     """Write a table by extension (.parquet, .csv or .md), atomically."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if out.suffix == ".parquet":
-        df.to_parquet(tmp, index=False)
-    elif out.suffix == ".md":
-        tmp.write_text(df.to_markdown(index=False, floatfmt=".4g") + "\n")
-    else:
-        df.to_csv(tmp, index=False)
-    tmp.replace(out)
+    suffix = Path(path).suffix
+    with atomic_file(path) as tmp:
+        if suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        elif suffix == ".md":
+            tmp.write_text(df.to_markdown(index=False, floatfmt=".4g") + "\n")
+        else:
+            df.to_csv(tmp, index=False)
 
 
 def rfm_lnp(a: argparse.Namespace) -> None:
@@ -95,18 +95,9 @@ def images_generate(a: argparse.Namespace) -> None:
 
 
 def cifar5m_download(a: argparse.Namespace) -> None:
-    import urllib.request
-
     from .data import cifar5m
 
-    url = cifar5m.URL.format(part=a.part)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    log.info("downloading %s", url)
-    urllib.request.urlretrieve(url, tmp)
-    cifar5m.part_size(tmp)
-    tmp.replace(out)
+    cifar5m.download(a.part, a.out)
 
 
 def images_convert(a: argparse.Namespace) -> None:
@@ -296,7 +287,7 @@ def entk_spectrum(a: argparse.Namespace) -> None:
 def fig06(a: argparse.Namespace) -> None:
     from .figures import fig06_hutchinson
 
-    fig06_hutchinson.plot(pd.read_csv(a.cv[0]), {n: (pd.read_parquet(w), pd.read_csv(r)) for n, w, r in
+    fig06_hutchinson.plot(pd.read_csv(a.cv), {n: (pd.read_parquet(w), pd.read_csv(r)) for n, w, r in
                                               zip(a.datasets, a.lnp, a.runs)}, a.pdf, a.png, width=a.width,
                           height=a.height, dpi=a.dpi)
 
@@ -304,7 +295,7 @@ def fig06(a: argparse.Namespace) -> None:
 def fig12(a: argparse.Namespace) -> None:
     from .figures import fig12_entk
 
-    fig12_entk.plot(pd.read_parquet(a.spectrum[0]), pd.read_csv(a.shift[0]), a.pdf, a.png, width=a.width,
+    fig12_entk.plot(pd.read_parquet(a.spectrum), pd.read_csv(a.shift), a.pdf, a.png, width=a.width,
                     height=a.height, dpi=a.dpi)
 
 
@@ -334,16 +325,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-md", required=True)
     p.set_defaults(fn=rfm_summary)
 
-    p = sub.add_parser("fig03", help="Fig. 3: RFM spectra and LNP against theory")
-    p.add_argument("--measured", required=True)
-    p.add_argument("--theory", required=True)
-    p.add_argument("--input-dim", type=int, required=True)
-    p.add_argument("--width", type=float, required=True)
-    p.add_argument("--height", type=float, required=True)
-    p.add_argument("--dpi", type=int, required=True)
-    p.add_argument("--pdf", required=True)
-    p.add_argument("--png", required=True)
-    p.set_defaults(fn=fig03)
+    def figure(name: str, fn, help: str, files: tuple[str, ...] = (), lists: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+        """A figure command: its input ``files`` (one path each), ``lists`` (one entry per data set), the style, PDF and PNG."""
+        p = sub.add_parser(name, help=help)
+        for arg in files:
+            p.add_argument(f"--{arg}", required=True)
+        for arg in lists:
+            p.add_argument(f"--{arg}", nargs="+", required=True)
+        p.add_argument("--width", type=float, required=True)
+        p.add_argument("--height", type=float, required=True)
+        p.add_argument("--dpi", type=int, required=True)
+        p.add_argument("--pdf", required=True)
+        p.add_argument("--png", required=True)
+        p.set_defaults(fn=fn)
+        return p
+
+    figure("fig03", fig03, "Fig. 3: RFM spectra and LNP against theory", files=("measured", "theory")).add_argument(
+        "--input-dim", type=int, required=True)
 
     p = sub.add_parser("stories-generate", help="synthetic story corpus (parquet, SimpleStories columns)")
     p.add_argument("--out-train", required=True)
@@ -433,32 +431,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-pos", required=True)
     p.set_defaults(fn=lm_isocompute)
 
-    def figure(name: str, fn, help: str, *inputs: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
-        for arg in inputs:
-            p.add_argument(f"--{arg}", nargs="+", required=True)
-        p.add_argument("--width", type=float, required=True)
-        p.add_argument("--height", type=float, required=True)
-        p.add_argument("--dpi", type=int, required=True)
-        p.add_argument("--pdf", required=True)
-        p.add_argument("--png", required=True)
-        p.set_defaults(fn=fn)
-        return p
-
-    figure("fig01", fig01, "Fig. 1: loss scaling and chi_pos dynamics", "datasets", "runs", "lnp").add_argument(
-        "--fits", required=True)
-    figure("fig07", fig07, "Fig. 7: test-loss scaling", "datasets", "runs").add_argument("--fits", required=True)
-    figure("fig08", fig08, "Fig. 8: isocompute curves", "datasets", "loss", "pos")
-    p = sub.add_parser("fig-components", help="Figs. 10-11: all LNP components of one data set")
-    p.add_argument("--lnp", required=True)
-    p.add_argument("--runs", required=True)
-    p.add_argument("--title", required=True)
-    for arg in ("width", "height"):
-        p.add_argument(f"--{arg}", type=float, required=True)
-    p.add_argument("--dpi", type=int, required=True)
-    p.add_argument("--pdf", required=True)
-    p.add_argument("--png", required=True)
-    p.set_defaults(fn=fig_components)
+    figure("fig01", fig01, "Fig. 1: loss scaling and chi_pos dynamics", files=("fits",),
+           lists=("datasets", "runs", "lnp"))
+    figure("fig07", fig07, "Fig. 7: test-loss scaling", files=("fits",), lists=("datasets", "runs"))
+    figure("fig08", fig08, "Fig. 8: isocompute curves", lists=("datasets", "loss", "pos"))
+    figure("fig-components", fig_components, "Figs. 10-11: all LNP components of one data set",
+           files=("lnp", "runs", "title"))
 
     p = sub.add_parser("probe-summary", help="Eq. 12 ratios and LNP windows of the probes of one data set")
     p.add_argument("--runs", required=True, help="JSON list of [size, seed, folder holding pretrained/ and random/]")
@@ -470,8 +448,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-ratios", required=True)
     p.add_argument("--out-lnp", required=True)
     p.set_defaults(fn=probe_summary)
-    figure("fig04", fig04, "Fig. 4: chi_pos ratio of probes, pretrained over random", "datasets", "ratios")
-    figure("fig05", fig05, "Fig. 5: chi_net of full training and of probes", "datasets", "lm", "probe", "runs")
+    figure("fig04", fig04, "Fig. 4: chi_pos ratio of probes, pretrained over random", lists=("datasets", "ratios"))
+    figure("fig05", fig05, "Fig. 5: chi_net of full training and of probes", lists=("datasets", "lm", "probe", "runs"))
 
     p = sub.add_parser("hutchinson-cv", help="Fig. 6: CV of the Hutchinson estimate vs K on a trained model")
     p.add_argument("--model", required=True)
@@ -492,8 +470,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-spectrum", required=True)
     p.add_argument("--out-shift", required=True)
     p.set_defaults(fn=entk_spectrum)
-    figure("fig06", fig06, "Fig. 6: Hutchinson convergence and chi_pos of all seeds", "cv", "datasets", "lnp", "runs")
-    figure("fig12", fig12, "Fig. 12: eNTK spectra of a reduced output space", "spectrum", "shift")
+    figure("fig06", fig06, "Fig. 6: Hutchinson convergence and chi_pos of all seeds", files=("cv",),
+           lists=("datasets", "lnp", "runs"))
+    figure("fig12", fig12, "Fig. 12: eNTK spectra of a reduced output space", files=("spectrum", "shift"))
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -142,6 +142,13 @@ def lm_resources(dataset, size):
     return {**c["resources"], **c["sizes"][size].get("resources", {})}
 
 
+def lm_resource(name):
+    """The rule-resource callable for ``name`` of a training job; ``runtime`` grows with the attempt."""
+    if name == "runtime":
+        return lambda w, attempt: lm_resources(w.dataset, w.size)["runtime"] * attempt
+    return lambda w: lm_resources(w.dataset, w.size)[name]
+
+
 def lm_targets():
     figs = ["fig01_scaling", "fig04_probe_ratio", "fig05_chi_net", "fig06_hutchinson", "fig07_test_loss",
             "fig08_isocompute", "fig10_components", "fig11_components", "fig12_entk"]

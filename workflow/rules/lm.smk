@@ -17,10 +17,10 @@ rule lm_train:
         data_dir="results/data/{dataset}",
         out_dir="results/lm/{dataset}/{size}/seed{seed}",
     resources:
-        gpu=lambda w: lm_resources(w.dataset, w.size)["gpu"],
-        mem_mb=lambda w: lm_resources(w.dataset, w.size)["mem_mb"],
-        runtime=lambda w, attempt: lm_resources(w.dataset, w.size)["runtime"] * attempt,
-        cpus_per_gpu=lambda w: lm_resources(w.dataset, w.size)["cpus_per_gpu"],
+        gpu=lm_resource("gpu"),
+        mem_mb=lm_resource("mem_mb"),
+        runtime=lm_resource("runtime"),
+        cpus_per_gpu=lm_resource("cpus_per_gpu"),
     threads: 1
     log:
         "logs/lm_train/{dataset}/{size}/seed{seed}.log",

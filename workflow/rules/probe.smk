@@ -22,10 +22,10 @@ rule probe_train:
         data_dir="results/data/{dataset}",
         out_dir="results/probe/{dataset}/{size}/seed{seed}/{backbone}",
     resources:
-        gpu=lambda w: lm_resources(w.dataset, w.size)["gpu"],
-        mem_mb=lambda w: lm_resources(w.dataset, w.size)["mem_mb"],
-        runtime=lambda w, attempt: lm_resources(w.dataset, w.size)["runtime"] * attempt,
-        cpus_per_gpu=lambda w: lm_resources(w.dataset, w.size)["cpus_per_gpu"],
+        gpu=lm_resource("gpu"),
+        mem_mb=lm_resource("mem_mb"),
+        runtime=lm_resource("runtime"),
+        cpus_per_gpu=lm_resource("cpus_per_gpu"),
     threads: 1
     log:
         "logs/probe_train/{dataset}/{size}/seed{seed}_{backbone}.log",

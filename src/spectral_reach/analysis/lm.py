@@ -82,20 +82,21 @@ def budgets(runs: pd.DataFrame, count: int) -> list[float]:
 
 
 _SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9}
+_LABEL = re.compile(r"([0-9]+(?:\.([0-9]+))?)([KMB])")
 
 
 def label_params(name: str) -> float | None:
     """``'1.2M' -> 1.2e6``, ``'102.6K' -> 102600``; ``None`` for names that are not counts."""
-    m = re.fullmatch(r"([0-9.]+)([KMB])", name)
-    return float(m.group(1)) * _SUFFIX[m.group(2)] if m else None
+    m = _LABEL.fullmatch(name)
+    return float(m.group(1)) * _SUFFIX[m.group(3)] if m else None
 
 
 def label_matches(name: str, count: int, tolerance: float = 0.01) -> bool:
     """Whether ``count`` agrees with the table label ``name``: it rounds to the label at the label's
     precision ('1.2M' holds 1.15M-1.25M) or lies within ``tolerance`` of it ('229.7K' vs 229,824)."""
-    m = re.fullmatch(r"([0-9]+)(?:\.([0-9]+))?([KMB])", name)
+    m = _LABEL.fullmatch(name)
     if not m:
         return False
-    value = float(m.group(1) + "." + (m.group(2) or "0"))
-    rounds = round(count / _SUFFIX[m.group(3)], len(m.group(2) or "")) == value
-    return rounds or abs(count / (value * _SUFFIX[m.group(3)]) - 1) <= tolerance
+    unit = _SUFFIX[m.group(3)]
+    rounds = round(count / unit, len(m.group(2) or "")) == float(m.group(1))
+    return rounds or abs(count / (float(m.group(1)) * unit) - 1) <= tolerance

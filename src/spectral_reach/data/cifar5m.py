@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .memmap import DataError, MemmapWriter, sha256_file
+from .memmap import DataError, MemmapWriter, atomic_file, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,17 @@ def _member(z: zipfile.ZipFile, key: str, path: Path):
     if fortran:
         raise DataError(f"{path}: {key} is stored in Fortran order; expected C order as published")
     return f, shape, dtype
+
+
+def download(part: int, out: str | os.PathLike) -> None:
+    """Fetch one published part, checking its format before it takes its final name."""
+    import urllib.request
+
+    url = URL.format(part=part)
+    log.info("downloading %s", url)
+    with atomic_file(out, suffix=".npz") as tmp:
+        urllib.request.urlretrieve(url, tmp)
+        part_size(tmp)
 
 
 def part_size(path: str | os.PathLike) -> int:

@@ -11,14 +11,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 
 class DataError(RuntimeError):
     """A data file is missing, malformed or inconsistent; the message says which and how to fix it."""
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """A temporary path beside ``path`` (ending in ``suffix``) to write to; renamed to ``path`` when the
+    block ends, removed if it raises, so a killed job never leaves a finished-looking partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

@@ -11,9 +11,10 @@ frame) at a random place, size and colour. Saved as CIFAR-5M parts (``X``: uint8
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
+
+from .memmap import atomic_file
 
 SIZE = 32
 CLASSES = 10
@@ -69,8 +70,5 @@ def generate(out: str | os.PathLike, part: int, images_per_part: int, seed: int,
     """Write part ``part`` as a CIFAR-5M ``.npz``; it uses the random stream ``(seed, part)`` alone."""
     rng = np.random.default_rng([seed, part])
     xs, ys = zip(*(images(rng, min(chunk, images_per_part - s), exponent) for s in range(0, images_per_part, chunk)))
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, X=np.concatenate(xs), Y=np.concatenate(ys))
-    tmp.replace(path)
+    with atomic_file(out, suffix=".npz") as tmp:          # np.savez appends .npz to other names
+        np.savez(tmp, X=np.concatenate(xs), Y=np.concatenate(ys))

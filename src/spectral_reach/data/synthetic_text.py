@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .memmap import atomic_file
 
 _ONSETS = "b c d f g h j k l m n p r s t v w z br cl dr fl gr pl sk sl sn st tr ch sh th".split()
 _VOWELS = "a e i o u ai ea ee oo ou".split()
@@ -118,8 +119,5 @@ def generate(out: dict[str, str | os.PathLike], stories: dict[str, int], seed: i
     for i, split in enumerate(sorted(out)):
         rng = np.random.default_rng([seed, i + 1])
         df = pd.DataFrame({"story": [story(world, rng, sentences) for _ in range(stories[split])]})
-        path = Path(out[split])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        df.to_parquet(tmp, index=False)
-        tmp.replace(path)
+        with atomic_file(out[split]) as tmp:
+            df.to_parquet(tmp, index=False)

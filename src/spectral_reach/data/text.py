@@ -24,7 +24,7 @@ from tokenizers.models import WordPiece
 from tokenizers.processors import TemplateProcessing
 from tokenizers.trainers import WordPieceTrainer
 
-from .memmap import DataError, MemmapWriter, sha256_file
+from .memmap import DataError, MemmapWriter, atomic_file, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,8 @@ def download_split(hub_id: str, split: str, column: str, out: str | os.PathLike)
     ds = datasets.load_dataset(hub_id, split=split)
     if column not in ds.column_names:
         raise DataError(f"{hub_id} [{split}]: no column {column!r} (columns: {ds.column_names})")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    ds.select_columns([column]).to_parquet(str(tmp))
-    tmp.replace(out)
+    with atomic_file(out) as tmp:
+        ds.select_columns([column]).to_parquet(str(tmp))
     return len(ds)
 
 
@@ -110,11 +107,8 @@ def train_tokenizer(batches: Iterable[list[str]], vocab_size: int, out: str | os
     tok.model = WordPiece({t: i for i, t in enumerate(order)}, unk_token=UNK, continuing_subword_prefix="##")
     eos = tok.token_to_id(EOS)
     tok.post_processor = TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, eos)])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tok.save(str(tmp))
-    tmp.replace(out)
+    with atomic_file(out) as tmp:
+        tok.save(str(tmp))
     return tok
 
 

@@ -33,6 +33,7 @@ import transformers
 from torch import Tensor
 
 from ..data import Contexts, DataError, FixedSet, TrainOrder, read_meta
+from ..data.memmap import atomic_file
 from ..lnp import LogitsOnly, measure
 from ..models import llama
 from . import checkpoint
@@ -260,9 +261,8 @@ def _write_outputs(spec: RunSpec, model: torch.nn.Module, rows: dict[str, list],
     shutil.rmtree(out_dir / "model", ignore_errors=True)
     tmp.rename(out_dir / "model")
     for name, table in rows.items():
-        df = pd.DataFrame(table)
-        df.to_parquet(out_dir / f".{name}.tmp", index=False)
-        (out_dir / f".{name}.tmp").replace(out_dir / f"{name}.parquet")
+        with atomic_file(out_dir / f"{name}.parquet") as tmp:
+            pd.DataFrame(table).to_parquet(tmp, index=False)
     metrics = pd.DataFrame(rows["metrics"])
     summary = {"params": n_params, "steps": spec.steps, "tokens": spec.steps * spec.batch_size * spec.context_length,
                "final_test_loss": rows["eval"][-1]["test_loss"], "train_s": float(metrics["step_s"].sum()),
