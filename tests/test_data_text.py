@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ from tokenizers.models import WordPiece
 from spectral_reach.data import DataError, read_memmap, read_meta
 from spectral_reach.data import text
 
-PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "data" / "simplestories-4096.json"
+# The shared reference data beside the checkout (../shared/data), or where SPECTRAL_REACH_SHARED points.
+PUBLISHED = Path(os.environ.get("SPECTRAL_REACH_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" \
+    / "simplestories-4096.json"
 
 STORIES = [
     "Once upon a time, Mia found a “magic” stone\u2014it glowed\u2026 She smiled.",
