@@ -7,8 +7,11 @@ ratio, and the fraction of a whole run spent measuring under that config's windo
     fraction = n_lnp * t_measure / (steps * t_step + n_lnp * t_measure)
 
 Target: at most 5% with the paper's schedule. On a GPU (``--device cuda``) the step runs in
-bf16 autocast (the measurement stays fp32) and model FLOPs utilisation is reported as
-``6 N tokens/s / peak`` (``--peak-tflops``, 989 for an H100 SXM in dense bf16).
+bf16 autocast and model FLOPs utilisation is reported as ``6 N tokens/s / peak``
+(``--peak-tflops``, 989 for an H100 SXM in dense bf16). The measurement runs at each precision
+of ``--lnp-precision`` (see :func:`spectral_reach.train.loop.lnp_precision`) on the same batches
+and Rademacher vectors, and each row reports the relative deviation of its components from the
+fp32 measurement, so speed and accuracy are read side by side.
 
     python benchmarks/train_throughput.py                                  # demo sizes, CPU
     python benchmarks/train_throughput.py --config config/paper.yaml --device cuda
@@ -27,7 +30,7 @@ import yaml
 
 from spectral_reach.lnp import LogitsOnly, measure
 from spectral_reach.models import llama
-from spectral_reach.train.loop import lm_loss
+from spectral_reach.train.loop import lm_loss, lnp_precision
 from spectral_reach.train.schedule import lnp_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +51,11 @@ def timed(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def bench(size: dict, lm: dict, vocab: int, device: torch.device, repeats: int, batch: int | None) -> dict:
+COMPONENTS = ("delta", "chi_loss", "chi_net", "chi_pos")
+
+
+def bench(size: dict, lm: dict, vocab: int, device: torch.device, repeats: int, batch: int | None,
+          precisions: list[str], profile: bool = False) -> list[dict]:
     model = llama.build(size, vocab, lm["context_length"], seed=0).to(device)
     b = batch or lm["batch_size"]
     g = torch.Generator().manual_seed(0)
@@ -68,16 +75,32 @@ def bench(size: dict, lm: dict, vocab: int, device: torch.device, repeats: int, 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         lm_loss(model(x).logits, y).backward()
     grads = [p.grad.clone() for p in params]
-    t_measure = timed(lambda: measure(LogitsOnly(model), lm_loss, (x, y), (xm, ym), hutchinson=lm["lnp"]["hutchinson"],
-                                      train_grad=grads), repeats, device)
     n_lnp = len(lnp_steps(lm["steps"], lm["lnp"]["per_decade"], lm["lnp"]["width"]))
     n_params = sum(p.numel() for p in params)
     tokens_s = b * (lm["context_length"] - 1) / t_step
-    return {"params": n_params, "batch": b, "tokens_per_s": round(tokens_s), "step_s": t_step, "measure_s": t_measure,
-            "measure_over_step": t_measure / t_step, "lnp_steps": n_lnp, "steps": lm["steps"],
-            "lnp_fraction": n_lnp * t_measure / (lm["steps"] * t_step + n_lnp * t_measure),
-            "tflops": 6 * n_params * tokens_s / 1e12}
-
+    rows, reference = [], None
+    for precision in precisions:
+        def run():
+            gen = torch.Generator(device=device).manual_seed(0)
+            with lnp_precision(precision, device):
+                return measure(LogitsOnly(model), lm_loss, (x, y), (xm, ym), hutchinson=lm["lnp"]["hutchinson"],
+                               train_grad=grads, generator=gen)
+        t_measure = timed(run, repeats, device)
+        if profile:
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+                                        if device.type == "cuda" else None) as prof:
+                run()
+            key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+            print(f"# profile of one measurement at {precision}\n" + prof.key_averages().table(sort_by=key, row_limit=25))
+        rec = run()
+        reference = reference or rec
+        rows.append({"params": n_params, "batch": b, "tokens_per_s": round(tokens_s), "step_s": t_step,
+                     "lnp_precision": precision, "measure_s": t_measure, "measure_over_step": t_measure / t_step,
+                     "lnp_steps": n_lnp, "steps": lm["steps"],
+                     "lnp_fraction": n_lnp * t_measure / (lm["steps"] * t_step + n_lnp * t_measure),
+                     "tflops": 6 * n_params * tokens_s / 1e12,
+                     **{f"rel_err_{c}": abs(getattr(rec, c) / getattr(reference, c) - 1) for c in COMPONENTS}})
+    return rows
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,6 +110,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=None, help="override the config's batch size (memory)")
     p.add_argument("--sizes", nargs="*", default=None, help="only these size names")
     p.add_argument("--peak-tflops", type=float, default=989.0)
+    p.add_argument("--profile", action="store_true", help="print the torch.profiler table of one measurement")
+    p.add_argument("--lnp-precision", nargs="+", default=["fp32"], choices=["fp32", "tf32", "bf16"],
+                   help="measurement precisions, the first is the reference for the error columns")
     a = p.parse_args()
     torch.manual_seed(0)
     cfg = yaml.safe_load(Path(a.config).read_text())
@@ -98,11 +124,12 @@ def main() -> None:
             if a.sizes and name not in a.sizes:
                 continue
             shape = {k: v for k, v in size.items() if k not in ("lr", "resources")}
-            r = bench(shape, lm, vocab, device, a.repeats, a.batch)
-            if device.type == "cuda":
-                r["mfu"] = r["tflops"] / a.peak_tflops
-            print(json.dumps({"dataset": dataset, "size": name, **{k: round(v, 4) if isinstance(v, float) else v
-                                                                   for k, v in r.items()}}))
+            for r in bench(shape, lm, vocab, device, a.repeats, a.batch, a.lnp_precision, a.profile):
+                if device.type == "cuda":
+                    r["mfu"] = r["tflops"] / a.peak_tflops
+                print(json.dumps({"dataset": dataset, "size": name,
+                                  **{k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in r.items()}}),
+                      flush=True)
 
 
 if __name__ == "__main__":

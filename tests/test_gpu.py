@@ -1,5 +1,6 @@
 """CUDA checks (skipped where no GPU is present, e.g. in CI): LNP on the GPU equals LNP on the CPU,
-and a bf16-autocast, compiled training run keeps its LNP measurement in fp32 and finite."""
+a bf16 (or TF32) measurement stays within 2% of fp32, and a bf16-autocast, compiled training run
+with a bf16 measurement keeps its LNP components finite."""
 
 from __future__ import annotations
 
@@ -25,10 +26,28 @@ def test_measure_on_cuda_equals_cpu():
         assert getattr(gpu, key) == pytest.approx(getattr(cpu, key), rel=1e-4), key
 
 
-def test_bf16_compiled_training_keeps_lnp_in_fp32(text_data, tmp_path):
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+def test_reduced_precision_measure_on_cuda_within_2_percent(precision):
+    """The paper config measures in bf16 on the GPU: components stay within 2% of fp32 (measured: <1.3%)."""
+    from spectral_reach.train.loop import lnp_precision
+
+    model, loss_fn, batch, mbatch = cases(torch.float32)["llama"]
+    model = model.cuda()
+    batch, mbatch = (tuple(t.cuda() for t in b) for b in (batch, mbatch))
+    runs = {}
+    for p in ("fp32", precision):
+        with lnp_precision(p, torch.device("cuda")):
+            runs[p] = measure(model, seq_ce, batch, mbatch, hutchinson=8,
+                              generator=torch.Generator("cuda").manual_seed(0))
+    for key in ("delta", "chi_loss", "chi_net", "chi_pos"):
+        assert getattr(runs[precision], key) == pytest.approx(getattr(runs["fp32"], key), rel=0.02), key
+
+
+def test_bf16_compiled_training_with_bf16_lnp(text_data, tmp_path):
     from test_train import SPEC
 
-    spec = RunSpec.from_dict({**SPEC, "steps": 60, "device": "cuda", "precision": "bf16", "compile": True})
+    spec = RunSpec.from_dict({**SPEC, "steps": 60, "device": "cuda", "precision": "bf16", "compile": True,
+                              "lnp": {**SPEC["lnp"], "precision": "bf16"}})
     summary = train(spec, text_data, tmp_path / "run", tmp_path / "state")
     lnp = pd.read_parquet(tmp_path / "run" / "lnp.parquet")
     metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")

@@ -141,3 +141,20 @@ def test_bf16_autocast_accumulates_in_fp32():
     for name in ("delta", "chi_loss", "chi_net", "chi_pos"):
         assert getattr(low, name) == pytest.approx(getattr(ref, name), rel=0.02), name
     assert isinstance(low.chi_net, float) and low.j_sq_draws != ref.j_sq_draws  # bf16 really ran
+
+
+def test_lnp_precision_context_sets_and_restores():
+    """The training loop's measurement precision: bf16 autocast inside, TF32 flags restored after."""
+    from spectral_reach.train.loop import lnp_precision
+
+    model, loss_fn, batch, other = cases(torch.float32)["llama"]
+    before = torch.backends.cuda.matmul.allow_tf32
+    with lnp_precision("bf16", torch.device("cpu")):
+        assert torch.is_autocast_enabled("cpu") and torch.backends.cuda.matmul.allow_tf32
+        low = measure(model, loss_fn, batch, other, hutchinson=8, generator=torch.Generator().manual_seed(0))
+    assert torch.backends.cuda.matmul.allow_tf32 == before and not torch.is_autocast_enabled("cpu")
+    ref = measure(model, loss_fn, batch, other, hutchinson=8, generator=torch.Generator().manual_seed(0))
+    assert low.chi_pos == pytest.approx(ref.chi_pos, rel=0.02) and low.chi_pos != ref.chi_pos
+    with pytest.raises(ValueError, match="lnp.precision must be one of"):
+        with lnp_precision("fp16", torch.device("cpu")):
+            pass

@@ -19,7 +19,11 @@ recomputes the activation Gram for every backward pass; ours chooses the cheaper
 exact forms per layer and caches the activation side.
 
 Norms accumulate in float32 (float64 stays float64), also when the model runs under bf16
-autocast.
+autocast. There the Linear rule forms its per-sample gradient blocks (or Gram matrices) on bf16
+tensor cores, as the model's own matmuls are: the products accumulate in fp32 inside the matmul,
+each entry is rounded once to bf16, and the squares are summed in fp32. Casting every backward
+pass's ``(b, T, d_out)`` gradient to fp32 first took a third of the GPU time of a measurement
+(``benchmarks/train_throughput.py --profile``).
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ def accumulation_dtype(t: Tensor) -> torch.dtype:
 
 
 def _sq_sum_per_sample(t: Tensor) -> Tensor:
-    """``||t_i||^2`` for each sample ``i`` of a ``(b, ...)`` tensor."""
-    return t.reshape(t.shape[0], -1).pow(2).sum(1)
+    """``||t_i||^2`` for each sample ``i`` of a ``(b, ...)`` tensor, summed in the accumulation dtype."""
+    return torch.linalg.vector_norm(t.reshape(t.shape[0], -1), dim=1, dtype=accumulation_dtype(t)).pow(2)
 
 
 def _sum_to_param_shape(t: Tensor, param_ndim: int) -> Tensor:
@@ -79,7 +83,7 @@ def linear_strategy(tokens: int, d_in: int, d_out: int, passes: int) -> str:
 @dataclass
 class _LinearCtx:
     strategy: str
-    acts: Tensor  # (b, T, d_in)
+    acts: Tensor  # (b, T, d_in), in the dtype the layer computed in
     gram: Tensor | None = None  # (b, T, T), made by the first backward pass that needs it
 
 
@@ -93,7 +97,9 @@ class LinearRule:
 
     def prepare(self, module: nn.Linear, inputs: tuple[Tensor, ...], passes: int) -> _LinearCtx:
         a = inputs[0]
-        acts = a.reshape(a.shape[0], -1, a.shape[-1]).to(accumulation_dtype(a))
+        acts = a.reshape(a.shape[0], -1, a.shape[-1])
+        if torch.is_autocast_enabled(a.device.type):
+            acts = acts.to(torch.get_autocast_dtype(a.device.type))
         strategy = self.strategy or linear_strategy(
             acts.shape[1], module.in_features, module.out_features, passes
         )
@@ -101,19 +107,20 @@ class LinearRule:
 
     def sq_norms(self, module: nn.Linear, ctx: _LinearCtx, backprops: Tensor) -> Tensor:
         g = backprops.reshape(backprops.shape[0], -1, backprops.shape[-1]).to(ctx.acts.dtype)
-        out = torch.zeros(g.shape[0], dtype=g.dtype, device=g.device)
+        acc = accumulation_dtype(g)
+        out = torch.zeros(g.shape[0], dtype=acc, device=g.device)
         if module.weight.requires_grad:
             if ctx.strategy == "gram":
                 if ctx.gram is None:  # shared by every probe; never built for an exact output layer
                     ctx.gram = ctx.acts @ ctx.acts.transpose(1, 2)
-                out += (ctx.gram * (g @ g.transpose(1, 2))).sum((1, 2))
+                out += (ctx.gram * (g @ g.transpose(1, 2))).sum((1, 2), dtype=acc)
             else:
                 step = max(1, MATERIALISE_CHUNK_ELEMENTS // (module.in_features * module.out_features))
                 for lo in range(0, g.shape[0], step):
                     per_sample = g[lo : lo + step].transpose(1, 2) @ ctx.acts[lo : lo + step]
                     out[lo : lo + step] += _sq_sum_per_sample(per_sample)
         if module.bias is not None and module.bias.requires_grad:
-            out += g.sum(1).pow(2).sum(1)
+            out += g.sum(1, dtype=acc).pow(2).sum(1)
         return out
 
     def output_sq_norms(self, module: nn.Linear, ctx: _LinearCtx) -> Tensor:
@@ -125,9 +132,9 @@ class LinearRule:
 
         exactly: the expectation over probe vectors, without them.
         """
-        out = torch.zeros(ctx.acts.shape[0], dtype=ctx.acts.dtype, device=ctx.acts.device)
+        out = torch.zeros(ctx.acts.shape[0], dtype=accumulation_dtype(ctx.acts), device=ctx.acts.device)
         if module.weight.requires_grad:
-            out += module.out_features * ctx.acts.pow(2).sum((1, 2))
+            out += module.out_features * _sq_sum_per_sample(ctx.acts)
         if module.bias is not None and module.bias.requires_grad:
             out += ctx.acts.shape[1] * module.out_features
         return out

@@ -21,10 +21,10 @@ import os
 import shutil
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 import torch
@@ -50,6 +50,9 @@ class Preempted(RuntimeError):
     """SIGTERM arrived; a checkpoint was written and the run can be resumed."""
 
 
+LNP_PRECISIONS = ("fp32", "tf32", "bf16")
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that shapes one run; built from the rule's params (:meth:`from_dict`)."""
@@ -67,7 +70,7 @@ class RunSpec:
     weight_decay: float
     warmup: int
     schedule: str
-    lnp: dict[str, int]
+    lnp: dict[str, Any]
     eval: dict[str, int]
     checkpoint_every: int
     log_every: int
@@ -89,6 +92,8 @@ class RunSpec:
             raise ValueError(f"lr must be positive, not {spec.lr}")
         if spec.lnp["width"] > spec.steps:
             raise ValueError(f"lnp.width={spec.lnp['width']} exceeds steps={spec.steps}")
+        if spec.lnp.get("precision", "fp32") not in LNP_PRECISIONS:
+            raise ValueError(f"lnp.precision must be one of {LNP_PRECISIONS}, not {spec.lnp['precision']!r}")
         if spec.warmup >= spec.steps:
             raise ValueError(f"warmup={spec.warmup} must be below steps={spec.steps}")
         if spec.trainable not in ("all", "head"):
@@ -99,6 +104,26 @@ class RunSpec:
 def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
     """Mean next-token cross-entropy over all predicted tokens, computed in fp32."""
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+@contextmanager
+def lnp_precision(precision: str, device: torch.device) -> Iterator[None]:
+    """Arithmetic of an LNP measurement on ``device``; every sum still accumulates in fp32.
+
+    ``fp32``: full fp32. ``tf32``: fp32 tensors, matmuls on TF32 tensor cores (10-bit
+    mantissa inputs, fp32 accumulation). ``bf16``: the forward and backward passes under bf16
+    autocast and the per-sample norm rules' fp32 matmuls on TF32. On a CPU only ``bf16``
+    changes anything (autocast). The training step's own precision is separate (``precision``).
+    """
+    if precision not in LNP_PRECISIONS:
+        raise ValueError(f"lnp.precision must be one of {LNP_PRECISIONS}, not {precision!r}")
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision != "fp32"
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext():
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def pick_device(name: str) -> torch.device:
@@ -217,9 +242,10 @@ def train(spec: RunSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike
             if step in measured:
                 t_lnp = time.perf_counter()
                 gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + step)
-                rec = measure(LogitsOnly(model), lm_loss, (x, y),
-                              tuple(t.to(device) for t in measure_set.draw(spec.lnp["measure_batch"], spec.data_seed, step)),
-                              hutchinson=spec.lnp["hutchinson"], train_grad=[p.grad for p in params], generator=gen)
+                with lnp_precision(spec.lnp.get("precision", "fp32"), device):
+                    rec = measure(LogitsOnly(model), lm_loss, (x, y), tuple(
+                        t.to(device) for t in measure_set.draw(spec.lnp["measure_batch"], spec.data_seed, step)),
+                                  hutchinson=spec.lnp["hutchinson"], train_grad=[p.grad for p in params], generator=gen)
                 lnp_s = time.perf_counter() - t_lnp
                 rows["lnp"].append({"step": step, "window": measured[step], "tokens": (step + 1) * tokens_per_step,
                                     **rec.as_row()})
