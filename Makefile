@@ -4,6 +4,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 # The CPU build of torch; on a GPU machine: make setup TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
 TORCH  ?= torch==2.13.0
+MUP    ?= mup==1.0.0
 CORES  ?= 2
 BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
@@ -16,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[workflow,test]'
+	# mup declares torchvision, whose PyPI build breaks beside the CPU torch (and transformers'
+	# imports); mup itself needs only torch.
+	$(BIN)/python -m pip install -q --no-deps $(MUP)
 	touch $@
 
 workflow: setup

@@ -16,6 +16,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/lm.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/checks.smk"
+include: "workflow/rules/vit.smk"
 
 
 rule all:

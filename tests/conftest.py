@@ -18,3 +18,18 @@ def text_data(tmp_path_factory):
     text.prepare_splits({"train": [str(raw["train"])], "test": [str(raw["test"])]}, str(root / "tokenizer.json"), 96,
                         60, root / "prepared")
     return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def image_data(tmp_path_factory):
+    """``results/data/<name>/``-style folder of converted synthetic CIFAR-5M parts (RGB + labels)."""
+    from spectral_reach.data import cifar5m, synthetic_images
+
+    root = tmp_path_factory.mktemp("images")
+    parts = [str(root / f"part{k}.npz") for k in range(2)]
+    for k, path in enumerate(parts):
+        synthetic_images.generate(path, k, 600, seed=0, exponent=(1.0, 2.0))
+    cifar5m.convert(parts[:1], root / "prepared", "train", 300)
+    cifar5m.convert(parts[1:], root / "prepared", "validation", 300, 0, 200)
+    cifar5m.convert(parts[1:], root / "prepared", "test", 300, 200)
+    return root / "prepared"

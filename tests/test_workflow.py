@@ -74,7 +74,7 @@ def workdir(tmp_path_factory) -> Path:
 
 
 FIGURES = ["fig01_scaling", "fig03_rfm", "fig04_probe_ratio", "fig05_chi_net", "fig06_hutchinson", "fig07_test_loss",
-           "fig08_isocompute", "fig10_components", "fig11_components", "fig12_entk"]
+           "fig08_isocompute", "fig09_vit", "fig10_components", "fig11_components", "fig12_entk"]
 
 
 def test_ci_scale_run_makes_every_target(workdir):
@@ -83,7 +83,8 @@ def test_ci_scale_run_makes_every_target(workdir):
         "results/checks/entk_shift.csv", "results/checks/hutchinson_cv.csv",
         "results/data/pixels/train_rgb.bin", "results/data/stories/tokenizer.json",
         "logs/rfm_lnp/alpha1.log", "benchmarks/rfm_lnp/alpha1.tsv", "logs/lm_train/stories/a/seed1.log",
-        "benchmarks/lm_train/pixels/b/seed0.tsv", "results/lm/stories/b/seed1/model/config.json"]
+        "benchmarks/lm_train/pixels/b/seed0.tsv", "results/lm/stories/b/seed1/model/config.json",
+        "results/tables/vit_sizes.md", "results/vit/mup/b/seed0/lnp.parquet", "logs/vit_train/standard/a/seed0.log"]
     for target in targets:
         assert (workdir / target).stat().st_size > 0, target
     assert planned_jobs(workdir, CI_CONFIG) == Counter()
@@ -95,6 +96,11 @@ def test_one_sizes_learning_rate_reruns_that_size_and_what_depends_on_it(workdir
     assert planned_jobs(workdir, changed) == Counter(
         lm_train=2, probe_train=2, lm_table=1, lm_summary=1, lm_isocompute=1, probe_summary=1, hutchinson_cv=1,
         fig01=1, fig04=1, fig05=1, fig06=1, fig07=1, fig08=1, fig_components=1, all=1)
+
+
+def test_one_mup_learning_rate_reruns_that_vit_only(workdir):
+    changed = edited(vit__mup__sizes__b__lr=3e-3)
+    assert planned_jobs(workdir, changed) == Counter(vit_train=1, vit_table=1, vit_summary=1, fig09=1, all=1)
 
 
 def test_added_seed_trains_only_the_new_runs(workdir):
@@ -139,6 +145,8 @@ def test_schema_violation_fails_before_any_job(workdir):
     ({"lm__stories__sizes__a__lr": 0.0}, ["lr", "exclusiveMinimum"]),
     ({"lm__stories__schedule": "exponential"}, ["schedule", "constant"]),
     ({"datasets": ["stories", "nope"]}, ["datasets", "nope"]),
+    ({"vit__dataset": "stories"}, ["vit.dataset", "stories", "not an image data set", "pixels"]),
+    ({"vit__mup__sizes__a__patch": 0}, ["patch", "minimum"]),
     ({"figures__fig10__dataset": "nope"}, ["figures.fig10.dataset", "nope"]),
     ({"checks__entk__size": "zz"}, ["checks.entk", "zz"]),
 ])
@@ -201,5 +209,6 @@ def test_report_holds_every_figure_and_table(workdir):
     names = "\n".join(zipfile.ZipFile(workdir / "report.zip").namelist())
     for figure in FIGURES:
         assert f"{figure}.png" in names, figure
-    for table in ("deviations.csv", "lm_sizes_stories.csv", "fig01_fits.csv", "entk_shift.csv", "hutchinson_cv.csv"):
+    for table in ("deviations.csv", "lm_sizes_stories.csv", "fig01_fits.csv", "entk_shift.csv", "hutchinson_cv.csv",
+                  "vit_sizes.csv"):
         assert table in names, table

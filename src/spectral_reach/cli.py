@@ -91,7 +91,7 @@ def stories_tokenize(a: argparse.Namespace) -> None:
 def images_generate(a: argparse.Namespace) -> None:
     from .data import synthetic_images
 
-    synthetic_images.generate(a.out, a.part, a.images_per_part, a.seed, tuple(a.exponent))
+    synthetic_images.generate(a.out, a.part, a.images_per_part, a.seed, tuple(a.exponent), background=a.background)
 
 
 def cifar5m_download(a: argparse.Namespace) -> None:
@@ -119,6 +119,66 @@ def train_lm(a: argparse.Namespace) -> None:
         log.warning("%s", e)
         raise SystemExit(143) from e
     log.info("done: %s", summary)
+
+
+def train_vit(a: argparse.Namespace) -> None:
+    from .train import Preempted
+    from .train.vit import ViTSpec, train_vit
+
+    try:
+        summary = train_vit(ViTSpec.from_dict(json.loads(a.spec)), a.data_dir, a.out_dir, a.state_dir)
+    except Preempted as e:
+        log.warning("%s", e)
+        raise SystemExit(143) from e
+    log.info("done: %s", summary)
+
+
+def vit_summary(a: argparse.Namespace) -> None:
+    from .analysis import lm
+
+    runs, windows, curves = [], [], []
+    for par, size, seed, path in json.loads(a.runs):
+        done = json.loads((Path(path) / "done.json").read_text())
+        metrics = pd.read_parquet(Path(path) / "metrics.parquet")
+        key = {"parametrization": par, "size": size, "seed": seed}
+        runs.append({**key, "params": done["params"], "images": done["images"],
+                     "final_train_loss": lm.final_train_loss(metrics, a.final_fraction),
+                     "final_test_loss": done["final_test_loss"], "train_s": done["train_s"], "lnp_s": done["lnp_s"]})
+        windows.append(lm.lnp_windows(pd.read_parquet(Path(path) / "lnp.parquet"), a.raw_steps, "images").assign(**key))
+        smooth = max(1, int(len(metrics) * a.final_fraction))
+        curves.append(metrics[["step", "images"]].assign(
+            loss=metrics["loss"].rolling(smooth, min_periods=1).mean(), **key))
+    _write(pd.DataFrame(runs), a.out_runs)
+    _write(pd.concat(windows, ignore_index=True), a.out_lnp)
+    _write(pd.concat(curves, ignore_index=True), a.out_curves)
+    log.info("runs:\n%s", pd.DataFrame(runs).to_string())
+
+
+def vit_table(a: argparse.Namespace) -> None:
+    from .analysis.lm import label_matches, label_params
+    from .models.vit import count_parameters
+
+    rows = []
+    for par, sizes in json.loads(a.sizes).items():
+        for name, size in sizes.items():
+            measured, table = count_parameters(size), label_params(name)
+            rows.append({"parametrization": par, "size": name,
+                         **{k: size[k] for k in ("patch", "hidden", "mlp", "heads", "layers", "lr")},
+                         "params": measured, "paper_params": table,
+                         "rel_diff": None if table is None else measured / table - 1,
+                         "note": "" if table is None or label_matches(name, measured, a.tolerance)
+                         else "does not match the paper's count"})
+    df = pd.DataFrame(rows)
+    _write(df, a.out_csv)
+    _write(df, a.out_md)
+    log.info("\n%s", df.to_string())
+
+
+def fig09(a: argparse.Namespace) -> None:
+    from .figures import fig09_vit
+
+    fig09_vit.plot(pd.read_csv(a.runs), pd.read_parquet(a.lnp), pd.read_parquet(a.metrics), a.pdf, a.png,
+                   width=a.width, height=a.height, dpi=a.dpi)
 
 
 def lm_summary(a: argparse.Namespace) -> None:
@@ -382,6 +442,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--images-per-part", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--exponent", type=float, nargs=2, required=True)
+    p.add_argument("--background", type=float, default=1.0, help="amplitude of the random-field background")
     p.set_defaults(fn=images_generate)
 
     p = sub.add_parser("cifar5m-download", help="one published CIFAR-5M part")
@@ -404,6 +465,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--state-dir", required=True)
     p.add_argument("--backbone", default=None)
     p.set_defaults(fn=train_lm)
+
+    p = sub.add_parser("train-vit", help="train (or resume) one vision transformer, LNP in the loop")
+    p.add_argument("--spec", required=True, help="the run's settings as JSON (ViTSpec)")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--state-dir", required=True)
+    p.set_defaults(fn=train_vit)
+
+    p = sub.add_parser("vit-summary", help="collect the ViT runs into summary tables")
+    p.add_argument("--runs", required=True, help="JSON list of [parametrization, size, seed, run folder]")
+    p.add_argument("--final-fraction", type=float, required=True)
+    p.add_argument("--raw-steps", type=int, required=True)
+    p.add_argument("--out-runs", required=True)
+    p.add_argument("--out-curves", required=True)
+    p.add_argument("--out-lnp", required=True)
+    p.set_defaults(fn=vit_summary)
+
+    p = sub.add_parser("vit-table", help="Tables 3-4: ViT sizes with measured parameter counts")
+    p.add_argument("--sizes", required=True, help="JSON {parametrization: {name: size}}")
+    p.add_argument("--tolerance", type=float, required=True)
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-csv", required=True)
+    p.set_defaults(fn=vit_table)
 
     p = sub.add_parser("lm-summary", help="collect the runs of one data set into summary tables")
     p.add_argument("--runs", required=True, help="JSON list of [size, seed, run folder]")
@@ -435,6 +519,7 @@ def main(argv: list[str] | None = None) -> None:
            lists=("datasets", "runs", "lnp"))
     figure("fig07", fig07, "Fig. 7: test-loss scaling", files=("fits",), lists=("datasets", "runs"))
     figure("fig08", fig08, "Fig. 8: isocompute curves", lists=("datasets", "loss", "pos"))
+    figure("fig09", fig09, "Fig. 9: ViT training loss and chi_pos, standard and muP", files=("runs", "lnp", "metrics"))
     figure("fig-components", fig_components, "Figs. 10-11: all LNP components of one data set",
            files=("lnp", "runs", "title"))
 

@@ -28,6 +28,13 @@ for _d in LM_DATASETS:
             raise ValueError(f"config key datasets: {_d!r} has no entry under {_section} (have: {', '.join(config[_section])})")
 LM_SIZES = sorted({s for d in LM_DATASETS for s in config["lm"][d]["sizes"]})
 
+VIT = config.get("vit")
+if VIT is not None and config["data"].get(VIT["dataset"], {}).get("kind") != "image":
+    raise ValueError(f"config key vit.dataset: {VIT['dataset']!r} is not an image data set under data "
+                     f"(have: {', '.join(datasets_with('image'))})")
+PARAMETRIZATIONS = ("standard", "mup")
+VIT_SIZES = sorted({s for p in PARAMETRIZATIONS for s in (VIT[p]["sizes"] if VIT else {})})
+
 for _fig in ("fig10", "fig11"):
     if config["figures"][_fig]["dataset"] not in LM_DATASETS:
         raise ValueError(f"config key figures.{_fig}.dataset: {config['figures'][_fig]['dataset']!r} is not one of "
@@ -39,6 +46,8 @@ wildcard_constraints:
     dataset=constraint(config["data"]),
     seed=r"\d+",
     size=constraint(LM_SIZES),
+    par=constraint(PARAMETRIZATIONS),
+    vsize=constraint(VIT_SIZES),
 
 
 def pick(mapping, keys):
@@ -149,6 +158,44 @@ def lm_resource(name):
     return lambda w: lm_resources(w.dataset, w.size)[name]
 
 
+def vit_runs():
+    """``(parametrization, size, seed)`` of every ViT run."""
+    return [(p, s, seed) for p in PARAMETRIZATIONS for s in VIT[p]["sizes"] for seed in VIT["seeds"]] if VIT else []
+
+
+def vit_run_dir(par, size, seed):
+    return f"results/vit/{par}/{size}/seed{seed}"
+
+
+def vit_spec(par, size, seed):
+    """Everything one ViT run depends on, as sorted JSON."""
+    row = VIT[par]["sizes"][size]
+    mup = {k: VIT["mup"][k] for k in ("base_width", "init_std", "output_mult")} if par == "mup" else None
+    spec = {
+        "size": {k: row[k] for k in ("hidden", "mlp", "heads", "layers", "patch")}, "lr": row["lr"], "seed": int(seed),
+        "parametrization": par, "mup": mup, "betas": VIT["optimizer"]["betas"], "eps": VIT["optimizer"]["eps"],
+        "weight_decay": VIT["optimizer"]["weight_decay"],
+        **pick(VIT, ["batch_size", "passes", "steps", "warmup", "schedule", "data_seed", "lnp", "eval",
+                     "checkpoint_every", "log_every", "device", "precision", "compile"]),
+    }
+    return json.dumps(spec, sort_keys=True)
+
+
+def vit_resource(name):
+    """The rule-resource callable for ``name`` of a ViT job; ``runtime`` grows with the attempt."""
+    def value(w):
+        return {**VIT["resources"], **VIT[w.par]["sizes"][w.vsize].get("resources", {})}[name]
+    if name == "runtime":
+        return lambda w, attempt: value(w) * attempt
+    return value
+
+
+def vit_targets():
+    if not VIT:
+        return []
+    return ["results/tables/vit_sizes.md", "figures/fig09_vit.pdf", "figures/fig09_vit.png"]
+
+
 def lm_targets():
     figs = ["fig01_scaling", "fig04_probe_ratio", "fig05_chi_net", "fig06_hutchinson", "fig07_test_loss",
             "fig08_isocompute", "fig10_components", "fig11_components", "fig12_entk"]
@@ -162,4 +209,5 @@ def all_targets():
         "figures/fig03_rfm.pdf",
         "figures/fig03_rfm.png",
         *lm_targets(),
+        *vit_targets(),
     ]

@@ -101,6 +101,7 @@ rule images_generate:
         part=r"\d+",
     params:
         gen=lambda w: pick(source(w.dataset)["generate"], ["images_per_part", "seed", "exponent"]),
+        background=lambda w: source(w.dataset)["generate"].get("background", 1.0),
     log:
         "logs/images_generate/{dataset}_part{part}.log",
     benchmark:
@@ -109,7 +110,8 @@ rule images_generate:
         "../../envs/spectral-reach.yaml"
     shell:
         "spectral-reach images-generate --out {output} --part {wildcards.part} --images-per-part {params.gen[images_per_part]}"
-        " --seed {params.gen[seed]} --exponent {params.gen[exponent][0]} {params.gen[exponent][1]} > {log} 2>&1"
+        " --seed {params.gen[seed]} --exponent {params.gen[exponent][0]} {params.gen[exponent][1]}"
+        " --background {params.background} > {log} 2>&1"
 
 
 rule cifar5m_download:

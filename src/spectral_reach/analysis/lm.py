@@ -26,14 +26,15 @@ def final_train_loss(metrics: pd.DataFrame, fraction: float) -> float:
     return float(metrics["loss"].iloc[-n:].mean())
 
 
-def lnp_windows(lnp: pd.DataFrame, raw_steps: int) -> pd.DataFrame:
-    """Raw rows before ``raw_steps``, window means from there on; adds ``chi_net_pos``."""
+def lnp_windows(lnp: pd.DataFrame, raw_steps: int, unit: str = "tokens") -> pd.DataFrame:
+    """Raw rows before ``raw_steps``, window means from there on; adds ``chi_net_pos``.
+    ``unit`` is the column counting what the run has seen (``tokens``, ``images``)."""
     lnp = lnp.assign(chi_net_pos=lnp["chi_net"] * lnp["chi_pos"])
     cols = COMPONENTS + ["chi_net_pos", "loss"]
-    raw = lnp[lnp["step"] < raw_steps][["step", "window", "tokens", *cols]].assign(n=1)
+    raw = lnp[lnp["step"] < raw_steps][["step", "window", unit, *cols]].assign(n=1)
     later = lnp[lnp["step"] >= raw_steps]
     means = later.groupby("window", as_index=False).agg(
-        step=("step", "mean"), tokens=("tokens", "mean"), n=("step", "size"), **{c: (c, "mean") for c in cols})
+        step=("step", "mean"), n=("step", "size"), **{unit: (unit, "mean")}, **{c: (c, "mean") for c in cols})
     return pd.concat([raw, means], ignore_index=True).sort_values("step", ignore_index=True)
 
 

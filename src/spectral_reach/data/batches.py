@@ -35,6 +35,7 @@ class Contexts:
                                 f"context_length={context_length}")
             self.count = len(self.tokens)
         self.kind, self.context_length = kind, context_length
+        self.what = f"contexts of {context_length} tokens"
         if self.count == 0:
             raise DataError(f"{path}: not one context of {context_length} tokens")
 
@@ -52,13 +53,41 @@ class Contexts:
         return ctx[:, :-1].contiguous(), ctx[:, 1:].contiguous()
 
 
-class TrainOrder:
-    """Batches of a single pass over ``contexts`` in the order of ``data_seed``."""
+class Images:
+    """Labelled RGB images of one converted split (``{split}_rgb.bin`` + ``{split}_labels.bin``).
 
-    def __init__(self, contexts: Contexts, batch_size: int, data_seed: int) -> None:
+    ``get`` gives ``(pixels, labels)``: float32 ``(n, 3, 32, 32)`` scaled to ``[-1, 1]`` and int64.
+    Duck-types :class:`Contexts` for :class:`TrainOrder` and :class:`FixedSet`.
+    """
+
+    def __init__(self, rgb: str | os.PathLike, labels: str | os.PathLike) -> None:
+        self.path = rgb
+        self.images, self.labels = read_memmap(rgb), read_memmap(labels)
+        for path, kind in ((rgb, "images"), (labels, "labels")):
+            if read_meta(path).get("kind") != kind:
+                raise DataError(f"{path}: sidecar kind {read_meta(path).get('kind')!r}, expected {kind!r}")
+        if len(self.images) != len(self.labels):
+            raise DataError(f"{rgb}: {len(self.images)} images but {labels} has {len(self.labels)} labels")
+        self.what = "images"
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, index: np.ndarray) -> tuple[Tensor, Tensor]:
+        x = torch.from_numpy(np.stack([self.images[i] for i in index])).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return x.contiguous(), torch.from_numpy(np.asarray(self.labels[np.asarray(index)], dtype=np.int64))
+
+
+class TrainOrder:
+    """Batches of ``passes`` passes over ``contexts``, each in its own order drawn from ``data_seed``
+    (the first pass's order is the same for any number of passes)."""
+
+    def __init__(self, contexts: Contexts | Images, batch_size: int, data_seed: int, passes: int = 1) -> None:
         self.contexts, self.batch_size = contexts, batch_size
-        self.order = np.random.default_rng(data_seed).permutation(len(contexts))
-        self.steps = len(contexts) // batch_size
+        per_pass = len(contexts) // batch_size * batch_size
+        self.order = np.concatenate([np.random.default_rng(data_seed if k == 0 else [data_seed, k]).permutation(
+            len(contexts))[:per_pass] for k in range(passes)])
+        self.steps = len(self.order) // batch_size
 
     def batch(self, step: int) -> tuple[Tensor, Tensor]:
         if not 0 <= step < self.steps:
@@ -69,10 +98,9 @@ class TrainOrder:
 class FixedSet:
     """The first ``size`` contexts of a split: the measurement set ``B'`` or the test set."""
 
-    def __init__(self, contexts: Contexts, size: int, key: str) -> None:
+    def __init__(self, contexts: Contexts | Images, size: int, key: str) -> None:
         if size > len(contexts):
-            raise DataError(f"{key}={size}, but {contexts.path} has only {len(contexts)} contexts "
-                            f"of {contexts.context_length} tokens")
+            raise DataError(f"{key}={size}, but {contexts.path} has only {len(contexts)} {contexts.what}")
         self.contexts, self.size = contexts, size
 
     def draw(self, batch_size: int, seed: int, step: int) -> tuple[Tensor, Tensor]:

@@ -25,7 +25,7 @@ def save(state_dir: str | os.PathLike, step: int, model: torch.nn.Module, state:
     final = state_dir / f"step{step:08d}"
     tmp = state_dir / f".tmp-step{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp / "model")
+    model.save_pretrained(tmp / "model", save_original_format=False)  # our own key names: load_state_dict reads them
     torch.save(state, tmp / "state.pt")
     if final.exists():
         shutil.rmtree(final)

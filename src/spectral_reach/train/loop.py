@@ -24,7 +24,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 import torch
@@ -149,12 +149,13 @@ def _model(spec: RunSpec, backbone: str | None) -> torch.nn.Module:
     return model
 
 
-def _evaluate(model: torch.nn.Module, test: FixedSet, batch: int, device: torch.device, autocast) -> float:
+def _evaluate(model: torch.nn.Module, loss: Callable[[Tensor, Tensor], Tensor], test: FixedSet, batch: int,
+              device: torch.device, autocast) -> float:
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad(), autocast():
         for x, y in test.chunks(batch):
-            total += lm_loss(model(x.to(device)).logits, y.to(device)).item() * len(x)
+            total += loss(model(x.to(device)).logits, y.to(device)).item() * len(x)
             count += len(x)
     model.train()
     return total / count
@@ -178,19 +179,55 @@ def _check_data(spec: RunSpec, data_dir: Path) -> tuple[TrainOrder, FixedSet, Fi
     return order, measure_set, test_set
 
 
+@dataclass
+class Task:
+    """What the loop needs to know of one run beyond the shared settings of :class:`RunSpec`.
+
+    ``model(x).logits`` are the outputs; ``loss`` is a mean over loss units; ``units`` counts what
+    one step consumes (tokens or images); ``hutchinson`` is K, or ``None`` for the exact sum over
+    the outputs; ``load_state(path)`` reads the state dict of a ``save_pretrained`` folder.
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    order: TrainOrder
+    measure_set: FixedSet
+    test_set: FixedSet
+    loss: Callable[[Tensor, Tensor], Tensor]
+    units: int
+    unit_name: str
+    hutchinson: int | None
+    load_state: Callable[[Path], dict[str, Tensor]]
+
+
+def adamw(params: list[torch.nn.Parameter], spec: Any, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW with the run's learning rate, betas, eps and weight decay (fused on a GPU)."""
+    return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay,
+                             fused=device.type == "cuda")
+
+
 def train(spec: RunSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike, state_dir: str | os.PathLike,
           backbone: str | None = None) -> dict[str, Any]:
-    """Run (or resume) one training run; write ``model/``, ``metrics``, ``lnp``, ``eval`` tables and
-    ``done.json`` to ``out_dir``. Resume checkpoints live in ``state_dir`` and are removed at the end."""
-    data_dir, out_dir, state_dir = Path(data_dir), Path(out_dir), Path(state_dir)
-    transformers.utils.logging.disable_progress_bar()
+    """Run (or resume) one language-model or probe run; see :func:`run`."""
     device = pick_device(spec.device)
-    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
-    order, measure_set, test_set = _check_data(spec, data_dir)
+    order, measure_set, test_set = _check_data(spec, Path(data_dir))
     model = _model(spec, backbone).to(device)
+    task = Task(model, adamw([p for p in model.parameters() if p.requires_grad], spec, device), order, measure_set,
+                test_set, lm_loss, spec.batch_size * spec.context_length, "tokens", spec.lnp["hutchinson"],
+                lambda path: llama.load(path).state_dict())
+    return run(task, spec, device, out_dir, state_dir)
+
+
+def run(task: Task, spec: Any, device: torch.device, out_dir: str | os.PathLike,
+        state_dir: str | os.PathLike) -> dict[str, Any]:
+    """Run (or resume) ``task`` with the shared settings of ``spec``; write ``model/``, ``metrics``,
+    ``lnp``, ``eval`` tables and ``done.json`` to ``out_dir``. Resume checkpoints live in
+    ``state_dir`` and are removed at the end."""
+    out_dir, state_dir = Path(out_dir), Path(state_dir)
+    transformers.utils.logging.disable_progress_bar()
+    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
+    model, opt, order, measure_set, test_set = task.model, task.optimizer, task.order, task.measure_set, task.test_set
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay,
-                            fused=device.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, spec.warmup, spec.steps, spec.schedule))
     bf16 = spec.precision == "bf16"
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
@@ -201,7 +238,7 @@ def train(spec: RunSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike
     start, resumed = 0, []
     if (ckpt := checkpoint.latest(state_dir)) is not None:
         state = checkpoint.load_state(ckpt)
-        model.load_state_dict(llama.load(ckpt / "model").state_dict())
+        model.load_state_dict(task.load_state(ckpt / "model"))
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.random.set_rng_state(state["rng"])
@@ -221,9 +258,9 @@ def train(spec: RunSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     n_params = sum(p.numel() for p in model.parameters())
-    tokens_per_step = spec.batch_size * spec.context_length
-    log.info("run: %s params (%s trainable) on %s, %d steps of %d tokens, %d LNP steps",
-             f"{n_params:,}", f"{sum(p.numel() for p in params):,}", device, spec.steps, tokens_per_step, len(measured))
+    per_step, unit = task.units, task.unit_name
+    log.info("run: %s params (%s trainable) on %s, %d steps of %d %s, %d LNP steps",
+             f"{n_params:,}", f"{sum(p.numel() for p in params):,}", device, spec.steps, per_step, unit, len(measured))
     model.train()
     last_finite, t0 = math.nan, time.perf_counter()
     try:
@@ -232,7 +269,7 @@ def train(spec: RunSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike
             x, y = (t.to(device) for t in order.batch(step))
             with autocast():
                 logits = step_model(x).logits
-            loss = lm_loss(logits, y)
+            loss = task.loss(logits, y)
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"step {step}: training loss {loss.item()}; last finite loss {last_finite:.6g} at "
                                     f"step {step - 1}. Lower the learning rate; the last good checkpoint in "
@@ -243,27 +280,28 @@ def train(spec: RunSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike
                 t_lnp = time.perf_counter()
                 gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + step)
                 with lnp_precision(spec.lnp.get("precision", "fp32"), device):
-                    rec = measure(LogitsOnly(model), lm_loss, (x, y), tuple(
+                    rec = measure(LogitsOnly(model), task.loss, (x, y), tuple(
                         t.to(device) for t in measure_set.draw(spec.lnp["measure_batch"], spec.data_seed, step)),
-                                  hutchinson=spec.lnp["hutchinson"], train_grad=[p.grad for p in params], generator=gen)
+                                  hutchinson=task.hutchinson, train_grad=[p.grad for p in params], generator=gen)
                 lnp_s = time.perf_counter() - t_lnp
-                rows["lnp"].append({"step": step, "window": measured[step], "tokens": (step + 1) * tokens_per_step,
+                rows["lnp"].append({"step": step, "window": measured[step], unit: (step + 1) * per_step,
                                     **rec.as_row()})
             opt.step()
             lr = sched.get_last_lr()[0]
             sched.step()
             opt.zero_grad(set_to_none=True)
             last_finite = loss.item()
-            rows["metrics"].append({"step": step, "tokens": (step + 1) * tokens_per_step, "loss": last_finite, "lr": lr,
+            rows["metrics"].append({"step": step, unit: (step + 1) * per_step, "loss": last_finite, "lr": lr,
                                     "step_s": time.perf_counter() - t_step, "lnp_s": lnp_s})
             if step in evaluated:
-                rows["eval"].append({"step": step, "tokens": (step + 1) * tokens_per_step,
-                                     "test_loss": _evaluate(step_model, test_set, spec.eval["batch"], device, autocast)})
+                rows["eval"].append({"step": step, unit: (step + 1) * per_step,
+                                     "test_loss": _evaluate(step_model, task.loss, test_set, spec.eval["batch"], device,
+                                                               autocast)})
             if (step + 1) % spec.log_every == 0 or step + 1 == spec.steps:
                 done = step + 1 - start
-                rate = done * tokens_per_step / (time.perf_counter() - t0)
-                log.info("step %d/%d loss %.4f lr %.3g %.0f tok/s eta %.0f s", step + 1, spec.steps, last_finite, lr,
-                         rate, (spec.steps - step - 1) * tokens_per_step / rate)
+                rate = done * per_step / (time.perf_counter() - t0)
+                log.info("step %d/%d loss %.4f lr %.3g %.0f %s/s eta %.0f s", step + 1, spec.steps, last_finite, lr,
+                         rate, unit, (spec.steps - step - 1) * per_step / rate)
             if preempt["now"]:
                 save_checkpoint(step + 1)
                 raise Preempted(f"stopped by SIGTERM after step {step}; rerun to resume from {state_dir}")
@@ -273,13 +311,13 @@ def train(spec: RunSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike
             save_checkpoint(spec.steps)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    summary = _write_outputs(spec, model, rows, out_dir, n_params, resumed)
+    summary = _write_outputs(spec, model, rows, out_dir, n_params, resumed, {unit: spec.steps * per_step})
     shutil.rmtree(state_dir, ignore_errors=True)
     return summary
 
 
-def _write_outputs(spec: RunSpec, model: torch.nn.Module, rows: dict[str, list], out_dir: Path, n_params: int,
-                   resumed: list[int]) -> dict[str, Any]:
+def _write_outputs(spec: Any, model: torch.nn.Module, rows: dict[str, list], out_dir: Path, n_params: int,
+                   resumed: list[int], seen: dict[str, int]) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -290,7 +328,7 @@ def _write_outputs(spec: RunSpec, model: torch.nn.Module, rows: dict[str, list],
         with atomic_file(out_dir / f"{name}.parquet") as tmp:
             pd.DataFrame(table).to_parquet(tmp, index=False)
     metrics = pd.DataFrame(rows["metrics"])
-    summary = {"params": n_params, "steps": spec.steps, "tokens": spec.steps * spec.batch_size * spec.context_length,
+    summary = {"params": n_params, "steps": spec.steps, **seen,
                "final_test_loss": rows["eval"][-1]["test_loss"], "train_s": float(metrics["step_s"].sum()),
                "lnp_s": float(metrics["lnp_s"].sum()), "resumed_at": resumed}
     (out_dir / "done.json").write_text(json.dumps(summary, indent=1) + "\n")

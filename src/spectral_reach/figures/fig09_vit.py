@@ -1,0 +1,35 @@
+"""Fig. 9: ViTs on CIFAR-5M classification, standard (left) and muP (right) parameterization.
+
+Top: training loss vs step (a running mean over ``smooth`` steps). Bottom: ``chi_pos`` vs step,
+raw for the first steps and window means after (as Fig. 1), mean over seeds with a band of one sd.
+``chi_pos`` of the cross variant is signed, so its axis is linear.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from . import style
+
+TITLES = {"standard": "standard", "mup": "muP"}
+
+
+def plot(runs: pd.DataFrame, windows: pd.DataFrame, curves: pd.DataFrame, pdf: str, png: str, *, width: float,
+         height: float, dpi: int) -> None:
+    style.setup()
+    pars = [p for p in TITLES if p in set(runs["parametrization"])]
+    fig, axes = plt.subplots(2, len(pars), figsize=(width, height), squeeze=False, sharex="col")
+    for col, par in enumerate(pars):
+        order = list(dict.fromkeys(runs[runs["parametrization"] == par].sort_values("params")["size"]))
+        top, bottom = axes[0, col], axes[1, col]
+        sns.lineplot(curves[curves["parametrization"] == par], x="step", y="loss", hue="size", hue_order=order,
+                     errorbar="sd", ax=top, palette="viridis")
+        sns.lineplot(windows[windows["parametrization"] == par], x="step", y="chi_pos", hue="size", hue_order=order,
+                     errorbar="sd", ax=bottom, palette="viridis", legend=False)
+        top.set(xscale="log", ylabel="training loss", title=TITLES[par])
+        bottom.set(xscale="log", xlabel="step", ylabel="χ_pos")
+        bottom.axhline(0, color="0.6", lw=0.6)
+    fig.tight_layout()
+    style.save(fig, pdf, png, dpi)

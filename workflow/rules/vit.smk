@@ -1,0 +1,103 @@
+# Vision transformers on CIFAR-5M classification, standard and muP (paper App. B.2.3-B.2.4, D.3).
+
+
+rule vit_train:
+    input:
+        lambda w: [f"results/data/{VIT['dataset']}/{split}_{part}.{ext}" for split in ("train", "validation", "test")
+                   for part in ("rgb", "labels") for ext in ("bin", "json")],
+    output:
+        model=directory("results/vit/{par}/{vsize}/seed{seed}/model"),
+        metrics="results/vit/{par}/{vsize}/seed{seed}/metrics.parquet",
+        lnp="results/vit/{par}/{vsize}/seed{seed}/lnp.parquet",
+        eval="results/vit/{par}/{vsize}/seed{seed}/eval.parquet",
+        done="results/vit/{par}/{vsize}/seed{seed}/done.json",
+    params:
+        spec=lambda w: vit_spec(w.par, w.vsize, w.seed),
+        # Resume checkpoints: not an output, so Snakemake does not delete them before a rerun.
+        state="results/checkpoints/vit/{par}/{vsize}/seed{seed}",
+        data_dir=lambda w: f"results/data/{VIT['dataset']}",
+        out_dir="results/vit/{par}/{vsize}/seed{seed}",
+    resources:
+        gpu=vit_resource("gpu"),
+        mem_mb=vit_resource("mem_mb"),
+        runtime=vit_resource("runtime"),
+        cpus_per_gpu=vit_resource("cpus_per_gpu"),
+    threads: 1
+    log:
+        "logs/vit_train/{par}/{vsize}/seed{seed}.log",
+    benchmark:
+        "benchmarks/vit_train/{par}/{vsize}/seed{seed}.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach train-vit --spec {params.spec:q} --data-dir {params.data_dir} --out-dir {params.out_dir}"
+        " --state-dir {params.state} > {log} 2>&1"
+
+
+rule vit_summary:
+    input:
+        done=[f"{vit_run_dir(*run)}/done.json" for run in vit_runs()],
+    output:
+        runs="results/vit/summary/runs.csv",
+        curves="results/vit/summary/curves.parquet",
+        lnp="results/vit/summary/lnp_windows.parquet",
+    params:
+        runs=json.dumps([[p, s, int(seed), vit_run_dir(p, s, seed)] for p, s, seed in vit_runs()]),
+        final_fraction=config["analysis"]["final_loss_fraction"],
+        raw_steps=config["analysis"]["raw_steps"],
+    log:
+        "logs/vit_summary/summary.log",
+    benchmark:
+        "benchmarks/vit_summary/summary.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach vit-summary --runs {params.runs:q} --final-fraction {params.final_fraction}"
+        " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-curves {output.curves}"
+        " --out-lnp {output.lnp} > {log} 2>&1"
+
+
+rule vit_table:
+    output:
+        md="results/tables/vit_sizes.md",
+        csv=report("results/tables/vit_sizes.csv", caption="../report/vit_sizes.rst", category="Tables 3-4"),
+    params:
+        sizes=json.dumps({p: {s: {k: v for k, v in c.items() if k != "resources"} for s, c in VIT[p]["sizes"].items()}
+                          for p in PARAMETRIZATIONS} if VIT else {}, sort_keys=True),
+        tolerance=config["analysis"]["param_tolerance"],
+    log:
+        "logs/vit_table/table.log",
+    benchmark:
+        "benchmarks/vit_table/table.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach vit-table --sizes {params.sizes:q} --tolerance {params.tolerance}"
+        " --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"
+
+
+rule fig09:
+    input:
+        runs="results/vit/summary/runs.csv",
+        lnp="results/vit/summary/lnp_windows.parquet",
+        metrics="results/vit/summary/curves.parquet",
+    output:
+        pdf=report("figures/fig09_vit.pdf", caption="../report/fig09.rst", category="Figures"),
+        png="figures/fig09_vit.png",
+    params:
+        fig=pick(config["figures"]["fig09"], ["width", "height", "dpi"]),
+    log:
+        "logs/fig09/fig09.log",
+    benchmark:
+        "benchmarks/fig09/fig09.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach fig09 --runs {input.runs} --lnp {input.lnp} --metrics {input.metrics} --pdf {output.pdf}"
+        " --png {output.png} --width {params.fig[width]} --height {params.fig[height]} --dpi {params.fig[dpi]}"
+        " > {log} 2>&1"
+
+
+localrules:
+    vit_table,
+    fig09,
