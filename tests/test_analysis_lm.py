@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from spectral_reach.analysis import lm
-from spectral_reach.figures import fig01_scaling, fig07_test_loss, fig08_isocompute, fig10_components
+from spectral_reach.figures import fig01_scaling, fig07_test_loss, fig08_isocompute, fig09_vit, fig10_components
 
 
 def test_power_law_recovers_known_parameters():
@@ -78,5 +78,10 @@ def test_figure_scripts_run_on_small_tables(tables, tmp_path):
     assert len(iso[0]) == 2 * 6
     fig08_isocompute.plot({"a": iso}, tmp_path / "f8.pdf", tmp_path / "f8.png", **kw)
     fig10_components.plot(windows, runs, "a", tmp_path / "f10.pdf", tmp_path / "f10.png", **kw)
-    for name in ("f1", "f7", "f8", "f10"):
+    def both(df):
+        return pd.concat([df.assign(parametrization=p) for p in ("standard", "mup")])
+
+    loss = both(windows[["size", "seed", "step"]].assign(loss=lambda d: 2.3 - d["step"] / 100))
+    fig09_vit.plot(both(runs), both(windows), loss, tmp_path / "f9.pdf", tmp_path / "f9.png", **kw)
+    for name in ("f1", "f7", "f8", "f9", "f10"):
         assert (tmp_path / f"{name}.pdf").stat().st_size > 1000 and (tmp_path / f"{name}.png").stat().st_size > 1000

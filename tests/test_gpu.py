@@ -57,3 +57,14 @@ def test_bf16_compiled_training_with_bf16_lnp(text_data, tmp_path):
     both = lnp.merge(metrics, on="step", suffixes=("_lnp", ""))
     assert (both["loss_lnp"] - both["loss"]).abs().max() < 0.05
     assert summary["final_test_loss"] < metrics["loss"].iloc[0]
+
+
+def test_mup_vit_trains_in_bf16_on_cuda(image_data, tmp_path):
+    from test_vit import MUP, SPEC
+    from spectral_reach.train.vit import ViTSpec, train_vit
+
+    spec = ViTSpec.from_dict({**SPEC, "device": "cuda", "precision": "bf16", "parametrization": "mup", "mup": MUP,
+                              "lnp": {**SPEC["lnp"], "precision": "bf16"}})
+    summary = train_vit(spec, image_data, tmp_path / "run", tmp_path / "state")
+    lnp = pd.read_parquet(tmp_path / "run" / "lnp.parquet")
+    assert lnp[["delta", "chi_loss", "chi_net", "chi_pos"]].notna().all().all() and summary["images"] == 640

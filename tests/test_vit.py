@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from spectral_reach.analysis.lm import label_params
+from spectral_reach.data import DataError
 from spectral_reach.lnp import LogitsOnly, measure
 from spectral_reach.lnp.ntk import reference_lnp
 from spectral_reach.models import vit
@@ -62,9 +63,13 @@ def _activation_scales(parametrization: str, width: int) -> dict[str, float]:
         opt.zero_grad()
         F.cross_entropy(model(x).logits, y).backward()
         opt.step()
-    scales, names = {}, ("vit.embeddings", "vit.layers.0", "vit.layers.1", "classifier")
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: scales.__setitem__(n, o.detach().abs().mean().item()))
-             for n, m in model.named_modules() if n in names]
+    blocks = [m for m in model.modules() if type(m).__name__ == "ViTLayer"]     # named per transformers version
+    watched = {"embeddings": model.vit.embeddings, "classifier": model.classifier,
+               **{f"block{k}": b for k, b in enumerate(blocks)}}
+    scales = {}
+    hooks = [m.register_forward_hook(
+        lambda m, i, o, n=n: scales.__setitem__(n, (o if isinstance(o, torch.Tensor) else o[0]).detach().abs().mean().item()))
+        for n, m in watched.items()]
     with torch.no_grad():
         model(x)
     for h in hooks:
@@ -81,7 +86,7 @@ def test_mup_coordinate_check():
         runs = [_activation_scales(par, w) for w in widths]
         spread[par] = {k: max(r[k] for r in runs) / min(r[k] for r in runs) for k in runs[0]}
     assert max(spread["mup"].values()) < 1.5, spread["mup"]
-    assert spread["standard"]["vit.layers.1"] > 10 and spread["standard"]["classifier"] > 3, spread["standard"]
+    assert spread["standard"]["block1"] > 10 and spread["standard"]["classifier"] > 3, spread["standard"]
 
 
 SPEC = {
@@ -140,5 +145,5 @@ def test_short_run_tables_and_resume(image_data, tmp_path, parametrization):
     ({"lnp": {**SPEC["lnp"], "measure_images": 10_000}}, "lnp.measure_images=10000, but .*validation_rgb.bin has only"),
 ])
 def test_bad_settings_name_the_key(image_data, tmp_path, change, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, DataError), match=message):
         train_vit(ViTSpec.from_dict({**SPEC, **change}), image_data, tmp_path / "o", tmp_path / "s")

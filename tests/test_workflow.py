@@ -159,6 +159,20 @@ def test_bad_config_is_named_before_any_job(workdir, change, words):
         assert word in proc.stderr + proc.stdout, word
 
 
+@pytest.mark.parametrize("target, words", [
+    ("results/lm/stories/zz/seed0/done.json", ["no such lm run", "stories/a/seed0", "pixels/b/seed1"]),
+    ("results/vit/mup/a/seed7/lnp.parquet", ["no such vit run", "mup/a/seed0", "standard/b/seed0"]),
+    ("results/probe/stories/a/seed1/random/done.json", ["no such probe run", "stories/a/seed0"]),
+    ("results/data/nope/train.bin", ["no data set 'nope'", "stories, pixels"]),
+])
+def test_unknown_target_lists_the_valid_values(workdir, target, words):
+    proc = snakemake(workdir, "-n", "--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config",
+                     target, check=False)
+    assert proc.returncode != 0
+    for word in words:
+        assert word in proc.stderr + proc.stdout, word
+
+
 def test_killed_training_job_resumes_and_matches(tmp_path):
     """SIGKILL the whole Snakemake run while a training job runs; ``--unlock`` then ``--rerun-incomplete`` resumes it
     from its last checkpoint and ends with the metrics of an uninterrupted run."""

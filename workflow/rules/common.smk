@@ -211,3 +211,30 @@ def all_targets():
         *lm_targets(),
         *vit_targets(),
     ]
+
+
+# Unknown targets (workflow/rules/unknown.smk)
+
+def configured_runs():
+    """``{kind: ["<a>/<b>/seed<n>", ...]}`` of every run the config defines, by results folder."""
+    return {
+        "lm": [f"{d}/{s}/seed{seed}" for d in LM_DATASETS for s, seed in lm_runs(d)],
+        "probe": [f"{d}/{s}/seed{seed}" for d in LM_DATASETS for s, seed in probe_runs(d)],
+        "vit": [f"{p}/{s}/seed{seed}" for p, s, seed in vit_runs()],
+    }
+
+
+def not_one_of(prefixes):
+    """A regex that fails at the start of any of ``prefixes`` followed by '/'."""
+    return f"(?!(?:{'|'.join(re.escape(p) for p in prefixes) or '(?!)'})/)"
+
+
+def unknown_run(w):
+    runs = configured_runs()[w.kind]
+    raise ValueError(f"results/{w.kind}/{w.a}/{w.b}/seed{w.seed}: no such {w.kind} run in the config. "
+                     f"Valid runs under results/{w.kind}/: {', '.join(runs) or 'none'}")
+
+
+def unknown_dataset(w):
+    raise ValueError(f"results/data/{w.dataset}: no data set {w.dataset!r} in the config (config key data). "
+                     f"Valid data sets: {', '.join(config['data'])}")

@@ -1,4 +1,4 @@
-"""One training loop for language models and linear probes, with LNP measured in the loop.
+"""One training loop for language models, linear probes and ViTs, with LNP measured in the loop.
 
 Per step ``s`` (nanoGPT-style, one pass over the data in a fixed order):
 
@@ -87,18 +87,23 @@ class RunSpec:
             raise ValueError(f"unknown run settings {sorted(unknown)}; known: {sorted(names)}")
         d = dict(d)
         d["betas"] = tuple(d["betas"])
-        spec = cls(**d)
-        if spec.lr <= 0:
-            raise ValueError(f"lr must be positive, not {spec.lr}")
-        if spec.lnp["width"] > spec.steps:
-            raise ValueError(f"lnp.width={spec.lnp['width']} exceeds steps={spec.steps}")
-        if spec.lnp.get("precision", "fp32") not in LNP_PRECISIONS:
-            raise ValueError(f"lnp.precision must be one of {LNP_PRECISIONS}, not {spec.lnp['precision']!r}")
-        if spec.warmup >= spec.steps:
-            raise ValueError(f"warmup={spec.warmup} must be below steps={spec.steps}")
+        spec = check_shared(cls(**d))
         if spec.trainable not in ("all", "head"):
             raise ValueError(f"trainable must be 'all' or 'head', not {spec.trainable!r}")
         return spec
+
+
+def check_shared(spec: Any) -> Any:
+    """Reject settings every run kind shares: learning rate, window width, precision, warmup."""
+    if spec.lr <= 0:
+        raise ValueError(f"lr must be positive, not {spec.lr}")
+    if spec.lnp["width"] > spec.steps:
+        raise ValueError(f"lnp.width={spec.lnp['width']} exceeds steps={spec.steps}")
+    if spec.lnp.get("precision", "fp32") not in LNP_PRECISIONS:
+        raise ValueError(f"lnp.precision must be one of {LNP_PRECISIONS}, not {spec.lnp['precision']!r}")
+    if spec.warmup >= spec.steps:
+        raise ValueError(f"warmup={spec.warmup} must be below steps={spec.steps}")
+    return spec
 
 
 def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
@@ -112,8 +117,9 @@ def lnp_precision(precision: str, device: torch.device) -> Iterator[None]:
 
     ``fp32``: full fp32. ``tf32``: fp32 tensors, matmuls on TF32 tensor cores (10-bit
     mantissa inputs, fp32 accumulation). ``bf16``: the forward and backward passes under bf16
-    autocast and the per-sample norm rules' fp32 matmuls on TF32. On a CPU only ``bf16``
-    changes anything (autocast). The training step's own precision is separate (``precision``).
+    autocast (the Linear rule forms its per-sample blocks in bf16 as well) and the remaining fp32
+    matmuls on TF32. On a CPU only ``bf16`` changes anything. The training step's own precision
+    is the run's ``precision``.
     """
     if precision not in LNP_PRECISIONS:
         raise ValueError(f"lnp.precision must be one of {LNP_PRECISIONS}, not {precision!r}")

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..data import FixedSet, Images, TrainOrder
 from ..models import vit
-from .loop import LNP_PRECISIONS, Task, pick_device, run
+from .loop import Task, check_shared, pick_device, run
 
 
 @dataclass(frozen=True)
@@ -52,17 +52,9 @@ class ViTSpec:
         names = {f.name for f in fields(cls)}
         if unknown := set(d) - names:
             raise ValueError(f"unknown ViT run settings {sorted(unknown)}; known: {sorted(names)}")
-        spec = cls(**{**d, "betas": tuple(d["betas"])})
-        if spec.lr <= 0:
-            raise ValueError(f"lr must be positive, not {spec.lr}")
+        spec = check_shared(cls(**{**d, "betas": tuple(d["betas"])}))
         if spec.parametrization not in ("standard", "mup") or (spec.parametrization == "mup") != bool(spec.mup):
             raise ValueError(f"parametrization={spec.parametrization!r}: use 'standard', or 'mup' with mup settings")
-        if spec.lnp["width"] > spec.steps:
-            raise ValueError(f"lnp.width={spec.lnp['width']} exceeds steps={spec.steps}")
-        if spec.lnp.get("precision", "fp32") not in LNP_PRECISIONS:
-            raise ValueError(f"lnp.precision must be one of {LNP_PRECISIONS}, not {spec.lnp['precision']!r}")
-        if spec.warmup >= spec.steps:
-            raise ValueError(f"warmup={spec.warmup} must be below steps={spec.steps}")
         return spec
 
 

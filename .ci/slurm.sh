@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# A real one-node SLURM on localhost for the cluster test (tests/test_slurm.py), as in
+# ../shared/docs/local-slurm.md: munge, slurmctld and slurmd from Debian, no accounting
+# (the profile's status command is then squeue). Needs root.
+#
+#   .ci/slurm.sh up BASE     install if missing, write /etc/slurm/slurm.conf, start the daemons
+#   .ci/slurm.sh down BASE   stop them by their saved pids
+set -euo pipefail
+action=${1:?usage: slurm.sh up|down BASE}
+base=$(realpath -m "${2:?usage: slurm.sh up|down BASE}")
+
+stop() {                     # by saved pid, only if that pid still runs the daemon we started
+    local pidfile=$1 name=$2 pid
+    [[ -f $pidfile ]] || return 0
+    pid=$(cat "$pidfile")
+    if [[ -e /proc/$pid/exe && $(readlink -f "/proc/$pid/exe") == *"$name"* ]]; then
+        kill "$pid" && for _ in $(seq 50); do [[ -e /proc/$pid ]] || break; sleep 0.1; done
+    fi
+    rm -f "$pidfile"
+}
+
+if [[ $action == down ]]; then
+    stop "$base/slurmd.pid" slurmd
+    stop "$base/slurmctld.pid" slurmctld
+    stop "$base/munged.pid" munged
+    exit 0
+fi
+
+if ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge > /dev/null
+fi
+mkdir -p "$base"/{state,spool} /etc/munge /run/munge /var/lib/munge /var/log/munge /etc/slurm
+[[ -f /etc/munge/munge.key ]] || mungekey -c
+chown -R root /etc/munge /run/munge /var/lib/munge /var/log/munge
+munged --force -F > "$base/munged.out" 2>&1 & echo $! > "$base/munged.pid"
+for _ in $(seq 50); do munge -n 2> /dev/null | unmunge > /dev/null 2>&1 && break; sleep 0.1; done
+
+# Two partitions on the one node, named as in profiles/slurm (gpu for training, cpu for the rest).
+cat > /etc/slurm/slurm.conf <<EOF
+ClusterName=local
+SlurmctldHost=localhost
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=256
+MinJobAge=600
+StateSaveLocation=$base/state
+SlurmdSpoolDir=$base/spool
+SlurmctldPidFile=$base/slurmctld.daemon.pid
+SlurmdPidFile=$base/slurmd.daemon.pid
+SlurmctldLogFile=$base/slurmctld.log
+SlurmdLogFile=$base/slurmd.log
+SlurmUser=root
+ReturnToService=2
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=16000 State=UNKNOWN
+PartitionName=gpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=cpu Nodes=localhost MaxTime=INFINITE State=UP
+EOF
+slurmctld -D > "$base/slurmctld.out" 2>&1 & echo $! > "$base/slurmctld.pid"
+slurmd -D -N localhost > "$base/slurmd.out" 2>&1 & echo $! > "$base/slurmd.pid"
+for _ in $(seq 100); do
+    sinfo -h -o %T 2> /dev/null | grep -q idle && { sinfo; exit 0; }
+    sleep 0.2
+done
+echo "SLURM did not come up; see $base/slurmctld.log and $base/slurmd.log" >&2
+exit 1
