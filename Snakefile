@@ -4,7 +4,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# No configfile directive: profiles/default names config/config.yaml, so that a --configfile on
+# the command line replaces it (Snakemake merges a directive's config with --configfile, and does
+# not pass --replace-workflow-config on to cluster jobs, which then saw a different config).
+if not config:
+    raise ValueError("no config: run from this folder (profiles/default reads config/config.yaml), or pass "
+                     "--configfile config/config.yaml [more.yaml ...] (later files merge over earlier ones)")
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

@@ -37,9 +37,9 @@ def test_ci_workflow_through_the_slurm_profile_with_a_cancelled_job(tmp_path):
     assert subprocess.run(["sinfo"], capture_output=True).returncode == 0, "SPECTRAL_REACH_SLURM is set but sinfo fails"
     work = copy_workflow(tmp_path)
     # one long enough training run to cancel after its first checkpoint
-    config = edited(lm__stories__steps=1500, lm__stories__checkpoint_every=50)
+    config = edited(lm__stories__steps=440, lm__stories__checkpoint_every=20)
     (work / "c.yaml").write_text(yaml.safe_dump(config))
-    args = ["--profile", str(ROOT / "profiles/slurm"), *LOCAL, "--configfile", "c.yaml", "--replace-workflow-config"]
+    args = ["--workflow-profile", "none", "--profile", str(ROOT / "profiles/slurm"), *LOCAL, "--configfile", "c.yaml"]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     log = open(tmp_path / "snakemake.log", "w")
     proc = subprocess.Popen(["timeout", "-k", "10", "900", sys.executable, "-m", "snakemake", *args], cwd=work,
@@ -59,11 +59,11 @@ def test_ci_workflow_through_the_slurm_profile_with_a_cancelled_job(tmp_path):
         assert (work / target).stat().st_size > 0, target
     assert "resuming from checkpoint" in (work / "logs/lm_train/stories/a/seed0.log").read_text()
     resumed = json.loads((work / RUN / "done.json").read_text())["resumed_at"]
-    assert len(resumed) == 1 and 0 < resumed[0] < 1500
+    assert len(resumed) == 1 and 0 < resumed[0] < 440
     cancelled = {t: pd.read_parquet(work / RUN / f"{t}.parquet") for t in ("metrics", "lnp", "eval")}
 
     # the same job uninterrupted, locally, on the same prepared data: the same numbers
-    snakemake(work, "--configfile", "c.yaml", "--replace-workflow-config", "--forcerun", f"{RUN}/done.json",
+    snakemake(work, "--configfile", "c.yaml", "--forcerun", f"{RUN}/done.json",
               f"{RUN}/done.json")
     assert json.loads((work / RUN / "done.json").read_text())["resumed_at"] == []
     for table, got in cancelled.items():
