@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny prepared text data set, made by the package's own preparation path."""
+"""Shared fixtures: a tiny prepared text data set, made by the package's own preparation path; the
+CI-scale workflow run once for the workflow and SLURM tests."""
 
 from __future__ import annotations
 
@@ -33,3 +34,18 @@ def image_data(tmp_path_factory):
     cifar5m.convert(parts[1:], root / "prepared", "validation", 300, 0, 200)
     cifar5m.convert(parts[1:], root / "prepared", "test", 300, 200)
     return root / "prepared"
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    """The whole DAG of ``tests/configs/ci.yaml`` run from nothing in a copy of the workflow: through
+    ``profiles/slurm`` on the local SLURM where ``SPECTRAL_REACH_SLURM`` is set, on this machine
+    elsewhere. Snakemake's output is kept in ``run.log``. Tests change only copies of it
+    (:func:`workflow_run.copy_run`) or restore what they change."""
+    from workflow_run import CI_CONFIG_PATH, SLURM, SLURM_ARGS, copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    proc = snakemake(work, *(SLURM_ARGS if SLURM else []), "--configfile", str(CI_CONFIG_PATH),
+                     "--replace-workflow-config")
+    (work / "run.log").write_text(proc.stdout + proc.stderr)
+    return work

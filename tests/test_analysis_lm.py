@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from spectral_reach.analysis import lm
-from spectral_reach.figures import fig01_scaling, fig07_test_loss, fig08_isocompute, fig09_vit, fig10_components
+from spectral_reach.analysis import claims, lm
+from spectral_reach.figures import caption, fig01_scaling, fig07_test_loss, fig08_isocompute, fig09_vit, fig10_components
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "workflow/report"
 
 
 def test_power_law_recovers_known_parameters():
@@ -85,3 +89,55 @@ def test_figure_scripts_run_on_small_tables(tables, tmp_path):
     fig09_vit.plot(both(runs), both(windows), loss, tmp_path / "f9.pdf", tmp_path / "f9.png", **kw)
     for name in ("f1", "f7", "f8", "f9", "f10"):
         assert (tmp_path / f"{name}.pdf").stat().st_size > 1000 and (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_measured_values_fill_the_caption_templates(tables, tmp_path):
+    runs, windows, curves = tables
+    fits = pd.DataFrame([{"dataset": "a", "loss": "train", **lm.power_law(runs["params"], runs["final_train_loss"])}])
+    m = fig01_scaling.measured({"a": (runs, windows)}, fits)
+    d = m["datasets"][0]
+    assert d["sizes"] == ["s", "m", "l"] and d["loss_ordered"]
+    # chi_pos = 1e-4 / (1 + step) / N^0.2 over steps 0..95: it starts at its peak and ends 96x lower
+    first = 1e-4 / 1e4 ** 0.2
+    s = d["chi_pos"]["sizes"][0]
+    assert (s["first"], s["peak"], s["last"], s["fall"]) == pytest.approx((first, first, first / 96, 96))
+    assert d["chi_pos"]["falls"] and d["chi_pos"]["ordered"]
+    caption.render(TEMPLATES / "fig01.rst", tmp_path / "fig01.rst", m)
+    text = (tmp_path / "fig01.rst").read_text()
+    assert f"{first:.2g} / {first:.2g} / {first / 96:.2g}" in text
+    assert "It ends below its start for every size" in text and "the last windows fall with size" in text
+
+    comp = fig10_components.measured(windows, runs, "a")
+    assert comp["chi_loss"]["falls"] and comp["chi_net"]["rises"] and not comp["chi_net"]["falls"]
+    caption.render(TEMPLATES / "components.rst", tmp_path / "fig10.rst", comp)
+    assert "(grows for every size)" in (tmp_path / "fig10.rst").read_text()
+
+    iso = (lm.isocompute(curves, runs, lm.budgets(runs, 2), "test_loss"),
+           lm.isocompute(windows, runs, lm.budgets(runs, 2), "chi_pos"))
+    m8 = fig08_isocompute.measured({"a": iso})
+    # every size has the same loss curve in tokens, so at a fixed budget the smallest size (most tokens) wins,
+    # and chi_pos (lower for larger N, falling in steps) ranks the sizes the other way round
+    assert [b["best"] for b in m8["datasets"][0]["budgets"]] == ["s", "s"]
+    caption.render(TEMPLATES / "fig08.rst", tmp_path / "fig08.rst", m8)
+
+    def both(df):
+        return pd.concat([df.assign(parametrization=p) for p in ("standard", "mup")])
+
+    m9 = fig09_vit.measured(both(runs), both(windows))
+    assert [p["name"] for p in m9["parametrizations"]] == ["standard", "muP"]
+    caption.render(TEMPLATES / "fig09.rst", tmp_path / "fig09.rst", m9)
+    assert "(falls with size)" in (tmp_path / "fig09.rst").read_text()
+
+
+def test_a_rising_or_unordered_curve_is_called_so():
+    runs = pd.DataFrame({"size": ["s", "l"], "seed": 0, "params": [10, 100]})
+    windows = pd.DataFrame({"size": ["s", "s", "l", "l"], "seed": 0, "step": [0, 9, 0, 9], "chi_pos": [1.0, 2.0, 1.0, 3.0]})
+    d = claims.dynamics(windows, runs, "chi_pos")
+    assert not d["falls"] and d["rises"] and not d["ordered"]
+    assert [s["last"] for s in d["sizes"]] == [2.0, 3.0]
+
+
+def test_a_template_naming_an_unmeasured_value_names_the_template(tmp_path):
+    with pytest.raises(SystemExit, match=r"fig01\.rst: 'datasets' is undefined; this figure measures: other"):
+        caption.render(TEMPLATES / "fig01.rst", tmp_path / "out.rst", {"other": 1})
+    assert not (tmp_path / "out.rst").exists()

@@ -2,76 +2,17 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-from collections import Counter
 import time
-from pathlib import Path
+from collections import Counter
 
 import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-CI_CONFIG = yaml.safe_load((ROOT / "tests/configs/ci.yaml").read_text())
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, env=env,
-        capture_output=True, text=True,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stdout + proc.stderr)
-    return proc
-
-
-def planned_jobs(workdir: Path, config: dict) -> Counter:
-    """``{rule: job count}`` that a dry run with ``config`` would execute."""
-    path = workdir / "edited.yaml"
-    path.write_text(yaml.safe_dump(config))
-    out = snakemake(workdir, "-n", "-q", "rules", "--configfile", str(path), "--replace-workflow-config").stdout
-    lines = out.splitlines()
-    if not any(line.startswith("job") and "count" in line for line in lines):
-        return Counter()
-    start = next(i for i, line in enumerate(lines) if line.startswith("job") and "count" in line) + 2
-    jobs = Counter()
-    for line in lines[start:]:
-        name, count = line.split()
-        if name == "total":
-            break
-        jobs[name] = int(count)
-    return jobs
-
-
-def edited(**changes) -> dict:
-    """The CI config with ``a__b__c=value`` set at ``config[a][b][c]``."""
-    config = yaml.safe_load(yaml.safe_dump(CI_CONFIG))
-    for dotted, value in changes.items():
-        *path, key = dotted.split("__")
-        node = config
-        for part in path:
-            node = node[part]
-        node[key] = value
-    return config
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    work = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    snakemake(work, "--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config")
-    return work
-
+from workflow_run import CI_CONFIG, ENV, ROOT, copy_run, edited, planned_jobs, snakemake
 
 FIGURES = ["fig01_scaling", "fig03_rfm", "fig04_probe_ratio", "fig05_chi_net", "fig06_hutchinson", "fig07_test_loss",
            "fig08_isocompute", "fig09_vit", "fig10_components", "fig11_components", "fig12_entk"]
@@ -95,7 +36,7 @@ def test_one_sizes_learning_rate_reruns_that_size_and_what_depends_on_it(workdir
     changed = edited(lm__stories__sizes__b__lr=5e-3)
     assert planned_jobs(workdir, changed) == Counter(
         lm_train=2, probe_train=2, lm_table=1, lm_summary=1, lm_isocompute=1, probe_summary=1, hutchinson_cv=1,
-        fig01=1, fig04=1, fig05=1, fig06=1, fig07=1, fig08=1, fig_components=1, all=1)
+        fig01=1, fig04=1, fig05=1, fig06=1, fig07=1, fig08=1, fig10=1, all=1)
 
 
 def test_one_mup_learning_rate_reruns_that_vit_only(workdir):
@@ -107,12 +48,12 @@ def test_added_seed_trains_only_the_new_runs(workdir):
     changed = edited(lm__stories__seeds=[0, 1, 2])
     assert planned_jobs(workdir, changed) == Counter(
         lm_train=2, lm_summary=1, lm_isocompute=1, probe_summary=1, fig01=1, fig04=1, fig05=1, fig06=1, fig07=1,
-        fig08=1, fig_components=1, all=1)
+        fig08=1, fig10=1, all=1)
 
 
 def test_component_figure_option_reruns_only_that_figure(workdir):
     fig = dict(CI_CONFIG["figures"]["fig11"], dpi=72)
-    assert planned_jobs(workdir, edited(figures__fig11=fig)) == Counter(fig_components=1, all=1)
+    assert planned_jobs(workdir, edited(figures__fig11=fig)) == Counter(fig11=1, all=1)
 
 
 def test_plotting_option_reruns_only_its_figure(workdir):
@@ -161,8 +102,8 @@ def test_bad_config_is_named_before_any_job(workdir, change, words):
 
 @pytest.mark.parametrize("target, words", [
     ("results/lm/stories/zz/seed0/done.json", ["no such lm run", "stories/a/seed0", "pixels/b/seed1"]),
-    ("results/vit/mup/a/seed7/lnp.parquet", ["no such vit run", "mup/a/seed0", "standard/b/seed0"]),
-    ("results/probe/stories/a/seed1/random/done.json", ["no such probe run", "stories/a/seed0"]),
+    ("results/vit/mup/zz/seed0/lnp.parquet", ["no such vit run", "mup/a/seed0", "standard/b/seed0"]),
+    ("results/probe/nope/a/seed0/random/done.json", ["no such probe run", "stories/a/seed0"]),
     ("results/data/nope/train.bin", ["no data set 'nope'", "stories, pixels"]),
 ])
 def test_unknown_target_lists_the_valid_values(workdir, target, words):
@@ -173,24 +114,21 @@ def test_unknown_target_lists_the_valid_values(workdir, target, words):
         assert word in proc.stderr + proc.stdout, word
 
 
-def test_killed_training_job_resumes_and_matches(tmp_path):
+def test_killed_training_job_resumes_and_matches(workdir, tmp_path):
     """SIGKILL the whole Snakemake run while a training job runs; ``--unlock`` then ``--rerun-incomplete`` resumes it
-    from its last checkpoint and ends with the metrics of an uninterrupted run."""
+    from its last checkpoint and ends with the metrics of an uninterrupted run. Both start from copies of the
+    CI run, so they train on the same prepared data."""
     config = edited(lm__stories__steps=80, lm__stories__checkpoint_every=10)
     target = "results/lm/stories/a/seed0/done.json"
     runs = {}
     for name in ("reference", "killed"):
-        (tmp_path / name).mkdir()
-        work = copy_workflow(tmp_path / name)
+        work = copy_run(workdir, tmp_path / name)
         (work / "c.yaml").write_text(yaml.safe_dump(config))
         args = ["--configfile", "c.yaml", "--replace-workflow-config", target]
         if name == "reference":
             snakemake(work, *args)
         else:
-            # the same prepared data (a trained tokenizer can differ between runs where merge counts tie)
-            shutil.copytree(runs["reference"].parents[3] / "data", work / "results" / "data")
-            env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-            proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=work, env=env,
+            proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=work, env=ENV,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             state = work / "results/checkpoints/lm/stories/a/seed0"
             deadline = time.time() + 300
@@ -226,3 +164,23 @@ def test_report_holds_every_figure_and_table(workdir):
     for table in ("deviations.csv", "lm_sizes_stories.csv", "fig01_fits.csv", "entk_shift.csv", "hutchinson_cv.csv",
                   "vit_sizes.csv"):
         assert table in names, table
+    # every figure's caption carries this run's numbers: Fig. 1's fit, the ViTs' final losses
+    html = zipfile.ZipFile(workdir / "report.zip").read("report/report.html").decode()
+    assert html.count("Measured in this run") == len(FIGURES)
+    fits = pd.read_csv(workdir / "results/figures/fig01_fits.csv").set_index("dataset")
+    caption = (workdir / "results/report/fig01.rst").read_text()
+    assert f"stories: ``alpha = {fits.loc['stories', 'alpha']:.2g} +- {fits.loc['stories', 'alpha_err']:.1g}``" in caption
+    vit = pd.read_csv(workdir / "results/vit/summary/runs.csv").query("parametrization == 'standard'")
+    losses = " / ".join(f"{x:.3g}" for x in vit.sort_values("params")["final_test_loss"])
+    assert f"test loss\n  {losses}." in (workdir / "results/report/fig09.rst").read_text()
+
+
+def test_editing_a_caption_template_rerenders_only_that_figure(workdir):
+    template = workdir / "workflow/report/fig12.rst"
+    text = template.read_text()
+    try:
+        template.write_text(text + "\nEdited.\n")
+        assert planned_jobs(workdir, CI_CONFIG) == Counter(fig12=1, all=1)
+    finally:
+        template.write_text(text)
+        os.utime(template, (0, 0))

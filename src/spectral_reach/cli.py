@@ -26,6 +26,14 @@ def _write(df: pd.DataFrame, path: str) -> None:
             df.to_csv(tmp, index=False)
 
 
+def _caption(a: argparse.Namespace, measured: dict) -> None:
+    """The figure's report caption: its template rendered with what this run measured."""
+    from .figures import caption
+
+    caption.render(a.caption_template, a.caption, measured)
+    log.info("measured for the caption: %s", measured)
+
+
 def rfm_lnp(a: argparse.Namespace) -> None:
     from . import rfm
 
@@ -54,8 +62,9 @@ def rfm_summary(a: argparse.Namespace) -> None:
 def fig03(a: argparse.Namespace) -> None:
     from .figures import fig03_rfm
 
-    fig03_rfm.plot(pd.read_parquet(a.measured), pd.read_csv(a.theory), a.input_dim, a.pdf, a.png,
-                   width=a.width, height=a.height, dpi=a.dpi)
+    measured, theory = pd.read_parquet(a.measured), pd.read_csv(a.theory)
+    fig03_rfm.plot(measured, theory, a.input_dim, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
+    _caption(a, fig03_rfm.measured(measured, theory))
 
 
 def stories_generate(a: argparse.Namespace) -> None:
@@ -177,8 +186,9 @@ def vit_table(a: argparse.Namespace) -> None:
 def fig09(a: argparse.Namespace) -> None:
     from .figures import fig09_vit
 
-    fig09_vit.plot(pd.read_csv(a.runs), pd.read_parquet(a.lnp), pd.read_parquet(a.metrics), a.pdf, a.png,
-                   width=a.width, height=a.height, dpi=a.dpi)
+    runs, windows = pd.read_csv(a.runs), pd.read_parquet(a.lnp)
+    fig09_vit.plot(runs, windows, pd.read_parquet(a.metrics), a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
+    _caption(a, fig09_vit.measured(runs, windows))
 
 
 def lm_summary(a: argparse.Namespace) -> None:
@@ -246,15 +256,17 @@ def fig01(a: argparse.Namespace) -> None:
     data = {n: (pd.read_csv(r), pd.read_parquet(w)) for n, r, w in zip(a.datasets, a.runs, a.lnp)}
     fits = fig01_scaling.plot(data, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
     _write(fits, a.fits)
+    _caption(a, fig01_scaling.measured(data, fits))
     log.info("fits:\n%s", fits.to_string())
 
 
 def fig07(a: argparse.Namespace) -> None:
     from .figures import fig07_test_loss
 
-    fits = fig07_test_loss.plot({n: pd.read_csv(r) for n, r in _by_dataset(a.datasets, a.runs).items()}, a.pdf, a.png,
-                                width=a.width, height=a.height, dpi=a.dpi)
+    data = {n: pd.read_csv(r) for n, r in _by_dataset(a.datasets, a.runs).items()}
+    fits = fig07_test_loss.plot(data, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
     _write(fits, a.fits)
+    _caption(a, fig07_test_loss.measured(data, fits))
     log.info("fits:\n%s", fits.to_string())
 
 
@@ -263,13 +275,15 @@ def fig08(a: argparse.Namespace) -> None:
 
     data = {n: (pd.read_csv(lo), pd.read_csv(po)) for n, lo, po in zip(a.datasets, a.loss, a.pos)}
     fig08_isocompute.plot(data, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
+    _caption(a, fig08_isocompute.measured(data))
 
 
 def fig_components(a: argparse.Namespace) -> None:
     from .figures import fig10_components
 
-    fig10_components.plot(pd.read_parquet(a.lnp), pd.read_csv(a.runs), a.title, a.pdf, a.png, width=a.width,
-                          height=a.height, dpi=a.dpi)
+    windows, runs = pd.read_parquet(a.lnp), pd.read_csv(a.runs)
+    fig10_components.plot(windows, runs, a.title, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
+    _caption(a, fig10_components.measured(windows, runs, a.title))
 
 
 def probe_summary(a: argparse.Namespace) -> None:
@@ -293,8 +307,9 @@ def probe_summary(a: argparse.Namespace) -> None:
 def fig04(a: argparse.Namespace) -> None:
     from .figures import fig04_probe_ratio
 
-    fig04_probe_ratio.plot({n: pd.read_csv(r) for n, r in _by_dataset(a.datasets, a.ratios).items()}, a.pdf, a.png,
-                           width=a.width, height=a.height, dpi=a.dpi)
+    data = {n: pd.read_csv(r) for n, r in _by_dataset(a.datasets, a.ratios).items()}
+    fig04_probe_ratio.plot(data, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
+    _caption(a, fig04_probe_ratio.measured(data))
 
 
 def fig05(a: argparse.Namespace) -> None:
@@ -303,6 +318,7 @@ def fig05(a: argparse.Namespace) -> None:
     data = {n: (pd.read_parquet(lm_), pd.read_parquet(pr), pd.read_csv(r)) for n, lm_, pr, r in
             zip(a.datasets, a.lm, a.probe, a.runs)}
     fig05_chi_net.plot(data, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
+    _caption(a, fig05_chi_net.measured(data))
 
 
 def hutchinson_cv(a: argparse.Namespace) -> None:
@@ -347,16 +363,17 @@ def entk_spectrum(a: argparse.Namespace) -> None:
 def fig06(a: argparse.Namespace) -> None:
     from .figures import fig06_hutchinson
 
-    fig06_hutchinson.plot(pd.read_csv(a.cv), {n: (pd.read_parquet(w), pd.read_csv(r)) for n, w, r in
-                                              zip(a.datasets, a.lnp, a.runs)}, a.pdf, a.png, width=a.width,
-                          height=a.height, dpi=a.dpi)
+    cv, data = pd.read_csv(a.cv), {n: (pd.read_parquet(w), pd.read_csv(r)) for n, w, r in zip(a.datasets, a.lnp, a.runs)}
+    fig06_hutchinson.plot(cv, data, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
+    _caption(a, fig06_hutchinson.measured(cv, data))
 
 
 def fig12(a: argparse.Namespace) -> None:
     from .figures import fig12_entk
 
-    fig12_entk.plot(pd.read_parquet(a.spectrum), pd.read_csv(a.shift), a.pdf, a.png, width=a.width,
-                    height=a.height, dpi=a.dpi)
+    shift = pd.read_csv(a.shift)
+    fig12_entk.plot(pd.read_parquet(a.spectrum), shift, a.pdf, a.png, width=a.width, height=a.height, dpi=a.dpi)
+    _caption(a, fig12_entk.measured(shift))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -397,6 +414,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--dpi", type=int, required=True)
         p.add_argument("--pdf", required=True)
         p.add_argument("--png", required=True)
+        p.add_argument("--caption-template", required=True, help="workflow/report/<figure>.rst")
+        p.add_argument("--caption", required=True, help="the rendered caption the report shows")
         p.set_defaults(fn=fn)
         return p
 

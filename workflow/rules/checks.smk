@@ -52,12 +52,14 @@ rule entk_spectrum:
 
 rule fig06:
     input:
+        template=caption_template("fig06"),
         cv="results/checks/hutchinson_cv.csv",
         lnp=expand("results/lm/{dataset}/summary/lnp_windows.parquet", dataset=LM_DATASETS),
         runs=expand("results/lm/{dataset}/summary/runs.csv", dataset=LM_DATASETS),
     output:
+        caption=caption("fig06"),
         pdf="figures/fig06_hutchinson.pdf",
-        png=report("figures/fig06_hutchinson.png", caption="../report/fig06.rst", category="Fig. 6"),
+        png=report("figures/fig06_hutchinson.png", caption=report_caption("fig06"), category="Fig. 6"),
     params:
         style=figure_style("fig06"),
         datasets=LM_DATASETS,
@@ -70,16 +72,18 @@ rule fig06:
     shell:
         "spectral-reach fig06 --cv {input.cv} --datasets {params.datasets} --lnp {input.lnp} --runs {input.runs}"
         " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
 
 
 rule fig12:
     input:
+        template=caption_template("fig12"),
         spectrum="results/checks/entk_spectrum.parquet",
         shift="results/checks/entk_shift.csv",
     output:
+        caption=caption("fig12"),
         pdf="figures/fig12_entk.pdf",
-        png=report("figures/fig12_entk.png", caption="../report/fig12.rst", category="Fig. 12"),
+        png=report("figures/fig12_entk.png", caption=report_caption("fig12"), category="Fig. 12"),
     params:
         style=figure_style("fig12"),
     log:
@@ -91,7 +95,7 @@ rule fig12:
     shell:
         "spectral-reach fig12 --spectrum {input.spectrum} --shift {input.shift}"
         " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
 
 
 localrules:

@@ -1,5 +1,6 @@
 # Helpers shared by the rules: config slices, target lists, wildcard constraints.
 import json
+import os
 
 
 
@@ -62,6 +63,25 @@ def config_slice(section, keys):
 
 def figure_style(name):
     return pick(config["figures"][name], ["width", "height", "dpi"])
+
+
+def caption_template(name):
+    """A figure's caption template in workflow/report/: what it shows and what the paper claims,
+    with slots for what the run measured. An input, so editing it re-renders only that figure (a
+    path from the working directory: workflow.source_path would name a new temporary copy each run)."""
+    return os.path.relpath(os.path.join(workflow.basedir, "workflow", "report", f"{name}.rst"))
+
+
+def caption(name):
+    """Where a figure's rule writes its rendered caption (an output)."""
+    return f"results/report/{name}.rst"
+
+
+def report_caption(name):
+    """The rendered caption for ``report(caption=...)``: Snakemake reads captions when it builds the
+    report, so one written by the figure's rule shows this run's numbers. An absolute path, as
+    Snakemake resolves captions against the rule file's folder."""
+    return os.path.abspath(caption(name))
 
 
 def rfm_params():

@@ -104,11 +104,13 @@ rule lm_isocompute:
 
 rule fig01:
     input:
+        template=caption_template("fig01"),
         runs=expand("results/lm/{dataset}/summary/runs.csv", dataset=LM_DATASETS),
         lnp=expand("results/lm/{dataset}/summary/lnp_windows.parquet", dataset=LM_DATASETS),
     output:
+        caption=caption("fig01"),
         pdf="figures/fig01_scaling.pdf",
-        png=report("figures/fig01_scaling.png", caption="../report/fig01.rst", category="Fig. 1"),
+        png=report("figures/fig01_scaling.png", caption=report_caption("fig01"), category="Fig. 1"),
         fits=report("results/figures/fig01_fits.csv", caption="../report/fits.rst", category="Fig. 1"),
     params:
         style=figure_style("fig01"),
@@ -122,15 +124,17 @@ rule fig01:
     shell:
         "spectral-reach fig01 --datasets {params.datasets} --runs {input.runs} --lnp {input.lnp} --fits {output.fits}"
         " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
 
 
 rule fig07:
     input:
+        template=caption_template("fig07"),
         runs=expand("results/lm/{dataset}/summary/runs.csv", dataset=LM_DATASETS),
     output:
+        caption=caption("fig07"),
         pdf="figures/fig07_test_loss.pdf",
-        png=report("figures/fig07_test_loss.png", caption="../report/fig07.rst", category="Fig. 7"),
+        png=report("figures/fig07_test_loss.png", caption=report_caption("fig07"), category="Fig. 7"),
         fits=report("results/figures/fig07_fits.csv", caption="../report/fits.rst", category="Fig. 7"),
     params:
         style=figure_style("fig07"),
@@ -144,16 +148,18 @@ rule fig07:
     shell:
         "spectral-reach fig07 --datasets {params.datasets} --runs {input.runs} --fits {output.fits}"
         " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
 
 
 rule fig08:
     input:
+        template=caption_template("fig08"),
         loss=expand("results/lm/{dataset}/summary/isocompute_loss.csv", dataset=LM_DATASETS),
         pos=expand("results/lm/{dataset}/summary/isocompute_chi_pos.csv", dataset=LM_DATASETS),
     output:
+        caption=caption("fig08"),
         pdf="figures/fig08_isocompute.pdf",
-        png=report("figures/fig08_isocompute.png", caption="../report/fig08.rst", category="Fig. 8"),
+        png=report("figures/fig08_isocompute.png", caption=report_caption("fig08"), category="Fig. 8"),
     params:
         style=figure_style("fig08"),
         datasets=LM_DATASETS,
@@ -166,36 +172,43 @@ rule fig08:
     shell:
         "spectral-reach fig08 --datasets {params.datasets} --loss {input.loss} --pos {input.pos}"
         " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
 
 
-rule fig_components:
-    input:
-        lnp=lambda w: f"results/lm/{config['figures'][w.fig]['dataset']}/summary/lnp_windows.parquet",
-        runs=lambda w: f"results/lm/{config['figures'][w.fig]['dataset']}/summary/runs.csv",
-    output:
-        pdf="figures/{fig}_components.pdf",
-        png=report("figures/{fig}_components.png", caption="../report/components.rst", category="Figs. 10-11"),
-    wildcard_constraints:
-        fig="fig10|fig11",
-    params:
-        style=lambda w: figure_style(w.fig),
-        dataset=lambda w: config["figures"][w.fig]["dataset"],
-    log:
-        "logs/fig_components/{fig}.log",
-    benchmark:
-        "benchmarks/fig_components/{fig}.tsv"
-    conda:
-        "../../envs/spectral-reach.yaml"
-    shell:
-        "spectral-reach fig-components --lnp {input.lnp} --runs {input.runs} --title {params.dataset}"
-        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+for _fig in ("fig10", "fig11"):
+    # Figs. 10 and 11 draw the same panels for the data set each names in config: one rule each,
+    # as each has its own caption with its own numbers.
 
+    rule:
+        name:
+            _fig
+        input:
+            template=caption_template("components"),
+            lnp=f"results/lm/{config['figures'][_fig]['dataset']}/summary/lnp_windows.parquet",
+            runs=f"results/lm/{config['figures'][_fig]['dataset']}/summary/runs.csv",
+        output:
+            caption=caption(_fig),
+            pdf=f"figures/{_fig}_components.pdf",
+            png=report(f"figures/{_fig}_components.png", caption=report_caption(_fig), category="Figs. 10-11"),
+        params:
+            style=figure_style(_fig),
+            dataset=config["figures"][_fig]["dataset"],
+        log:
+            f"logs/{_fig}/{_fig}.log",
+        benchmark:
+            f"benchmarks/{_fig}/{_fig}.tsv"
+        conda:
+            "../../envs/spectral-reach.yaml"
+        shell:
+            "spectral-reach fig-components --lnp {input.lnp} --runs {input.runs} --title {params.dataset}"
+            " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+            " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption}"
+            " > {log} 2>&1"
 
 localrules:
     lm_isocompute,
     fig01,
     fig07,
     fig08,
-    fig_components,
+    fig10,
+    fig11,

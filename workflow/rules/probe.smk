@@ -66,10 +66,12 @@ rule probe_summary:
 
 rule fig04:
     input:
+        template=caption_template("fig04"),
         ratios=expand("results/probe/{dataset}/summary/ratios.csv", dataset=LM_DATASETS),
     output:
+        caption=caption("fig04"),
         pdf="figures/fig04_probe_ratio.pdf",
-        png=report("figures/fig04_probe_ratio.png", caption="../report/fig04.rst", category="Fig. 4"),
+        png=report("figures/fig04_probe_ratio.png", caption=report_caption("fig04"), category="Fig. 4"),
     params:
         style=figure_style("fig04"),
         datasets=LM_DATASETS,
@@ -82,17 +84,19 @@ rule fig04:
     shell:
         "spectral-reach fig04 --datasets {params.datasets} --ratios {input.ratios}"
         " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
 
 
 rule fig05:
     input:
+        template=caption_template("fig05"),
         lm=expand("results/lm/{dataset}/summary/lnp_windows.parquet", dataset=LM_DATASETS),
         probe=expand("results/probe/{dataset}/summary/lnp_windows.parquet", dataset=LM_DATASETS),
         runs=expand("results/lm/{dataset}/summary/runs.csv", dataset=LM_DATASETS),
     output:
+        caption=caption("fig05"),
         pdf="figures/fig05_chi_net.pdf",
-        png=report("figures/fig05_chi_net.png", caption="../report/fig05.rst", category="Fig. 5"),
+        png=report("figures/fig05_chi_net.png", caption=report_caption("fig05"), category="Fig. 5"),
     params:
         style=figure_style("fig05"),
         datasets=LM_DATASETS,
@@ -105,7 +109,7 @@ rule fig05:
     shell:
         "spectral-reach fig05 --datasets {params.datasets} --lm {input.lm} --probe {input.probe} --runs {input.runs}"
         " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
 
 
 localrules:

@@ -60,11 +60,13 @@ rule rfm_summary:
 
 rule fig03:
     input:
+        template=caption_template("fig03"),
         measured="results/rfm/lnp.parquet",
         theory="results/rfm/theory.csv",
     output:
+        caption=caption("fig03"),
         pdf="figures/fig03_rfm.pdf",
-        png=report("figures/fig03_rfm.png", caption="../report/fig03.rst", category="Fig. 3"),
+        png=report("figures/fig03_rfm.png", caption=report_caption("fig03"), category="Fig. 3"),
     params:
         style=figure_style("fig03"),
         input_dim=config["rfm"]["input_dim"],
@@ -77,7 +79,7 @@ rule fig03:
     shell:
         "spectral-reach fig03 --measured {input.measured} --theory {input.theory}"
         " --input-dim {params.input_dim} --width {params.style[width]} --height {params.style[height]}"
-        " --dpi {params.style[dpi]} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " --dpi {params.style[dpi]} --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
 
 
 localrules:

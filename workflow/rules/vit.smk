@@ -78,14 +78,16 @@ rule vit_table:
 
 rule fig09:
     input:
+        template=caption_template("fig09"),
         runs="results/vit/summary/runs.csv",
         lnp="results/vit/summary/lnp_windows.parquet",
         metrics="results/vit/summary/curves.parquet",
     output:
-        pdf=report("figures/fig09_vit.pdf", caption="../report/fig09.rst", category="Figures"),
-        png="figures/fig09_vit.png",
+        caption=caption("fig09"),
+        pdf="figures/fig09_vit.pdf",
+        png=report("figures/fig09_vit.png", caption=report_caption("fig09"), category="Fig. 9"),
     params:
-        fig=pick(config["figures"]["fig09"], ["width", "height", "dpi"]),
+        style=figure_style("fig09"),
     log:
         "logs/fig09/fig09.log",
     benchmark:
@@ -93,10 +95,9 @@ rule fig09:
     conda:
         "../../envs/spectral-reach.yaml"
     shell:
-        "spectral-reach fig09 --runs {input.runs} --lnp {input.lnp} --metrics {input.metrics} --pdf {output.pdf}"
-        " --png {output.png} --width {params.fig[width]} --height {params.fig[height]} --dpi {params.fig[dpi]}"
-        " > {log} 2>&1"
-
+        "spectral-reach fig09 --runs {input.runs} --lnp {input.lnp} --metrics {input.metrics}"
+        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
 
 localrules:
     vit_table,

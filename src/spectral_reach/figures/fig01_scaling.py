@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..analysis.claims import by_size, decreasing, dynamics, final
 from ..analysis.lm import power_law
 from . import style
 
@@ -50,3 +51,14 @@ def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], pdf: str, png: str,
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
     return pd.DataFrame(fits)
+
+
+def measured(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], fits: pd.DataFrame) -> dict:
+    """Per data set: the fit, the final train loss per size and the chi_pos curve's verdicts."""
+    out = []
+    for name, (runs, windows) in data.items():
+        loss = final(runs, "final_train_loss")
+        fit = fits[fits["dataset"] == name].iloc[0].to_dict()
+        out.append({**fit, "name": name, "sizes": list(by_size(runs).index), "loss": loss,
+                    "loss_ordered": decreasing(loss), "chi_pos": dynamics(windows, runs, "chi_pos")})
+    return {"datasets": out}

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from ..rfm import data_spectrum
+from ..rfm import data_spectrum, deviations
 from . import style
 
 
@@ -31,3 +31,16 @@ def plot(measured: pd.DataFrame, curves: pd.DataFrame, input_dim: int, pdf: str,
     right.set(xlabel="α", ylabel="value (mean ± sd over seeds)", title="LNP at initialisation")
     right.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     style.save(fig, pdf, png, dpi)
+
+
+def measured(measured: pd.DataFrame, curves: pd.DataFrame) -> dict:
+    """The largest deviations from theory over alpha, and the seed count."""
+    dev = deviations(measured, curves)
+
+    def span(col: str) -> tuple[float, float]:
+        return float(dev[col].min()), float(dev[col].max())
+
+    return {"alphas": [float(a) for a in dev["alpha"]], "seeds": int(measured.groupby("alpha")["seed"].nunique().min()),
+            "chi_loss_max_dev": float(dev["dev_chi_loss"].abs().max()), "chi_net_max_dev": float(dev["dev_chi_net"].abs().max()),
+            "kernel": span("dev_chi_pos_kernel"), "teacher": span("dev_chi_pos_teacher"),
+            "linear": span("dev_chi_pos_linear"), "within_spread": int(dev["chi_pos_kernel_within_spread"].sum())}

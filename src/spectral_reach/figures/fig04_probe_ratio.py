@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from ..analysis.claims import by_size
 from . import style
 
 
@@ -23,3 +24,17 @@ def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, hei
         ax.legend(fontsize="x-small")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
+
+
+def measured(data: dict[str, pd.DataFrame]) -> dict:
+    """Per data set and time window: the seed-mean ratio per size and whether every size is below 1."""
+    out = []
+    for name, ratios in data.items():
+        sizes = list(by_size(ratios).index)
+        windows = []
+        for (t0, t1), g in ratios.groupby(["t0", "t1"]):
+            mean = g.groupby("size")["ratio"].mean()
+            values = [float(mean[s]) for s in sizes]
+            windows.append({"t0": float(t0), "t1": float(t1), "ratio": values, "below": all(v < 1 for v in values)})
+        out.append({"name": name, "sizes": sizes, "seeds": int(ratios["seed"].nunique()), "windows": windows})
+    return {"datasets": out}

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from ..analysis.claims import trajectory
 from . import style
 
 
@@ -25,3 +26,19 @@ def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]], pdf: 
         ax.legend(fontsize="x-small")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
+
+
+def measured(data: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]) -> dict:
+    """Per data set and size: ``chi_net``'s last over first value under full training, and its largest
+    relative change along the probe's curve on a random backbone (seed means)."""
+    out = []
+    for name, (lm, probe, runs) in data.items():
+        full = trajectory(lm, runs, "chi_net")
+        random = probe[probe["backbone"] == "random"].groupby(["size", "step"])["chi_net"].mean()
+        sizes = []
+        for row in full:
+            curve = random.loc[row["size"]] if row["size"] in random.index.get_level_values(0) else None
+            sizes.append({"size": row["size"], "growth": row["last"] / row["first"],
+                          "probe_change": None if curve is None else float(curve.max() / curve.min() - 1)})
+        out.append({"name": name, "sizes": sizes})
+    return {"datasets": out}

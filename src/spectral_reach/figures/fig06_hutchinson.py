@@ -34,3 +34,16 @@ def plot(cv: pd.DataFrame, data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], p
         ax.legend(fontsize="x-small")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
+
+
+def measured(cv: pd.DataFrame, data: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> dict:
+    """The fitted slope, the CV at the smallest and largest K, and per data set the largest spread
+    between seeds of the last window's ``chi_pos`` (standard deviation over mean)."""
+    last = []
+    for name, (windows, runs) in data.items():
+        ends = windows.sort_values("step").groupby(["size", "seed"])["chi_pos"].last().groupby("size")
+        spread = (ends.std() / ends.mean().abs()).max()
+        last.append({"name": name, "seed_spread": float(spread), "seeds": int(runs["seed"].nunique())})
+    return {"slope": float(cv["slope"].iloc[0]), "slope_err": float(cv["slope_err"].iloc[0]),
+            "k_min": int(cv["k"].iloc[0]), "cv_min": float(cv["cv"].iloc[0]),
+            "k_max": int(cv["k"].iloc[-1]), "cv_max": float(cv["cv"].iloc[-1]), "datasets": last}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from ..analysis.claims import by_size, decreasing, final
 from . import style
 from .fig01_scaling import scaling_panel
 
@@ -20,3 +21,13 @@ def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, hei
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
     return pd.DataFrame(fits)
+
+
+def measured(data: dict[str, pd.DataFrame], fits: pd.DataFrame) -> dict:
+    """Per data set: the test-loss fit and the final test loss per size."""
+    out = []
+    for name, runs in data.items():
+        loss = final(runs, "final_test_loss")
+        out.append({**fits[fits["dataset"] == name].iloc[0].to_dict(), "name": name, "sizes": list(by_size(runs).index),
+                    "loss": loss, "loss_ordered": decreasing(loss)})
+    return {"datasets": out}

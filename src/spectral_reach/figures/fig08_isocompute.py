@@ -25,3 +25,19 @@ def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], pdf: str, png: str,
             ax.legend(title="FLOPs C", fontsize="x-small")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
+
+
+def measured(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> dict:
+    """Per data set and budget: the size with the lowest test loss, and whether ``chi_pos`` ranks the
+    sizes as the test loss does (Spearman correlation over sizes of the seed means)."""
+    out = []
+    for name, (loss, pos) in data.items():
+        both = loss.merge(pos, on=["budget", "size", "seed", "params"]).groupby(["budget", "size"], as_index=False)[
+            ["params", "test_loss", "chi_pos"]].mean()
+        budgets = []
+        for budget, g in both.groupby("budget"):
+            budgets.append({"budget": float(budget), "best": g.loc[g["test_loss"].idxmin(), "size"],
+                            "rank_corr": float(g["test_loss"].corr(g["chi_pos"], method="spearman"))})
+        out.append({"name": name, "budgets": budgets,
+                    "agree": sum(b["rank_corr"] > 0 for b in budgets)})
+    return {"datasets": out}

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from ..analysis.claims import by_size, decreasing, dynamics, final
 from . import style
 
 TITLES = {"standard": "standard", "mup": "muP"}
@@ -33,3 +34,15 @@ def plot(runs: pd.DataFrame, windows: pd.DataFrame, curves: pd.DataFrame, pdf: s
         bottom.axhline(0, color="0.6", lw=0.6)
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
+
+
+def measured(runs: pd.DataFrame, windows: pd.DataFrame) -> dict:
+    """Per parameterization: final train and test loss per size and the chi_pos curve's verdicts."""
+    out = []
+    for par in [p for p in TITLES if p in set(runs["parametrization"])]:
+        r, w = runs[runs["parametrization"] == par], windows[windows["parametrization"] == par]
+        train, test = final(r, "final_train_loss"), final(r, "final_test_loss")
+        out.append({"name": TITLES[par], "sizes": list(by_size(r).index), "seeds": int(r["seed"].nunique()),
+                    "train_loss": train, "test_loss": test, "loss_ordered": decreasing(train),
+                    "chi_pos": dynamics(w, r, "chi_pos")})
+    return {"parametrizations": out}

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from ..analysis.claims import dynamics
 from . import style
 
 PANELS = [("chi_loss", "χ_loss"), ("chi_net", "χ_net"), ("chi_pos", "χ_pos"), ("chi_net_pos", "χ_net · χ_pos")]
@@ -25,3 +26,8 @@ def plot(windows: pd.DataFrame, runs: pd.DataFrame, title: str, pdf: str, png: s
     fig.suptitle(title)
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
+
+
+def measured(windows: pd.DataFrame, runs: pd.DataFrame, title: str) -> dict:
+    """Every component's curve per size with its verdicts."""
+    return {"title": title, **{col: dynamics(windows, runs, col) for col, _ in PANELS}}

@@ -32,3 +32,8 @@ def plot(spectrum: pd.DataFrame, shift: pd.DataFrame, pdf: str, png: str, *, wid
     axes[2].legend(fontsize="x-small")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
+
+
+def measured(shift: pd.DataFrame) -> dict:
+    """Each stage's summary row (chi_pos, shift, median lhat, effective rank, outputs)."""
+    return {row["stage"]: row for row in shift.to_dict("records")}
