@@ -9,9 +9,9 @@ ratio, and the fraction of a whole run spent measuring under that config's windo
 Target: at most 5% with the paper's schedule. On a GPU (``--device cuda``) the step runs in
 bf16 autocast and model FLOPs utilisation is reported as ``6 N tokens/s / peak``
 (``--peak-tflops``, 989 for an H100 SXM in dense bf16). The measurement runs at each precision
-of ``--lnp-precision`` (see :func:`spectral_reach.train.loop.lnp_precision`) on the same batches
-and Rademacher vectors, and each row reports the relative deviation of its components from the
-fp32 measurement, so speed and accuracy are read side by side.
+of ``--lnp-precision`` (see :func:`spectral_reach.train.loop.lnp_precision`) and each Hutchinson
+count of ``--hutchinson`` on the same batches, and each row reports the relative deviation of its
+components from the first measurement, so speed and accuracy are read side by side.
 
     python benchmarks/train_throughput.py                                  # demo sizes, CPU
     python benchmarks/train_throughput.py --config config/paper.yaml --device cuda
@@ -55,7 +55,7 @@ COMPONENTS = ("delta", "chi_loss", "chi_net", "chi_pos")
 
 
 def bench(size: dict, lm: dict, vocab: int, device: torch.device, repeats: int, batch: int | None,
-          precisions: list[str], profile: bool = False) -> list[dict]:
+          precisions: list[str], ks: list[int], profile: bool = False) -> list[dict]:
     model = llama.build(size, vocab, lm["context_length"], seed=0).to(device)
     b = batch or lm["batch_size"]
     g = torch.Generator().manual_seed(0)
@@ -79,12 +79,12 @@ def bench(size: dict, lm: dict, vocab: int, device: torch.device, repeats: int, 
     n_params = sum(p.numel() for p in params)
     tokens_s = b * (lm["context_length"] - 1) / t_step
     rows, reference = [], None
-    for precision in precisions:
+    for precision, k in ((p, k) for p in precisions for k in ks):
         def run():
             gen = torch.Generator(device=device).manual_seed(0)
             with lnp_precision(precision, device):
-                return measure(LogitsOnly(model), lm_loss, (x, y), (xm, ym), hutchinson=lm["lnp"]["hutchinson"],
-                               train_grad=grads, generator=gen)
+                return measure(LogitsOnly(model), lm_loss, (x, y), (xm, ym), hutchinson=k, train_grad=grads,
+                               generator=gen)
         t_measure = timed(run, repeats, device)
         if profile:
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
@@ -95,7 +95,7 @@ def bench(size: dict, lm: dict, vocab: int, device: torch.device, repeats: int, 
         rec = run()
         reference = reference or rec
         rows.append({"params": n_params, "batch": b, "tokens_per_s": round(tokens_s), "step_s": t_step,
-                     "lnp_precision": precision, "measure_s": t_measure, "measure_over_step": t_measure / t_step,
+                     "lnp_precision": precision, "hutchinson": k, "measure_s": t_measure, "measure_over_step": t_measure / t_step,
                      "lnp_steps": n_lnp, "steps": lm["steps"],
                      "lnp_fraction": n_lnp * t_measure / (lm["steps"] * t_step + n_lnp * t_measure),
                      "tflops": 6 * n_params * tokens_s / 1e12,
@@ -113,6 +113,9 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="print the torch.profiler table of one measurement")
     p.add_argument("--lnp-precision", nargs="+", default=["fp32"], choices=["fp32", "tf32", "bf16"],
                    help="measurement precisions, the first is the reference for the error columns")
+    p.add_argument("--hutchinson", type=int, nargs="+", default=None,
+                   help="Hutchinson vector counts K to compare (default: the config's); the error columns are "
+                        "relative to the first precision at the first K, so for other K they include Hutchinson noise")
     a = p.parse_args()
     torch.manual_seed(0)
     cfg = yaml.safe_load(Path(a.config).read_text())
@@ -124,7 +127,8 @@ def main() -> None:
             if a.sizes and name not in a.sizes:
                 continue
             shape = {k: v for k, v in size.items() if k not in ("lr", "resources")}
-            for r in bench(shape, lm, vocab, device, a.repeats, a.batch, a.lnp_precision, a.profile):
+            ks = a.hutchinson or [lm["lnp"]["hutchinson"]]
+            for r in bench(shape, lm, vocab, device, a.repeats, a.batch, a.lnp_precision, ks, a.profile):
                 if device.type == "cuda":
                     r["mfu"] = r["tflops"] / a.peak_tflops
                 print(json.dumps({"dataset": dataset, "size": name,
