@@ -81,20 +81,20 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown run settings {sorted(unknown)}; known: {sorted(names)}")
-        d = dict(d)
-        d["betas"] = tuple(d["betas"])
-        spec = check_shared(cls(**d))
+        spec = build_spec(cls, d, "run")
         if spec.trainable not in ("all", "head"):
             raise ValueError(f"trainable must be 'all' or 'head', not {spec.trainable!r}")
         return spec
 
 
-def check_shared(spec: Any) -> Any:
-    """Reject settings every run kind shares: learning rate, window width, precision, warmup."""
+def build_spec(cls: type, d: dict[str, Any], kind: str) -> Any:
+    """A run spec dataclass ``cls`` from the rule's params ``d``: unknown keys are refused, naming
+    the known ones; the settings every run kind shares (learning rate, window width, precision,
+    warmup) are checked. ``kind`` names the run in messages."""
+    names = {f.name for f in fields(cls)}
+    if unknown := set(d) - names:
+        raise ValueError(f"unknown {kind} settings {sorted(unknown)}; known: {sorted(names)}")
+    spec = cls(**{**d, "betas": tuple(d["betas"])})
     if spec.lr <= 0:
         raise ValueError(f"lr must be positive, not {spec.lr}")
     if spec.lnp["width"] > spec.steps:

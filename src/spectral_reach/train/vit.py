@@ -8,7 +8,7 @@ training images in orders fixed by ``data_seed``, and LNP with the exact sum ove
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..data import FixedSet, Images, TrainOrder
 from ..models import vit
-from .loop import Task, check_shared, pick_device, run
+from .loop import Task, build_spec, pick_device, run
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,7 @@ class ViTSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ViTSpec":
-        names = {f.name for f in fields(cls)}
-        if unknown := set(d) - names:
-            raise ValueError(f"unknown ViT run settings {sorted(unknown)}; known: {sorted(names)}")
-        spec = check_shared(cls(**{**d, "betas": tuple(d["betas"])}))
+        spec = build_spec(cls, d, "ViT run")
         if spec.parametrization not in ("standard", "mup") or (spec.parametrization == "mup") != bool(spec.mup):
             raise ValueError(f"parametrization={spec.parametrization!r}: use 'standard', or 'mup' with mup settings")
         return spec
