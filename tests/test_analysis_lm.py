@@ -105,6 +105,7 @@ def test_measured_values_fill_the_caption_templates(tables, tmp_path):
     caption.render(TEMPLATES / "fig01.rst", tmp_path / "fig01.rst", m)
     text = (tmp_path / "fig01.rst").read_text()
     assert f"{first:.2g} / {first:.2g} / {first / 96:.2g}" in text
+    assert "(peak over last: 96 / 96 / 96)" in text
     assert "It ends below its start for every size" in text and "the last windows fall with size" in text
 
     comp = fig10_components.measured(windows, runs, "a")
