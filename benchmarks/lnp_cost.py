@@ -9,6 +9,16 @@ For two model shapes (SimpleStories-like and CIFAR-5M-next-pixel-like Llamas), i
   batch, plus two full backward passes for ``grad L_B`` and ``grad L_B'``.
 
 Both estimators draw the same Rademacher vectors, so their values must agree to float precision.
+Also, for the cost of measuring any architecture exactly:
+
+* recording: a forward pass inside ``PerSampleNorms.forward`` (hooks on every module and the
+  torch-function mode that records parameter uses) against a plain forward pass, as a share of
+  ``measure`` (it runs once per side);
+* first call: the one-time check of a new model and batch shape (sample-0 probe, per-group
+  comparison with autograd) against a steady-state call;
+* tied: the same shape with the LM head tied to the embedding (measured by call replay) against
+  the untied model.
+
 Prints medians of ``--repeats`` timings and the ratios. Usage::
 
     python benchmarks/lnp_cost.py [--repeats 3] [--k 4]
@@ -26,7 +36,7 @@ import torch.nn.functional as F
 from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import GradSampleModuleFastGradientClipping
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from spectral_reach.lnp import LogitsOnly, measure
+from spectral_reach.lnp import LogitsOnly, PerSampleNorms, measure
 from spectral_reach.lnp.hutchinson import rademacher
 
 SHAPES = {
@@ -35,11 +45,16 @@ SHAPES = {
 }
 
 
-def build(shape: dict) -> LogitsOnly:
+def build(shape: dict, tied: bool = False) -> LogitsOnly:
     cfg = LlamaConfig(
-        vocab_size=shape["vocab"], hidden_size=shape["d"], intermediate_size=shape["ff"],
-        num_hidden_layers=shape["layers"], num_attention_heads=shape["heads"],
-        num_key_value_heads=shape["heads"], max_position_embeddings=shape["T"], tie_word_embeddings=False,
+        vocab_size=shape["vocab"],
+        hidden_size=shape["d"],
+        intermediate_size=shape["ff"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        num_key_value_heads=shape["heads"],
+        max_position_embeddings=shape["T"],
+        tie_word_embeddings=tied,
     )
     return LogitsOnly(LlamaForCausalLM(cfg))
 
@@ -112,12 +127,42 @@ def run(name: str, shape: dict, k: int, repeats: int) -> dict[str, float]:
         gen = torch.Generator().manual_seed(7)
         return measure(model, seq_ce, b_train, b_measure, hutchinson=k, train_grad=train_grad, generator=gen)
 
+    t_first = time.perf_counter()
+    ours()  # a model seen for the first time: the one-time check runs
+    t_first = time.perf_counter() - t_first
     t_ours, rec = timed(ours, repeats)
+    t_plain, _ = timed(lambda: model(b_train[0]), repeats)
+
+    def recorded():
+        with PerSampleNorms(model) as norms, norms.forward(shape["b"], b_train[0]):
+            return model(b_train[0])
+
+    t_recorded, _ = timed(recorded, repeats)
+    torch.manual_seed(0)
+    tied = build(shape, tied=True)
+    t_tied, rec_tied = timed(
+        lambda: measure(tied, seq_ce, b_train, b_measure, hutchinson=k, generator=torch.Generator().manual_seed(7)),
+        repeats,
+    )
+    t_untied, _ = timed(
+        lambda: measure(model, seq_ce, b_train, b_measure, hutchinson=k, generator=torch.Generator().manual_seed(7)),
+        repeats,
+    )
     t_base, base = timed(lambda: opacus_baseline(model, b_train, b_measure, k, seed=7), repeats)
     return dict(
-        shape=name, train_s=t_train, measure_s=t_ours, opacus_s=t_base,
-        measure_over_train=t_ours / t_train, opacus_over_train=t_base / t_train, opacus_over_measure=t_base / t_ours,
-        chi_pos=rec.chi_pos, chi_pos_opacus=base["chi_pos"],
+        record_share=2 * (t_recorded - t_plain) / t_ours,
+        first_over_steady=t_first / t_ours,
+        tied_over_untied=t_tied / t_untied,
+        chi_pos_tied=rec_tied.chi_pos,
+        shape=name,
+        train_s=t_train,
+        measure_s=t_ours,
+        opacus_s=t_base,
+        measure_over_train=t_ours / t_train,
+        opacus_over_train=t_base / t_train,
+        opacus_over_measure=t_base / t_ours,
+        chi_pos=rec.chi_pos,
+        chi_pos_opacus=base["chi_pos"],
         j_sq_rel_diff=abs(rec.j_sq - base["j_sq_B"]) / base["j_sq_B"],
     )
 
@@ -131,10 +176,15 @@ def main() -> None:
     for name, shape in SHAPES.items():
         r = run(name, shape, args.k, args.repeats)
         print(
-            f"{r['shape']:>14}: train step {r['train_s']*1e3:7.1f} ms | measure {r['measure_s']*1e3:7.1f} ms "
-            f"= {r['measure_over_train']:4.1f}x train | opacus {r['opacus_s']*1e3:7.1f} ms = "
+            f"{r['shape']:>14}: train step {r['train_s'] * 1e3:7.1f} ms | measure {r['measure_s'] * 1e3:7.1f} ms "
+            f"= {r['measure_over_train']:4.1f}x train | opacus {r['opacus_s'] * 1e3:7.1f} ms = "
             f"{r['opacus_over_train']:4.1f}x train = {r['opacus_over_measure']:4.1f}x measure | chi_pos "
             f"{r['chi_pos']:.6e} vs {r['chi_pos_opacus']:.6e} (j_sq rel diff {r['j_sq_rel_diff']:.1e})"
+        )
+        print(
+            f"{'':>14}  recording {100 * r['record_share']:4.1f}% of measure | first call "
+            f"{r['first_over_steady']:4.2f}x a steady one | tied head {r['tied_over_untied']:4.2f}x untied "
+            f"(train_grad recomputed in both; chi_pos tied {r['chi_pos_tied']:.6e})"
         )
 
 

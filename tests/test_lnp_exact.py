@@ -2,12 +2,16 @@
 
 import pytest
 import torch
-
 from models import cases
+
 from spectral_reach.lnp import measure
 from spectral_reach.lnp.ntk import entk, jacobian, output_gradient, reference_lnp, spectrum
 
 TOLERANCE = {torch.float64: 1e-8, torch.float32: 1e-4}
+#: transformers' LlamaRMSNorm computes in fp32 even in an fp64 model, so the gradient that
+#: autograd forms and the reference's J^T g differ by fp32 rounding there (2e-8 seen); delta is
+#: also checked against autograd's own gradient to 1e-12 below.
+FP32_ISLANDS = {"llama": 1e-7}
 CASES = ["mse_mlp", "classifier", "embed_linear", "llama"]
 
 
@@ -21,7 +25,11 @@ def test_exact_mode_equals_explicit_entk(name, variant, dtype):
     ref = reference_lnp(model, loss_fn, batch, other)
     rtol = TOLERANCE[dtype]
     assert got.variant == variant
-    assert got.delta == pytest.approx(ref.delta, rel=rtol, abs=1e-12)
+    grads = [torch.autograd.grad(loss_fn(model(x), y), list(model.parameters())) for x, y in [batch, other or batch]]
+    autograd_delta = sum(float((a.double() * b.double()).sum()) for a, b in zip(*grads))
+    assert got.delta == pytest.approx(autograd_delta, rel=1e-12 if dtype == torch.float64 else 1e-5)
+    delta_rtol = max(rtol, FP32_ISLANDS.get(name, 0.0)) if dtype == torch.float64 else rtol
+    assert got.delta == pytest.approx(ref.delta, rel=delta_rtol, abs=1e-12)
     assert got.chi_loss_raw == pytest.approx(ref.chi_loss_raw, rel=rtol)
     assert got.chi_net_raw == pytest.approx(ref.chi_net_raw, rel=rtol)
     assert got.chi_pos == pytest.approx(ref.chi_pos, rel=rtol * 10, abs=1e-10)

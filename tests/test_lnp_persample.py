@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from models import EmbedLinear, tiny_llama
 from torch import nn
 from torch.func import functional_call, grad, vmap
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from models import EmbedLinear, tiny_llama
 from spectral_reach.lnp import PerSampleNorms
 from spectral_reach.lnp.rules import LinearRule, linear_strategy
 
@@ -24,8 +24,8 @@ def vmap_sq_norms(model: nn.Module, inputs: torch.Tensor, v: torch.Tensor) -> to
 
 def hook_sq_norms(model, inputs, v, rules=None):
     with PerSampleNorms(model, rules or {}) as norms:
-        norms.start()
-        out = model(inputs)
+        with norms.forward(inputs.shape[0]):
+            out = model(inputs)
         return norms.jvp_sq_norms(out, v)
 
 
@@ -93,6 +93,8 @@ def test_opacus_fallback_covers_a_layer_we_have_no_rule_for():
     x = torch.randn(5, 2, 6, dtype=torch.float64)
     v = torch.randn(5, 2, dtype=torch.float64)
     with PerSampleNorms(model) as norms:
+        with norms.forward(x.shape[0]):
+            norms.plan(model(x))
         assert dict(norms.covered)["0"] == "OpacusSamplerRule"
     torch.testing.assert_close(hook_sq_norms(model, x, v), vmap_sq_norms(model, x, v), rtol=1e-10, atol=0)
 

@@ -5,8 +5,9 @@ Public API: :func:`measure` and its :class:`LNPRecord`, :func:`log_windows`, the
 This subpackage imports nothing else of ``spectral_reach``.
 """
 
+from .errors import UnsupportedModelError
 from .measure import DEFAULT_SEED, LNPRecord, LogitsOnly, count_loss_units, measure
-from .persample import PerSampleNorms, UnsupportedModelError
+from .persample import PerSampleNorms
 from .rules import register_norm_rule
 from .windows import Window, log_windows, step_windows
 

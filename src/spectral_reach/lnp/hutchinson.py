@@ -13,7 +13,6 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-
 _SIGN_TABLES: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 
 

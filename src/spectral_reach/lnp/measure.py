@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .hutchinson import probe_count, probe_vectors
-from .persample import PerSampleNorms
+from .persample import PerSampleNorms, RecordAgain
 from .rules import NormRule
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -90,16 +90,26 @@ class _Side:
 
 
 def count_loss_units(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> int:
-    """Loss units of a batch: non-ignored integer targets, else one per output row.
+    """Loss units of a batch: what the mean loss averages over, read off the loss's gradient.
 
-    Integer targets (classes, tokens) count one unit each, except those equal to
-    ``loss_fn.ignore_index`` when the loss has one. Float targets (regression) count one
-    unit per output vector: ``prod(outputs.shape[:-1])``, or ``b`` for 1-d outputs.
+    The loss is differentiated at a point where every counted unit has a non-zero gradient:
+    uniform logits (``f = 0``) for integer targets, where a unit is an output row (all
+    dimensions but the last), and ``f = y + 1`` for float targets of the output's shape, where
+    a unit is an element (the authors' convention). Rows or elements that the loss ignores,
+    however it ignores them (``ignore_index`` of a module, of ``F.cross_entropy`` or inside a
+    lambda, a mask, a causal shift inside the loss), get no gradient and are not counted.
     """
-    if not targets.is_floating_point():
-        ignore = getattr(loss_fn, "ignore_index", None)
-        return int((targets != ignore).sum()) if ignore is not None else targets.numel()
-    return outputs.shape[0] if outputs.dim() < 2 else outputs.shape[:-1].numel()
+    if targets.is_floating_point() and targets.shape == outputs.shape:
+        point = targets.detach().to(outputs.dtype) + 1
+    else:
+        point = torch.zeros_like(outputs)
+    point = point.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(loss_fn(point, targets), point)
+    if targets.is_floating_point():
+        return int(g.ne(0).sum())
+    rows = g.reshape(-1, g.shape[-1]) if g.dim() > 1 else g.reshape(-1, 1)
+    return int(rows.ne(0).any(1).sum())
 
 
 def check_mean_reduction(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> None:
@@ -120,6 +130,37 @@ def check_mean_reduction(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> N
         )
 
 
+def _batch_size(inputs: object, targets: Tensor) -> int:
+    b = inputs.shape[0] if isinstance(inputs, Tensor) and inputs.dim() > 0 else targets.shape[0]
+    if b == 0:
+        raise ValueError("the batch is empty: LNP needs at least one sample")
+    return b
+
+
+def _recorded_forward(model: nn.Module, inputs: object, norms: PerSampleNorms, b: int) -> Tensor:
+    """``model(inputs)`` recorded by ``norms`` and planned; recorded again if an op changed a
+    captured output in place (that module's output is copied from then on)."""
+    for _ in range(len(norms.owning) + 1):
+        with norms.forward(b, inputs):
+            outputs = model(inputs)
+        if not isinstance(outputs, Tensor):
+            raise TypeError(
+                f"model(inputs) must return the output tensor, not {type(outputs).__name__}; wrap "
+                "a Hugging Face model in spectral_reach.lnp.LogitsOnly"
+            )
+        if outputs.dim() == 0 or outputs.shape[0] != b:
+            raise ValueError(
+                f"model(inputs) returned shape {tuple(outputs.shape)}; LNP needs the batch ({b}) "
+                "on dimension 0 of the output"
+            )
+        try:
+            norms.plan(outputs)
+            return outputs
+        except RecordAgain:
+            continue
+    raise AssertionError("unreachable: each new forward pass copies one more module output")
+
+
 def _measure_side(
     model: nn.Module,
     loss_fn: LossFn,
@@ -132,16 +173,14 @@ def _measure_side(
     count_units: Callable[[Tensor, Tensor], int] | None,
 ) -> _Side:
     inputs, targets = batch
-    norms.start()
-    outputs = model(inputs)
-    if not isinstance(outputs, Tensor):
-        raise TypeError(
-            f"model(inputs) must return the output tensor, not {type(outputs).__name__}; wrap "
-            "a Hugging Face model in spectral_reach.lnp.LogitsOnly"
-        )
+    b = _batch_size(inputs, targets)
+    outputs = _recorded_forward(model, inputs, norms, b)
     loss = loss_fn(outputs, targets)
     check_mean_reduction(loss_fn, outputs.detach(), targets)
-    n_units = count_units(outputs, targets) if count_units else count_loss_units(loss_fn, outputs, targets)
+    n_units = count_units(outputs, targets) if count_units else count_loss_units(loss_fn, outputs.detach(), targets)
+    if n_units <= 0:
+        raise ValueError("every target of the batch is ignored by the loss (no loss unit): nothing to measure")
+    norms.verify(outputs, torch.Generator(device=outputs.device).manual_seed(DEFAULT_SEED))
     wrt = [outputs] + (params if need_grad else [])
     g_out, *grad = torch.autograd.grad(loss, wrt, retain_graph=True, allow_unused=True)
     g_sq = g_out.detach().pow(2).sum(dtype=torch.float64).item()
@@ -155,7 +194,7 @@ def _measure_side(
         for v in probe_vectors(outputs.shape, hutchinson, generator, outputs.dtype, outputs.device)
     ]
     j_sq = sum(draws) if hutchinson is None else sum(draws) / len(draws)
-    return _Side(loss.item(), g_sq, j_sq, tuple(draws), n_units, outputs.shape[0], grad if need_grad else None)
+    return _Side(loss.item(), g_sq, j_sq, tuple(draws), n_units, b, grad if need_grad else None)
 
 
 def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
@@ -177,6 +216,7 @@ def measure(
     generator: torch.Generator | None = None,
     count_units: Callable[[Tensor, Tensor], int] | None = None,
     rules: Mapping[type, NormRule] | None = None,
+    allow_random: bool = False,
 ) -> LNPRecord:
     """LNP decomposition of a gradient step on ``batch`` evaluated on ``measure_batch``.
 
@@ -196,12 +236,22 @@ def measure(
             each call, so repeated calls reuse the same vectors.
         count_units: ``count_units(outputs, targets) -> n`` overrides :func:`count_loss_units`.
         rules: per-sample norm rules by module type, overriding :data:`.rules.RULES`.
+        allow_random: measure although the forward pass applies dropout (the components are
+            then random); by default active dropout is refused: measure in eval mode.
 
+    Every trainable parameter counts however the model uses it: tied or shared parameters,
+    functional reuse (``F.linear(x, m.weight)``) and tables broadcast over the batch are exact
+    (:mod:`.persample`); what cannot be measured exactly is refused, naming the module.
     The model's parameters, ``.grad``, train/eval mode and hooks are left as they were.
     Non-finite values (a NaN loss, say) are reported in the record, not raised.
     """
-    if hutchinson is not None and (not isinstance(hutchinson, int) or hutchinson < 1):
-        raise ValueError(f"hutchinson must be a positive int or None, not {hutchinson!r}")
+    if hutchinson is not None and (isinstance(hutchinson, bool) or not isinstance(hutchinson, int) or hutchinson < 1):
+        raise ValueError(f"hutchinson must be a positive int (K probe vectors) or None (exact), not {hutchinson!r}")
+    if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "measure() needs autograd, but it runs under torch.no_grad() or inference_mode(); "
+            "call it outside that block (it changes no parameter and no .grad)"
+        )
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameter; LNP measures a gradient step")
@@ -213,20 +263,40 @@ def measure(
                 "train_grad must hold one gradient per trainable parameter, in model.parameters() "
                 f"order: got {len(train_grad)} tensors for {len(shapes)} parameters or shapes differ"
             )
+        wrong = next((i for i, (g, p) in enumerate(zip(train_grad, params)) if g.device != p.device), None)
+        if wrong is not None:
+            raise ValueError(
+                f"train_grad[{wrong}] is on {train_grad[wrong].device}, its parameter on "
+                f"{params[wrong].device}: pass the gradients where the model is"
+            )
     if generator is None:
         device = next(iter(params)).device
         generator = torch.Generator(device=device).manual_seed(DEFAULT_SEED)
     cross = measure_batch is not None
-    with PerSampleNorms(model, rules or {}) as norms:
+    with PerSampleNorms(model, rules or {}, allow_random) as norms:
         side = _measure_side(
-            model, loss_fn, batch, norms, params, hutchinson, generator,
-            need_grad=train_grad is None, count_units=count_units,
+            model,
+            loss_fn,
+            batch,
+            norms,
+            params,
+            hutchinson,
+            generator,
+            need_grad=train_grad is None,
+            count_units=count_units,
         )
         grad_b = train_grad if train_grad is not None else side.grad
         if cross:
             other = _measure_side(
-                model, loss_fn, measure_batch, norms, params, hutchinson, generator,
-                need_grad=True, count_units=count_units,
+                model,
+                loss_fn,
+                measure_batch,
+                norms,
+                params,
+                hutchinson,
+                generator,
+                need_grad=True,
+                count_units=count_units,
             )
         else:
             other = side

@@ -20,8 +20,25 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacrev
 
 
-def jacobian(model: nn.Module, inputs: Tensor) -> Tensor:
-    """``J`` of shape ``(b * D, P)`` over the trainable parameters, by reverse mode."""
+def jacobian(model: nn.Module, inputs: Tensor, method: str = "jacrev") -> Tensor:
+    """``J`` of shape ``(b * D, P)`` over the trainable parameters, by reverse mode.
+
+    ``method="jacrev"``: torch.func over ``functional_call``. ``"autograd"``: one plain backward
+    pass per output coordinate on the model as it is, for models that ``functional_call``
+    cannot run (mup's ``MuReadout`` reads attributes that only its own parameters carry).
+    """
+    if method == "autograd":
+        params = [p for p in model.parameters() if p.requires_grad]
+        out = model(inputs).reshape(-1)
+        rows = []
+        for k in range(out.numel()):
+            grads = torch.autograd.grad(out[k], params, retain_graph=True, allow_unused=True)
+            rows.append(
+                torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
+            )
+        return torch.stack(rows).detach()
+    if method != "jacrev":
+        raise ValueError(f"method must be 'jacrev' or 'autograd', not {method!r}")
     named = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
     def f(params: dict[str, Tensor]) -> Tensor:
@@ -77,14 +94,14 @@ class Reference:
     j_sq: float
 
 
-def reference_lnp(model: nn.Module, loss_fn, batch, measure_batch=None) -> Reference:
+def reference_lnp(model: nn.Module, loss_fn, batch, measure_batch=None, method: str = "jacrev") -> Reference:
     """LNP of ``batch`` -> ``measure_batch`` (self variant if ``None``) from explicit Jacobians.
 
-    Sums and products run in float64 whatever the model's dtype.
+    Sums and products run in float64 whatever the model's dtype; ``method`` as in :func:`jacobian`.
     """
     sides = []
     for inputs, targets in [batch] if measure_batch is None else [batch, measure_batch]:
-        j = jacobian(model, inputs).double()
+        j = jacobian(model, inputs, method).double()
         with torch.no_grad():
             outputs = model(inputs)
         sides.append((j, output_gradient(loss_fn, outputs, targets).double(), inputs.shape[0]))

@@ -1,219 +1,345 @@
-"""Per-sample Jacobian-vector norms for every trainable parameter of a model, by hooks.
+"""Per-sample Jacobian-vector norms for every trainable parameter of a model.
 
-For a scalar ``s = sum_i v_i . f_i`` the per-sample gradient of sample ``i`` at a layer is a
-function of what that layer saw of sample ``i`` in the forward pass and of ``ds/dy_i`` at its
-output, as long as samples do not interact (no BatchNorm in train mode, no shared parameters).
-:class:`PerSampleNorms` captures each covered layer's inputs and output with forward hooks; for
-each probe vector it asks autograd for ``ds/dy`` at those outputs only, so no parameter gradient
-is ever formed, and hands them to the layer's rule (:mod:`.rules`). Summed over layers:
+For a scalar ``s = sum_i v_i . f_i``, sample ``i``'s gradient at a parameter depends only on
+what sample ``i`` fed into the calls that use it and on ``ds/dy_i`` at their outputs, as long
+as samples do not interact. A forward pass is recorded twice over: module hooks capture what
+each parameter-owning module received and returned, and :class:`.capture.ParameterUses` records
+every torch call that touches a parameter. After the pass, each parameter is measured one of
+three ways, all exact:
 
-    ||J_i^T v_i||^2 = sum_layers n_i(layer)
+* **rule**: a module of a type with a norm rule (:mod:`.rules`, or an Opacus sampler) that ran
+  once, whose parameters were used once, by the call that made its output, on batch-first
+  tensors. Fast, no per-sample gradient is formed.
+* **module replay**: any other module that ran once on batch-first tensors and whose
+  parameters were used only inside its forward: ``torch.func.vmap`` over its call (:mod:`.replay`).
+* **call replay**: every other parameter (tied, shared, reused functionally, broadcast over the
+  batch, in a module that ran twice): each recorded call that uses it is replayed per sample and
+  the gradients are summed before squaring.
+
+Then ``||J_i^T v_i||^2 = sum n_i`` over the three. The first forward pass of each model and
+batch shape is verified once (:meth:`PerSampleNorms.verify`): for a probe on sample 0 alone,
+no gradient may reach another sample's slice of any captured tensor (the batch is on dim 0 and
+samples do not mix), and each group's norm must equal autograd's gradient of that sample.
 
 Why not Opacus's ``GradSampleModuleFastGradientClipping`` itself: its backward hooks pop the
 captured activations, so every probe vector would need a fresh forward pass, and they fire
-inside a full backward that also forms every parameter gradient. We keep Opacus's samplers as
-the fallback for layers we have no rule for.
+inside a full backward that also forms every parameter gradient. Its samplers serve as rules
+for the layer types they know (convolutions, GroupNorm, ...).
 """
 
 from __future__ import annotations
 
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from .rules import RULES, NormRule, OpacusSamplerRule
+from .capture import ParameterUses
+from .errors import UnsupportedModelError
+from .groups import Group, ModuleCall, Recording, opacus_rule, plan
+from .replay import replay_group
+from .rules import RULES, NormRule, accumulation_dtype
+
+__all__ = ["PerSampleNorms", "UnsupportedModelError"]
+
+#: Models whose forward structure (by signature) has passed :meth:`PerSampleNorms.verify`.
+_VERIFIED: "weakref.WeakKeyDictionary[nn.Module, set]" = weakref.WeakKeyDictionary()
+#: Modules (by name, per model) whose module replay failed: their parameters use call replay.
+_DEMOTED: "weakref.WeakKeyDictionary[nn.Module, set[str]]" = weakref.WeakKeyDictionary()
+#: Modules (by name, per model) whose output a later op changes in place: the hook hands on a copy.
+_CLONED: "weakref.WeakKeyDictionary[nn.Module, set[str]]" = weakref.WeakKeyDictionary()
 
 
-class UnsupportedModelError(ValueError):
-    """The model breaks an assumption of the per-sample measurement; the message says how to fix it."""
-
-
-def _direct_trainable(module: nn.Module) -> list[nn.Parameter]:
-    return [p for p in module.parameters(recurse=False) if p.requires_grad]
-
-
-def _opacus_rule(module: nn.Module, name: str) -> NormRule:
-    """Opacus's norm sampler, else its grad sampler, else its functorch per-sample gradients."""
-    from opacus.grad_sample.functorch import ft_compute_per_sample_gradient, prepare_layer
-    from opacus.grad_sample.grad_sample_module import GradSampleModule
-    from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import (
-        GradSampleModuleFastGradientClipping as FastClip,
-    )
-
-    kind = type(module)
-    if kind in FastClip.NORM_SAMPLERS:
-        return OpacusSamplerRule(FastClip.NORM_SAMPLERS[kind], "norm", name)
-    if kind in GradSampleModule.GRAD_SAMPLERS:
-        return OpacusSamplerRule(GradSampleModule.GRAD_SAMPLERS[kind], "grad", name)
-    try:
-        prepare_layer(module)
-    except Exception as err:  # Opacus raises NotImplementedError, functorch others
-        raise UnsupportedModelError(
-            f"no per-sample norm rule covers module '{name}' ({kind.__name__}), and Opacus's "
-            f"functorch fallback refuses it: {err}. Register one with "
-            "spectral_reach.lnp.register_norm_rule, or freeze its parameters."
-        ) from err
-    return OpacusSamplerRule(ft_compute_per_sample_gradient, "grad", name)
+class RecordAgain(Exception):
+    """An op changed a captured module output in place; the forward pass must be recorded again
+    (the module's output is copied from now on, for this model)."""
 
 
 def check_model(model: nn.Module) -> None:
-    """Refuse models whose samples interact or whose parameters are shared between layers."""
+    """Refuse models whose samples interact through batch statistics, and fused RNNs."""
     for name, module in model.named_modules():
+        if isinstance(module, nn.RNNBase) and any(p.requires_grad for p in module.parameters()):
+            raise UnsupportedModelError(
+                f"module '{name}' ({type(module).__name__}) runs as one fused kernel that torch.func "
+                f"cannot replay per sample. Use opacus.layers.DP{type(module).__name__} instead (same "
+                "parameters and maths, built from Linear cells, measured exactly), or freeze it."
+            )
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
             raise UnsupportedModelError(
                 f"module '{name}' ({type(module).__name__}) is in train mode: batch statistics "
                 "mix the samples, so per-sample Jacobians are undefined. Call .eval() on it "
                 "before measuring, or use LayerNorm/GroupNorm."
             )
-    owners: dict[int, list[str]] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
-        for p in module.parameters(recurse=False):
-            if p.requires_grad:
-                owners.setdefault(id(p), []).append(name or "<root>")
-    for names in owners.values():
-        if len(set(names)) > 1:
-            raise UnsupportedModelError(
-                f"one trainable parameter is shared by modules {sorted(set(names))} (tied input "
-                "and output embeddings?). Its per-sample gradient is the sum over both uses, which "
-                "per-layer norms cannot give. Untie it (e.g. tie_word_embeddings=False) or freeze it."
-            )
-
-
-@dataclass
-class _Capture:
-    name: str
-    module: nn.Module
-    rule: NormRule
-    inputs: tuple[Tensor, ...]
-    output: Tensor
-    version: int
-    ctx: Any = None
-    prepared: bool = False
-    exact: bool = False  # counted in closed form by exact_output_sq_norms, skipped per probe
 
 
 @dataclass
 class PerSampleNorms:
-    """Forward hooks on every module that owns trainable parameters; a context manager.
+    """Hooks on every module of ``model``; a context manager.
 
-    Inside ``with PerSampleNorms(model) as norms``: call :meth:`start` before a forward pass,
-    set :attr:`passes`, then for each probe vector ``v`` (shaped like the model output ``f``) :meth:`jvp_sq_norms`
-    returns ``||J_i^T v_i||^2`` per sample. Leaving the block removes every hook and cache.
+    Inside ``with PerSampleNorms(model) as norms``: run the forward pass inside
+    ``with norms.forward(b):``, set :attr:`passes`, then for each probe vector ``v`` (shaped like
+    the model output ``f``) :meth:`jvp_sq_norms` returns ``||J_i^T v_i||^2`` per sample.
+    Leaving the block removes every hook and cache.
     """
 
     model: nn.Module
     rules: Mapping[type, NormRule] = field(default_factory=dict)
-    _plan: list[tuple[str, nn.Module, NormRule]] = field(default_factory=list, init=False)
-    _handles: list[Any] = field(default_factory=list, init=False)
-    _captures: dict[int, _Capture] = field(default_factory=dict, init=False)
+    allow_random: bool = False
     #: Probe vectors that will follow the current forward pass (rules amortise caches over them).
     passes: int = field(default=1, init=False)
+    _params: dict[int, str] = field(default_factory=dict, init=False)
+    _owning: dict[str, nn.Module] = field(default_factory=dict, init=False)
+    _handles: list[Any] = field(default_factory=list, init=False)
+    _stack: list[str] = field(default_factory=list, init=False)
+    _calls: dict[str, list[ModuleCall]] = field(default_factory=dict, init=False)
+    _returned: dict[int, Tensor] = field(default_factory=dict, init=False)
+    _uses: ParameterUses | None = field(default=None, init=False)
+    _recording: bool = field(default=False, init=False)
+    _groups: list[Group] = field(default_factory=list, init=False)
+    _batch: int = field(default=0, init=False)
+    _output: Tensor | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         check_model(self.model)
-        self._plan = list(self._cover(self.model, ""))
-
-    def _cover(self, module: nn.Module, name: str) -> Iterator[tuple[str, nn.Module, NormRule]]:
-        rule = self.rules.get(type(module)) or RULES.get(type(module))
-        if rule is not None:
+        self._params = {id(p): n for n, p in self.model.named_parameters() if p.requires_grad}
+        for name, module in self.model.named_modules():
             if any(p.requires_grad for p in module.parameters(recurse=False)):
-                yield name, module, rule
-        elif _direct_trainable(module):
-            # Opacus's functorch fallback differentiates all parameters of the module, children
-            # included, so its children are not visited again (as Opacus does).
-            yield name, module, _opacus_rule(module, name or type(module).__name__)
-            return
-        for child_name, child in module.named_children():
-            yield from self._cover(child, f"{name}.{child_name}" if name else child_name)
+                self._owning[name] = module
+
+    def _param(self, pid: int) -> nn.Parameter:
+        return next(p for p in self.model.parameters() if id(p) == pid)
 
     @property
-    def covered(self) -> list[tuple[str, str]]:
-        """``(module name, rule class)`` for every covered module."""
-        return [(n, type(r).__name__) for n, _, r in self._plan]
+    def owning(self) -> list[str]:
+        """Names of the modules that own trainable parameters."""
+        return list(self._owning)
+
+    def _rule(self, module: nn.Module) -> NormRule | None:
+        return self.rules.get(type(module)) or RULES.get(type(module)) or opacus_rule(module)
 
     def __enter__(self) -> "PerSampleNorms":
-        for name, module, rule in self._plan:
-            self._handles.append(module.register_forward_hook(self._hook(name, rule)))
+        for name, module in self.model.named_modules():
+            self._handles.append(module.register_forward_pre_hook(self._push(name)))
+            self._handles.append(module.register_forward_hook(self._pop(name), with_kwargs=True))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self._captures.clear()
-        for _, module, rule in self._plan:
-            if isinstance(rule, OpacusSamplerRule) and hasattr(module, "ft_compute_sample_grad"):
-                del module.ft_compute_sample_grad
+        self._reset()
 
-    def _hook(self, name: str, rule: NormRule):
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            if not torch.is_grad_enabled():
-                return
-            if id(module) in self._captures:
-                raise UnsupportedModelError(
-                    f"module '{name}' ran twice in one forward pass; its parameters are shared "
-                    "between uses and per-sample norms would be wrong. Use separate modules."
-                )
-            out = output if isinstance(output, Tensor) else next(
-                (t for t in output if isinstance(t, Tensor) and t.requires_grad), None
-            )
-            if out is None or not out.requires_grad:
-                return
-            inputs = tuple(a.detach() for a in args if isinstance(a, Tensor))
-            self._captures[id(module)] = _Capture(name, module, rule, inputs, out, out._version)
+    def _reset(self) -> None:
+        self._stack.clear()
+        self._calls.clear()
+        self._returned.clear()
+        self._groups.clear()
+        self._uses, self._output = None, None
+
+    def _push(self, name: str):
+        def hook(module: nn.Module, args: tuple) -> None:
+            if self._recording:
+                self._stack.append(name)
 
         return hook
 
-    def start(self) -> None:
-        """Forget the last forward pass; call before the next one."""
-        self._captures.clear()
+    def _pop(self, name: str):
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+            if not self._recording:
+                return None
+            self._stack.pop()
+            if name not in self._owning:
+                return None
+            leaves, spec = tree_flatten((args, kwargs))
+            args_kwargs = tree_unflatten([t.detach() if isinstance(t, Tensor) else t for t in leaves], spec)
+            versions = {id(t): t._version for t in tree_flatten(output)[0] if isinstance(t, Tensor)}
+            self._calls.setdefault(name, []).append(ModuleCall(*args_kwargs, output, versions))
+            if isinstance(output, Tensor) and output.requires_grad and name in _CLONED.get(self.model, ()):
+                # a later in-place op (ReLU(inplace=True)) then changes the copy, not ours
+                returned = output.clone()
+                self._returned[id(output)] = returned
+                return returned
+            return None
 
-    def _context(self, cap: _Capture) -> Any:
-        if not cap.prepared:
-            cap.ctx = cap.rule.prepare(cap.module, cap.inputs, self.passes)
-            cap.prepared = True
-        return cap.ctx
+        return hook
+
+    @contextmanager
+    def forward(self, batch_size: int, inputs: Any = None) -> Iterator[None]:
+        """Record the forward pass run inside the block on ``inputs``, a batch of ``batch_size``."""
+        self._reset()
+        self._batch = batch_size
+        self._uses = ParameterUses(self._params, batch_size, self._stack, set(self._owning), self.allow_random, inputs)
+        self._recording = True
+        try:
+            with self._uses:
+                yield
+        except BaseException:
+            self._reset()
+            raise
+        finally:
+            self._recording = False
+
+    @property
+    def covered(self) -> list[tuple[str, str]]:
+        """``(module or parameter group, how)`` of the last forward pass's plan."""
+        return [(g.name, g.how) for g in self._groups]
+
+    @property
+    def call_replayed(self) -> list[str]:
+        """Names of the parameters measured by call replay in the last forward pass's plan."""
+        return sorted(n for g in self._groups if g.how == "call replay" for n in g.params.values())
+
+    def plan(self, output: Tensor) -> None:
+        """Decide how each parameter touched by the recorded forward pass is measured."""
+        if self._uses is None:
+            raise RuntimeError("run the model's forward pass inside `with norms.forward(b):` first")
+        self._output = output
+        for name, calls in self._calls.items():
+            for call in calls:
+                for t in tree_flatten(call.output)[0]:
+                    if isinstance(t, Tensor) and t._version != call.versions[id(t)]:
+                        _CLONED.setdefault(self.model, set()).add(name)
+                        raise RecordAgain(name)
+        rec = Recording(
+            self._params,
+            self._batch,
+            self._owning,
+            self._calls,
+            self._uses,
+            self._rule,
+            self._param,
+            _DEMOTED.get(self.model, set()),
+        )
+        self._groups = plan(rec, output)
+        self._stack.clear()
+
+    def _check_versions(self) -> None:
+        for g in self._groups:
+            if any(t._version != v for t, v in zip(g.targets, g.versions)):
+                raise UnsupportedModelError(
+                    f"an output of {g.label} was modified in place after it was computed; per-sample "
+                    "norms need it intact. Use the out-of-place form of the op that follows it."
+                )
+
+    def _context(self, g: Group) -> Any:
+        if not g.prepared:
+            g.ctx = g.rule.prepare(g.module, g.call.args, self.passes)
+            g.prepared = True
+        return g.ctx
 
     def exact_output_sq_norms(self, output: Tensor) -> Tensor | None:
-        """Closed-form ``||J_i||_F^2`` of the layers whose output *is* the model output.
+        """Closed-form ``||J_i||_F^2`` of the rule-measured layers whose output *is* the model output.
 
         For such a layer (an LM head, a classifier's readout) whose rule has
         ``output_sq_norms``, the probe-vector expectation is known exactly; those layers are
-        then left out of :meth:`jvp_sq_norms` for this forward pass. Returns ``None`` if no
+        then left out of :meth:`jvp_sq_norms` for this forward pass (a head tied to the
+        embedding only for its own term). Returns ``None`` if no
         layer qualifies. Use with Hutchinson probes only: it replaces their expectation.
         """
         total = None
-        for cap in self._captures.values():
-            if cap.output is output and hasattr(cap.rule, "output_sq_norms"):
-                sq = cap.rule.output_sq_norms(cap.module, self._context(cap))
+        for g in self._groups:
+            if (
+                g.rule is not None
+                and self._returned.get(id(g.targets[-1]), g.targets[-1]) is output
+                and hasattr(g.rule, "output_sq_norms")
+            ):
+                sq = g.rule.output_sq_norms(g.module, self._context(g))
                 total = sq if total is None else total + sq
-                cap.exact = True
+                g.exact = len(g.targets) == 1  # a tied head keeps its embedding and cross terms
         return total
+
+    def _grads(self, output: Tensor, v: Tensor, groups: list[Group], extra: list[Tensor] = ()):
+        targets = [t for g in groups for t in g.targets]
+        grads = torch.autograd.grad(output, targets + list(extra), grad_outputs=v, retain_graph=True, allow_unused=True)
+        per_group, k = [], 0
+        for g in groups:
+            per_group.append(list(grads[k : k + len(g.targets)]))
+            k += len(g.targets)
+        return per_group, grads[k:]
+
+    def _group_sq_norms(self, g: Group, grads: list[Tensor | None], b: int, device) -> Tensor:
+        if g.rule is not None:
+            if any(x is None for x in grads):
+                grads = [torch.zeros_like(t) if x is None else x for t, x in zip(g.targets, grads)]
+            return g.rule.sq_norms(g.module, self._context(g), grads[0] if len(grads) == 1 else grads).to(torch.float64)
+        return sum(
+            p.reshape(b, -1).pow(2).sum(1, dtype=accumulation_dtype(p)).to(torch.float64)
+            for p in replay_group(g, self.model, grads, self._batch).values()
+        )
 
     def jvp_sq_norms(self, output: Tensor, v: Tensor) -> Tensor:
         """``||J_i^T v_i||^2`` for each sample ``i``: one backward pass of ``sum_i v_i . f_i``."""
-        caps = [c for c in self._captures.values() if not c.exact]
-        if not self._captures:
-            raise UnsupportedModelError(
-                "no module with trainable parameters ran in the forward pass of the model; "
-                "is every parameter frozen, or was the forward run under torch.no_grad()?"
-            )
-        for cap in caps:
-            if cap.output._version != cap.version:
-                raise UnsupportedModelError(
-                    f"the output of module '{cap.name}' was modified in place after it was "
-                    "computed; per-sample norms need it intact. Avoid in-place ops on it."
-                )
-        if not caps:
-            return torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
-        grads = torch.autograd.grad(
-            output, [c.output for c in caps], grad_outputs=v, retain_graph=True, allow_unused=True
-        )
-        total = torch.zeros(v.shape[0], dtype=torch.float64, device=v.device)
-        for cap, grad in zip(caps, grads):
-            if grad is not None:
-                total += cap.rule.sq_norms(cap.module, self._context(cap), grad)
+        if self._output is not output:
+            self.plan(output)
+        self._check_versions()
+        b = v.shape[0]
+        total = torch.zeros(b, dtype=torch.float64, device=v.device)
+        groups = [g for g in self._groups if not g.exact]
+        if not groups:
+            return total
+        per_group, _ = self._grads(output, v, groups)
+        for g, grads in zip(groups, per_group):
+            total += self._group_sq_norms(g, grads, b, v.device)
         return total
 
+    def verify(self, output: Tensor, generator: torch.Generator) -> None:
+        """Check the plan once per model and forward structure, on a probe of sample 0 alone.
+
+        No gradient of ``v_0 . f_0`` may reach another sample's slice of a captured tensor, and
+        each group's norm for sample 0 must equal the squared norm of autograd's gradient of
+        ``v_0 . f_0`` with respect to the group's parameters.
+        """
+        if self._output is not output:
+            self.plan(output)
+        generator = torch.Generator(device=output.device).manual_seed(generator.initial_seed())
+        signature = (
+            tuple(output.shape),
+            output.dtype,
+            torch.is_autocast_enabled(output.device.type),
+            tuple((g.name, g.how, len(g.targets)) for g in self._groups),
+        )
+        if signature in _VERIFIED.get(self.model, set()):
+            return
+        from .hutchinson import rademacher
+
+        self._check_versions()
+        b = output.shape[0]
+        v = torch.zeros_like(output)
+        v[0] = rademacher(output.shape[1:], generator, output.dtype, output.device)
+        by_id = {id(p): p for p in self.model.parameters() if p.requires_grad}
+        params = [by_id[pid] for g in self._groups for pid in g.params]
+        per_group, param_grads = self._grads(output, v, self._groups, params)
+        low = output.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(output.device.type)
+        rtol = 5e-2 if low else 1e-6 if output.dtype == torch.float64 else 1e-3
+        k = 0
+        for g, grads in zip(self._groups, per_group):
+            for t, grad, d in zip(g.targets, grads, g.out_dims):
+                if b > 1 and grad is not None and bool(grad.narrow(d, 1, b - 1).ne(0).any()):
+                    raise UnsupportedModelError(
+                        f"{g.label}: the gradient of sample 0 reaches other samples' rows of a tensor it "
+                        f"captured (shape {tuple(t.shape)}): dimension 0 is not the batch (a "
+                        "sequence-first layer with as many positions as samples?) or samples mix. "
+                        "Keep the batch on dimension 0 and samples independent."
+                    )
+            want = sum(float(gr.double().pow(2).sum()) for gr in param_grads[k : k + len(g.params)] if gr is not None)
+            k += len(g.params)
+            try:
+                got = float(self._group_sq_norms(g, grads, b, output.device)[0])
+            except UnsupportedModelError:
+                if g.how != "module replay":
+                    raise
+                _DEMOTED.setdefault(self.model, set()).add(g.name)  # its calls are replayed instead
+                self._groups.clear()
+                self.plan(output)
+                return self.verify(output, generator)
+            if abs(got - want) > rtol * max(abs(got), abs(want)) + 1e-30:
+                raise UnsupportedModelError(
+                    f"{g.label} ({g.how}): its per-sample norm ({got:.6g}) differs from autograd's "
+                    f"gradient of one sample ({want:.6g}). Its rule does not fit how the module uses "
+                    "its parameters; remove the rule registered for it (the replay then measures it)."
+                )
+        _VERIFIED.setdefault(self.model, set()).add(signature)
