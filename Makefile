@@ -9,7 +9,7 @@ CORES  ?= 2
 BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup workflow test bench clean
+.PHONY: setup workflow test test-fast lint bench clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -27,6 +27,15 @@ workflow: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# everyday work: the tests that do not run the workflow or train for long
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/snakefmt --check Snakefile workflow
 
 bench: setup
 	$(BIN)/python benchmarks/lnp_cost.py

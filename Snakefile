@@ -1,5 +1,5 @@
 # spectral-reach: the paper "Spectral Reach" end to end. See README.md.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -8,11 +8,10 @@ min_version("9.0")
 # the command line replaces it (Snakemake merges a directive's config with --configfile, and does
 # not pass --replace-workflow-config on to cluster jobs, which then saw a different config).
 if not config:
-    raise ValueError("no config: run from this folder (profiles/default reads config/config.yaml), or pass "
-                     "--configfile config/config.yaml [more.yaml ...] (later files merge over earlier ones)")
-
-
-validate(config, "workflow/schemas/config.schema.yaml")
+    raise ValueError(
+        "no config: run from this folder (profiles/default reads config/config.yaml), or pass "
+        "--configfile config/config.yaml [more.yaml ...] (later files merge over earlier ones)"
+    )
 
 
 include: "workflow/rules/common.smk"
@@ -26,6 +25,6 @@ include: "workflow/rules/unknown.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -30,7 +30,8 @@ import yaml
 
 from spectral_reach.lnp import LogitsOnly, measure
 from spectral_reach.models import llama
-from spectral_reach.train.loop import lm_loss, lnp_precision
+from spectral_reach.models.llama import lm_loss
+from spectral_reach.train.device import lnp_precision
 from spectral_reach.train.schedule import lnp_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +55,17 @@ def timed(fn, repeats: int, device: torch.device) -> float:
 COMPONENTS = ("delta", "chi_loss", "chi_net", "chi_pos")
 
 
-def bench(size: dict, lm: dict, vocab: int, device: torch.device, repeats: int, batch: int | None,
-          precisions: list[str], ks: list[int], profile: bool = False) -> list[dict]:
+def bench(
+    size: dict,
+    lm: dict,
+    vocab: int,
+    device: torch.device,
+    repeats: int,
+    batch: int | None,
+    precisions: list[str],
+    ks: list[int],
+    profile: bool = False,
+) -> list[dict]:
     model = llama.build(size, vocab, lm["context_length"], seed=0).to(device)
     b = batch or lm["batch_size"]
     g = torch.Generator().manual_seed(0)
@@ -80,27 +90,47 @@ def bench(size: dict, lm: dict, vocab: int, device: torch.device, repeats: int, 
     tokens_s = b * (lm["context_length"] - 1) / t_step
     rows, reference = [], None
     for precision, k in ((p, k) for p in precisions for k in ks):
-        def run():
+
+        def run(precision=precision, k=k):
             gen = torch.Generator(device=device).manual_seed(0)
             with lnp_precision(precision, device):
-                return measure(LogitsOnly(model), lm_loss, (x, y), (xm, ym), hutchinson=k, train_grad=grads,
-                               generator=gen)
+                return measure(
+                    LogitsOnly(model), lm_loss, (x, y), (xm, ym), hutchinson=k, train_grad=grads, generator=gen
+                )
+
         t_measure = timed(run, repeats, device)
         if profile:
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-                                        if device.type == "cuda" else None) as prof:
+            with torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+                if device.type == "cuda"
+                else None
+            ) as prof:
                 run()
             key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-            print(f"# profile of one measurement at {precision}\n" + prof.key_averages().table(sort_by=key, row_limit=25))
+            print(
+                f"# profile of one measurement at {precision}\n" + prof.key_averages().table(sort_by=key, row_limit=25)
+            )
         rec = run()
         reference = reference or rec
-        rows.append({"params": n_params, "batch": b, "tokens_per_s": round(tokens_s), "step_s": t_step,
-                     "lnp_precision": precision, "hutchinson": k, "measure_s": t_measure, "measure_over_step": t_measure / t_step,
-                     "lnp_steps": n_lnp, "steps": lm["steps"],
-                     "lnp_fraction": n_lnp * t_measure / (lm["steps"] * t_step + n_lnp * t_measure),
-                     "tflops": 6 * n_params * tokens_s / 1e12,
-                     **{f"rel_err_{c}": abs(getattr(rec, c) / getattr(reference, c) - 1) for c in COMPONENTS}})
+        rows.append(
+            {
+                "params": n_params,
+                "batch": b,
+                "tokens_per_s": round(tokens_s),
+                "step_s": t_step,
+                "lnp_precision": precision,
+                "hutchinson": k,
+                "measure_s": t_measure,
+                "measure_over_step": t_measure / t_step,
+                "lnp_steps": n_lnp,
+                "steps": lm["steps"],
+                "lnp_fraction": n_lnp * t_measure / (lm["steps"] * t_step + n_lnp * t_measure),
+                "tflops": 6 * n_params * tokens_s / 1e12,
+                **{f"rel_err_{c}": abs(getattr(rec, c) / getattr(reference, c) - 1) for c in COMPONENTS},
+            }
+        )
     return rows
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,11 +141,21 @@ def main() -> None:
     p.add_argument("--sizes", nargs="*", default=None, help="only these size names")
     p.add_argument("--peak-tflops", type=float, default=989.0)
     p.add_argument("--profile", action="store_true", help="print the torch.profiler table of one measurement")
-    p.add_argument("--lnp-precision", nargs="+", default=["fp32"], choices=["fp32", "tf32", "bf16"],
-                   help="measurement precisions, the first is the reference for the error columns")
-    p.add_argument("--hutchinson", type=int, nargs="+", default=None,
-                   help="Hutchinson vector counts K to compare (default: the config's); the error columns are "
-                        "relative to the first precision at the first K, so for other K they include Hutchinson noise")
+    p.add_argument(
+        "--lnp-precision",
+        nargs="+",
+        default=["fp32"],
+        choices=["fp32", "tf32", "bf16"],
+        help="measurement precisions, the first is the reference for the error columns",
+    )
+    p.add_argument(
+        "--hutchinson",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Hutchinson vector counts K to compare (default: the config's); the error columns are "
+        "relative to the first precision at the first K, so for other K they include Hutchinson noise",
+    )
     a = p.parse_args()
     torch.manual_seed(0)
     cfg = yaml.safe_load(Path(a.config).read_text())
@@ -131,9 +171,16 @@ def main() -> None:
             for r in bench(shape, lm, vocab, device, a.repeats, a.batch, a.lnp_precision, ks, a.profile):
                 if device.type == "cuda":
                     r["mfu"] = r["tflops"] / a.peak_tflops
-                print(json.dumps({"dataset": dataset, "size": name,
-                                  **{k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in r.items()}}),
-                      flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "dataset": dataset,
+                            "size": name,
+                            **{k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in r.items()},
+                        }
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

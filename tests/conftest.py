@@ -13,11 +13,17 @@ def text_data(tmp_path_factory):
     """``results/data/<name>/``-style folder: train/validation/test uint16 streams, vocab 96."""
     root = tmp_path_factory.mktemp("data")
     raw = {"train": root / "raw" / "train.parquet", "test": root / "raw" / "test.parquet"}
-    synthetic_text.generate(raw, {"train": 400, "test": 60}, seed=0, lexicon=40, topics=4, topic_words=12, zipf=1.1,
-                            sentences=(2, 5))
+    synthetic_text.generate(
+        raw, {"train": 400, "test": 60}, seed=0, lexicon=40, topics=4, topic_words=12, zipf=1.1, sentences=(2, 5)
+    )
     text.train_tokenizer(text.read_stories(raw["train"]), 96, root / "tokenizer.json")
-    text.prepare_splits({"train": [str(raw["train"])], "test": [str(raw["test"])]}, str(root / "tokenizer.json"), 96,
-                        60, root / "prepared")
+    text.prepare_splits(
+        {"train": [str(raw["train"])], "test": [str(raw["test"])]},
+        str(root / "tokenizer.json"),
+        96,
+        60,
+        root / "prepared",
+    )
     return root / "prepared"
 
 
@@ -45,7 +51,8 @@ def workdir(tmp_path_factory):
     from workflow_run import CI_CONFIG_PATH, SLURM, SLURM_ARGS, copy_workflow, snakemake
 
     work = copy_workflow(tmp_path_factory.mktemp("workflow"))
-    proc = snakemake(work, *(SLURM_ARGS if SLURM else []), "--configfile", str(CI_CONFIG_PATH),
-                     "--replace-workflow-config")
+    proc = snakemake(
+        work, *(SLURM_ARGS if SLURM else []), "--configfile", str(CI_CONFIG_PATH), "--replace-workflow-config"
+    )
     (work / "run.log").write_text(proc.stdout + proc.stderr)
     return work

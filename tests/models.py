@@ -35,14 +35,22 @@ class EmbedLinear(nn.Module):
 
 
 def mlp(d_in: int = 5, hidden: int = 8, out: int = 3) -> nn.Module:
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out))
+    return nn.Sequential(
+        nn.Linear(d_in, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out)
+    )
 
 
 def tiny_llama(vocab: int = 32, d: int = 16, layers: int = 2, ff: int = 24, heads: int = 2) -> nn.Module:
     cfg = LlamaConfig(
-        vocab_size=vocab, hidden_size=d, intermediate_size=ff, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=64,
-        tie_word_embeddings=False, attn_implementation="eager",
+        vocab_size=vocab,
+        hidden_size=d,
+        intermediate_size=ff,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        attn_implementation="eager",
     )
     return LogitsOnly(LlamaForCausalLM(cfg))
 

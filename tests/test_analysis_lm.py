@@ -9,25 +9,41 @@ import pandas as pd
 import pytest
 
 from spectral_reach.analysis import claims, lm
-from spectral_reach.figures import caption, fig01_scaling, fig07_test_loss, fig08_isocompute, fig09_vit, fig10_components
+from spectral_reach.figures import (
+    caption,
+    fig01_scaling,
+    fig07_test_loss,
+    fig08_isocompute,
+    fig09_vit,
+    fig10_components,
+)
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "workflow/report"
 
 
 def test_power_law_recovers_known_parameters():
     n = np.array([1e4, 3e4, 1e5, 3e5, 1e6, 3e6])
-    fit = lm.power_law(n, 1.5 + 40.0 * n ** -0.35)
+    fit = lm.power_law(n, 1.5 + 40.0 * n**-0.35)
     assert fit["E"] == pytest.approx(1.5, rel=1e-6)
     assert fit["alpha"] == pytest.approx(0.35, rel=1e-6)
     assert fit["A"] == pytest.approx(40.0, rel=1e-5)
     assert fit["alpha_err"] < 1e-6
-    assert np.isnan(lm.power_law(n[:3], 1.5 + 40.0 * n[:3] ** -0.35)["alpha_err"])   # no spare point, no error bar
+    assert np.isnan(lm.power_law(n[:3], 1.5 + 40.0 * n[:3] ** -0.35)["alpha_err"])  # no spare point, no error bar
 
 
 def test_lnp_windows_raw_then_window_means():
-    lnp = pd.DataFrame({"step": [0, 1, 50, 51, 52, 100, 101], "window": [0, 0, 1, 1, 1, 2, 2],
-                        "tokens": [10, 20, 510, 520, 530, 1010, 1020], "chi_loss": 1.0, "chi_net": [2.0] * 7,
-                        "chi_pos": [0.5, 0.4, 0.3, 0.2, 0.1, 0.06, 0.02], "delta": 0.0, "loss": 3.0})
+    lnp = pd.DataFrame(
+        {
+            "step": [0, 1, 50, 51, 52, 100, 101],
+            "window": [0, 0, 1, 1, 1, 2, 2],
+            "tokens": [10, 20, 510, 520, 530, 1010, 1020],
+            "chi_loss": 1.0,
+            "chi_net": [2.0] * 7,
+            "chi_pos": [0.5, 0.4, 0.3, 0.2, 0.1, 0.06, 0.02],
+            "delta": 0.0,
+            "loss": 3.0,
+        }
+    )
     out = lm.lnp_windows(lnp, raw_steps=2)
     assert out["step"].tolist() == [0, 1, 51, 100.5]
     assert out["chi_pos"].tolist() == pytest.approx([0.5, 0.4, 0.2, 0.04])
@@ -36,15 +52,22 @@ def test_lnp_windows_raw_then_window_means():
 
 
 def test_isocompute_interpolates_in_log_tokens():
-    runs = pd.DataFrame({"size": ["a", "b"], "seed": [0, 0], "params": [100.0, 1000.0], "tokens": [1e4, 1e4],
-                         "first_tokens": [10, 10]})
-    curves = pd.DataFrame({"size": ["a"] * 3 + ["b"] * 3, "seed": 0, "tokens": [10, 100, 1e4] * 2,
-                           "test_loss": [5.0, 4.0, 2.0, 4.5, 3.0, 1.0]})
+    runs = pd.DataFrame(
+        {"size": ["a", "b"], "seed": [0, 0], "params": [100.0, 1000.0], "tokens": [1e4, 1e4], "first_tokens": [10, 10]}
+    )
+    curves = pd.DataFrame(
+        {
+            "size": ["a"] * 3 + ["b"] * 3,
+            "seed": 0,
+            "tokens": [10, 100, 1e4] * 2,
+            "test_loss": [5.0, 4.0, 2.0, 4.5, 3.0, 1.0],
+        }
+    )
     out = lm.isocompute(curves, runs, [6e5], "test_loss")
     # a: D = 6e5 / 600 = 1000 tokens, halfway (in log) between 100 and 1e4 -> 3.0; b: D = 100 -> 3.0
     assert out["tokens"].tolist() == pytest.approx([1000.0, 100.0])
     assert out["test_loss"].tolist() == pytest.approx([3.0, 3.0])
-    assert lm.isocompute(curves, runs, [6e9], "test_loss").empty      # beyond every run
+    assert lm.isocompute(curves, runs, [6e9], "test_loss").empty  # beyond every run
     assert lm.budgets(runs, 2) == pytest.approx(list(np.geomspace(6e4, 6e6, 4)[1:-1]))
 
 
@@ -59,22 +82,47 @@ def tables():
     runs, windows, curves = [], [], []
     for size, n in (("s", 1e4), ("m", 4e4), ("l", 1.6e5)):
         for seed in (0, 1):
-            runs.append({"size": size, "seed": seed, "params": n, "tokens": 1e5, "first_tokens": 1000,
-                         "final_train_loss": 2 + 30 * n ** -0.4 + rng.normal(0, 0.01),
-                         "final_test_loss": 2.1 + 30 * n ** -0.4 + rng.normal(0, 0.01)})
+            runs.append(
+                {
+                    "size": size,
+                    "seed": seed,
+                    "params": n,
+                    "tokens": 1e5,
+                    "first_tokens": 1000,
+                    "final_train_loss": 2 + 30 * n**-0.4 + rng.normal(0, 0.01),
+                    "final_test_loss": 2.1 + 30 * n**-0.4 + rng.normal(0, 0.01),
+                }
+            )
             steps = np.arange(0, 100, 5)
-            windows.append(pd.DataFrame({"size": size, "seed": seed, "step": steps, "tokens": (steps + 1) * 1000,
-                                         "chi_loss": 1 / (1 + steps), "chi_net": 1e3 * (1 + steps / 50),
-                                         "chi_pos": 1e-4 / (1 + steps) / n ** 0.2, "chi_net_pos": 0.1, "delta": 0.0}))
-            curves.append(pd.DataFrame({"size": size, "seed": seed, "tokens": (steps + 1) * 1000.0,
-                                        "test_loss": 5 - np.log1p(steps) / 3}))
+            windows.append(
+                pd.DataFrame(
+                    {
+                        "size": size,
+                        "seed": seed,
+                        "step": steps,
+                        "tokens": (steps + 1) * 1000,
+                        "chi_loss": 1 / (1 + steps),
+                        "chi_net": 1e3 * (1 + steps / 50),
+                        "chi_pos": 1e-4 / (1 + steps) / n**0.2,
+                        "chi_net_pos": 0.1,
+                        "delta": 0.0,
+                    }
+                )
+            )
+            curves.append(
+                pd.DataFrame(
+                    {"size": size, "seed": seed, "tokens": (steps + 1) * 1000.0, "test_loss": 5 - np.log1p(steps) / 3}
+                )
+            )
     return pd.DataFrame(runs), pd.concat(windows), pd.concat(curves)
 
 
 def test_figure_scripts_run_on_small_tables(tables, tmp_path):
     runs, windows, curves = tables
     kw = dict(width=8, height=4, dpi=50)
-    fits = fig01_scaling.plot({"a": (runs, windows), "b": (runs, windows)}, tmp_path / "f1.pdf", tmp_path / "f1.png", **kw)
+    fits = fig01_scaling.plot(
+        {"a": (runs, windows), "b": (runs, windows)}, tmp_path / "f1.pdf", tmp_path / "f1.png", **kw
+    )
     assert fits["alpha"].tolist() == pytest.approx([0.4, 0.4], rel=0.2)
     fig07_test_loss.plot({"a": runs}, tmp_path / "f7.pdf", tmp_path / "f7.png", **kw)
     budgets = lm.budgets(runs, 2)
@@ -82,6 +130,7 @@ def test_figure_scripts_run_on_small_tables(tables, tmp_path):
     assert len(iso[0]) == 2 * 6
     fig08_isocompute.plot({"a": iso}, tmp_path / "f8.pdf", tmp_path / "f8.png", **kw)
     fig10_components.plot(windows, runs, "a", tmp_path / "f10.pdf", tmp_path / "f10.png", **kw)
+
     def both(df):
         return pd.concat([df.assign(parametrization=p) for p in ("standard", "mup")])
 
@@ -94,11 +143,11 @@ def test_figure_scripts_run_on_small_tables(tables, tmp_path):
 def test_measured_values_fill_the_caption_templates(tables, tmp_path):
     runs, windows, curves = tables
     fits = pd.DataFrame([{"dataset": "a", "loss": "train", **lm.power_law(runs["params"], runs["final_train_loss"])}])
-    m = fig01_scaling.measured({"a": (runs, windows)}, fits)
+    m = fig01_scaling.caption_values({"a": (runs, windows)}, fits)
     d = m["datasets"][0]
     assert d["sizes"] == ["s", "m", "l"] and d["loss_ordered"]
     # chi_pos = 1e-4 / (1 + step) / N^0.2 over steps 0..95: it starts at its peak and ends 96x lower
-    first = 1e-4 / 1e4 ** 0.2
+    first = 1e-4 / 1e4**0.2
     s = d["chi_pos"]["sizes"][0]
     assert (s["first"], s["peak"], s["last"], s["fall"]) == pytest.approx((first, first, first / 96, 96))
     assert d["chi_pos"]["falls"] and d["chi_pos"]["ordered"]
@@ -108,14 +157,16 @@ def test_measured_values_fill_the_caption_templates(tables, tmp_path):
     assert "(peak over last: 96 / 96 / 96)" in text
     assert "It ends below its start for every size" in text and "the last windows fall with size" in text
 
-    comp = fig10_components.measured(windows, runs, "a")
+    comp = fig10_components.caption_values(windows, runs, "a")
     assert comp["chi_loss"]["falls"] and comp["chi_net"]["rises"] and not comp["chi_net"]["falls"]
     caption.render(TEMPLATES / "components.rst", tmp_path / "fig10.rst", comp)
     assert "(grows for every size)" in (tmp_path / "fig10.rst").read_text()
 
-    iso = (lm.isocompute(curves, runs, lm.budgets(runs, 2), "test_loss"),
-           lm.isocompute(windows, runs, lm.budgets(runs, 2), "chi_pos"))
-    m8 = fig08_isocompute.measured({"a": iso})
+    iso = (
+        lm.isocompute(curves, runs, lm.budgets(runs, 2), "test_loss"),
+        lm.isocompute(windows, runs, lm.budgets(runs, 2), "chi_pos"),
+    )
+    m8 = fig08_isocompute.caption_values({"a": iso})
     # every size has the same loss curve in tokens, so at a fixed budget the smallest size (most tokens) wins,
     # and chi_pos (lower for larger N, falling in steps) ranks the sizes the other way round
     assert [b["best"] for b in m8["datasets"][0]["budgets"]] == ["s", "s"]
@@ -124,7 +175,7 @@ def test_measured_values_fill_the_caption_templates(tables, tmp_path):
     def both(df):
         return pd.concat([df.assign(parametrization=p) for p in ("standard", "mup")])
 
-    m9 = fig09_vit.measured(both(runs), both(windows))
+    m9 = fig09_vit.caption_values(both(runs), both(windows))
     assert [p["name"] for p in m9["parametrizations"]] == ["standard", "muP"]
     caption.render(TEMPLATES / "fig09.rst", tmp_path / "fig09.rst", m9)
     assert "(falls with size)" in (tmp_path / "fig09.rst").read_text()
@@ -132,7 +183,9 @@ def test_measured_values_fill_the_caption_templates(tables, tmp_path):
 
 def test_a_rising_or_unordered_curve_is_called_so():
     runs = pd.DataFrame({"size": ["s", "l"], "seed": 0, "params": [10, 100]})
-    windows = pd.DataFrame({"size": ["s", "s", "l", "l"], "seed": 0, "step": [0, 9, 0, 9], "chi_pos": [1.0, 2.0, 1.0, 3.0]})
+    windows = pd.DataFrame(
+        {"size": ["s", "s", "l", "l"], "seed": 0, "step": [0, 9, 0, 9], "chi_pos": [1.0, 2.0, 1.0, 3.0]}
+    )
     d = claims.dynamics(windows, runs, "chi_pos")
     assert not d["falls"] and d["rises"] and not d["ordered"]
     assert [s["last"] for s in d["sizes"]] == [2.0, 3.0]

@@ -27,8 +27,13 @@ def test_reduced_entk_equals_lnp_on_the_same_outputs(tiny):
     assert len(spec.lhat) == 15 and float(spec.lhat.sum()) == pytest.approx(1.0)
     assert float(spec.chat_sq.sum()) == pytest.approx(1.0)
     g = reduced_entk.reduced_gradient(model, x, y, positions, vocab)
-    rec = measure(reduced_entk.ReducedOutputs(model, positions, vocab), reduced_entk.linear_loss, (x, g * x.shape[0]),
-                  hutchinson=None, count_units=lambda o, t: o.shape[0])
+    rec = measure(
+        reduced_entk.ReducedOutputs(model, positions, vocab),
+        reduced_entk.linear_loss,
+        (x, g * x.shape[0]),
+        hutchinson=None,
+        count_units=lambda o, t: o.shape[0],
+    )
     assert rec.chi_pos == pytest.approx(spec.chi_pos, rel=1e-7)
     assert rec.g_sq == pytest.approx(float(g.pow(2).sum()), rel=1e-12)
 

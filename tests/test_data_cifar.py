@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spectral_reach.data import DataError, read_memmap, read_meta
-from spectral_reach.data import cifar5m, synthetic_images, synthetic_text
+from spectral_reach.data import DataError, cifar5m, read_memmap, read_meta, synthetic_images, synthetic_text
 
 
 def write_part(path, n, seed, **override):
@@ -32,25 +31,31 @@ def test_convert_splits_by_part_with_exact_values(tmp_path, chunk):
     assert cifar5m.convert(files[2:], tmp_path / "out", "test", chunk, 2) == 4
 
     x_train = np.concatenate([parts[0]["X"], parts[1]["X"]])
-    for split, x, y in (("train", x_train, np.concatenate([parts[0]["Y"], parts[1]["Y"]])),
-                        ("validation", parts[2]["X"][:2], parts[2]["Y"][:2]), ("test", parts[2]["X"][2:], parts[2]["Y"][2:])):
+    for split, x, y in (
+        ("train", x_train, np.concatenate([parts[0]["Y"], parts[1]["Y"]])),
+        ("validation", parts[2]["X"][:2], parts[2]["Y"][:2]),
+        ("test", parts[2]["X"][2:], parts[2]["Y"][2:]),
+    ):
         gray = read_memmap(tmp_path / "out" / f"{split}.bin")
         assert gray.shape == (len(x), 1024) and gray.dtype == np.uint8
         r, g, b = (x[..., c].astype(np.int64) for c in range(3))
         luma = (299 * r + 587 * g + 114 * b) / 1000
-        assert np.array_equal(gray, np.floor(luma + 0.5).reshape(len(x), 1024))    # row-major pixels
+        assert np.array_equal(gray, np.floor(luma + 0.5).reshape(len(x), 1024))  # row-major pixels
         assert np.array_equal(read_memmap(tmp_path / "out" / f"{split}_rgb.bin"), x)
         assert np.array_equal(read_memmap(tmp_path / "out" / f"{split}_labels.bin"), y)
     meta = read_meta(tmp_path / "out" / "train.bin")
     assert meta["kind"] == "sequences" and meta["vocab_size"] == 256 and meta["tokens"] == 12 * 1024
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"X": np.zeros((4, 32, 32, 3), dtype=np.float32)}, "expected uint8"),
-    ({"X": np.zeros((4, 32, 32), dtype=np.uint8)}, "expected uint8"),
-    ({"Y": np.zeros(3, dtype=np.int64)}, "integer labels of shape"),
-    ({"Z": np.zeros(1)}, None),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"X": np.zeros((4, 32, 32, 3), dtype=np.float32)}, "expected uint8"),
+        ({"X": np.zeros((4, 32, 32), dtype=np.uint8)}, "expected uint8"),
+        ({"Y": np.zeros(3, dtype=np.int64)}, "integer labels of shape"),
+        ({"Z": np.zeros(1)}, None),
+    ],
+)
 def test_bad_parts_are_rejected_without_output(tmp_path, override, message):
     if message is None:
         np.savez(tmp_path / "part0.npz", X=np.zeros((4, 32, 32, 3), np.uint8))
@@ -82,7 +87,7 @@ def test_generators_are_deterministic_in_their_seed(tmp_path):
     synthetic_images.generate(tmp_path / "c.npz", 0, 40, seed=4, exponent=(1.0, 2.0), chunk=16)
     a, b, c = (np.load(tmp_path / f"{k}.npz") for k in "abc")
     assert np.array_equal(a["X"], b["X"]) and np.array_equal(a["Y"], b["Y"]) and not np.array_equal(a["X"], c["X"])
-    assert cifar5m.part_size(tmp_path / "a.npz") == 40          # the real format: the converter reads it
+    assert cifar5m.part_size(tmp_path / "a.npz") == 40  # the real format: the converter reads it
 
     kw = dict(stories={"train": 30, "test": 5}, lexicon=50, topics=4, topic_words=10, zipf=1.1, sentences=(2, 5))
     out = lambda d: {"train": tmp_path / d / "train.parquet", "test": tmp_path / d / "test.parquet"}  # noqa: E731

@@ -12,12 +12,14 @@ import pytest
 from tokenizers import Tokenizer
 from tokenizers.models import WordPiece
 
-from spectral_reach.data import DataError, read_memmap, read_meta
-from spectral_reach.data import text
+from spectral_reach.data import DataError, read_memmap, read_meta, text
 
 # The shared reference data beside the checkout (../shared/data), or where SPECTRAL_REACH_SHARED points.
-PUBLISHED = Path(os.environ.get("SPECTRAL_REACH_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" \
+PUBLISHED = (
+    Path(os.environ.get("SPECTRAL_REACH_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+    / "data"
     / "simplestories-4096.json"
+)
 
 STORIES = [
     "Once upon a time, Mia found a “magic” stone\u2014it glowed\u2026 She smiled.",
@@ -30,8 +32,9 @@ STORIES = [
 
 def write_hub_parquet(path: Path, stories: list[str]) -> Path:
     """A parquet file with the hub dataset's columns (``story`` plus metadata columns)."""
-    pd.DataFrame({"story": stories, "topic": ["t"] * len(stories), "word_count": [len(s.split()) for s in stories]}
-                 ).to_parquet(path, index=False)
+    pd.DataFrame(
+        {"story": stories, "topic": ["t"] * len(stories), "word_count": [len(s.split()) for s in stories]}
+    ).to_parquet(path, index=False)
     return path
 
 
@@ -43,13 +46,15 @@ def test_clean_story_matches_the_simplestories_rules():
 def test_published_tokenizer_stream_equals_tokenizers(tmp_path):
     train = write_hub_parquet(tmp_path / "train.parquet", STORIES)
     test = write_hub_parquet(tmp_path / "test.parquet", STORIES[:2])
-    counts = text.prepare_splits({"train": [str(train)], "test": [str(test)]}, str(PUBLISHED), 4096, 2, tmp_path / "out")
+    counts = text.prepare_splits(
+        {"train": [str(train)], "test": [str(test)]}, str(PUBLISHED), 4096, 2, tmp_path / "out"
+    )
     tok = Tokenizer.from_file(str(PUBLISHED))
     eos = tok.token_to_id("[EOS]")
     expected = [i for s in STORIES[:3] for i in tok.encode(text.clean_story(s)).ids]
     stream = read_memmap(tmp_path / "out" / "train.bin")
     assert stream.dtype == np.uint16
-    assert stream.tolist() == expected                      # uint16 round trip, exact
+    assert stream.tolist() == expected  # uint16 round trip, exact
     assert counts["train"] == len(expected)
     assert np.count_nonzero(stream == eos) == 3 and stream[-1] == eos
     validation = read_memmap(tmp_path / "out" / "validation.bin").tolist()
@@ -72,7 +77,7 @@ def test_recipe_reproduces_the_published_tokenizer_setup(tmp_path):
         clean = text.clean_story(story)
         enc = tok.encode(clean)
         assert enc.ids[-1] == 1 and 0 not in enc.ids
-        normalized = clean.replace("``", '"').replace("''", '"')       # the recipe's normalizer
+        normalized = clean.replace("``", '"').replace("''", '"')  # the recipe's normalizer
         assert "".join(tok.decode(enc.ids).split()) == "".join(normalized.split())
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-
 from models import cases, seq_ce
+
 from spectral_reach.lnp import measure
 from spectral_reach.train import RunSpec, train
 
@@ -29,7 +29,7 @@ def test_measure_on_cuda_equals_cpu():
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 def test_reduced_precision_measure_on_cuda_within_2_percent(precision):
     """The paper config measures in bf16 on the GPU: components stay within 2% of fp32 (measured: <1.3%)."""
-    from spectral_reach.train.loop import lnp_precision
+    from spectral_reach.train.device import lnp_precision
 
     model, loss_fn, batch, mbatch = cases(torch.float32)["llama"]
     model = model.cuda()
@@ -37,8 +37,9 @@ def test_reduced_precision_measure_on_cuda_within_2_percent(precision):
     runs = {}
     for p in ("fp32", precision):
         with lnp_precision(p, torch.device("cuda")):
-            runs[p] = measure(model, seq_ce, batch, mbatch, hutchinson=8,
-                              generator=torch.Generator("cuda").manual_seed(0))
+            runs[p] = measure(
+                model, seq_ce, batch, mbatch, hutchinson=8, generator=torch.Generator("cuda").manual_seed(0)
+            )
     for key in ("delta", "chi_loss", "chi_net", "chi_pos"):
         assert getattr(runs[precision], key) == pytest.approx(getattr(runs["fp32"], key), rel=0.02), key
 
@@ -46,8 +47,16 @@ def test_reduced_precision_measure_on_cuda_within_2_percent(precision):
 def test_bf16_compiled_training_with_bf16_lnp(text_data, tmp_path):
     from test_train import SPEC
 
-    spec = RunSpec.from_dict({**SPEC, "steps": 60, "device": "cuda", "precision": "bf16", "compile": True,
-                              "lnp": {**SPEC["lnp"], "precision": "bf16"}})
+    spec = RunSpec.from_dict(
+        {
+            **SPEC,
+            "steps": 60,
+            "device": "cuda",
+            "precision": "bf16",
+            "compile": True,
+            "lnp": {**SPEC["lnp"], "precision": "bf16"},
+        }
+    )
     summary = train(spec, text_data, tmp_path / "run", tmp_path / "state")
     lnp = pd.read_parquet(tmp_path / "run" / "lnp.parquet")
     metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
@@ -61,10 +70,19 @@ def test_bf16_compiled_training_with_bf16_lnp(text_data, tmp_path):
 
 def test_mup_vit_trains_in_bf16_on_cuda(image_data, tmp_path):
     from test_vit import MUP, SPEC
+
     from spectral_reach.train.vit import ViTSpec, train_vit
 
-    spec = ViTSpec.from_dict({**SPEC, "device": "cuda", "precision": "bf16", "parametrization": "mup", "mup": MUP,
-                              "lnp": {**SPEC["lnp"], "precision": "bf16"}})
+    spec = ViTSpec.from_dict(
+        {
+            **SPEC,
+            "device": "cuda",
+            "precision": "bf16",
+            "parametrization": "mup",
+            "mup": MUP,
+            "lnp": {**SPEC["lnp"], "precision": "bf16"},
+        }
+    )
     summary = train_vit(spec, image_data, tmp_path / "run", tmp_path / "state")
     lnp = pd.read_parquet(tmp_path / "run" / "lnp.parquet")
     assert lnp[["delta", "chi_loss", "chi_net", "chi_pos"]].notna().all().all() and summary["images"] == 640

@@ -2,8 +2,8 @@
 
 import numpy as np
 import torch
-
 from models import EmbedLinear, seq_ce
+
 from spectral_reach.lnp import measure
 
 

@@ -153,7 +153,7 @@ def test_bf16_autocast_accumulates_in_fp32():
 
 def test_lnp_precision_context_sets_and_restores():
     """The training loop's measurement precision: bf16 autocast inside, TF32 flags restored after."""
-    from spectral_reach.train.loop import lnp_precision
+    from spectral_reach.train.device import lnp_precision
 
     model, loss_fn, batch, other = cases(torch.float32)["llama"]
     before = torch.backends.cuda.matmul.allow_tf32

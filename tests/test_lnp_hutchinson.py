@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
 from models import cases
+
 from spectral_reach.lnp import measure
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from test_train import SPEC
 
 from spectral_reach.analysis import probe
 from spectral_reach.lnp import LogitsOnly, measure
 from spectral_reach.models import llama
 from spectral_reach.train import RunSpec, lm_loss, train
-from test_train import SPEC
 
 
 def test_frozen_backbone_chi_net_is_constant():
@@ -34,8 +34,13 @@ def test_frozen_backbone_chi_net_is_constant():
 
 def test_probe_trains_only_the_head(text_data, tmp_path):
     train(RunSpec.from_dict({**SPEC, "steps": 12}), text_data, tmp_path / "lm", tmp_path / "s1")
-    train(RunSpec.from_dict({**SPEC, "steps": 12, "trainable": "head"}), text_data, tmp_path / "probe", tmp_path / "s2",
-          backbone=str(tmp_path / "lm" / "model"))
+    train(
+        RunSpec.from_dict({**SPEC, "steps": 12, "trainable": "head"}),
+        text_data,
+        tmp_path / "probe",
+        tmp_path / "s2",
+        backbone=str(tmp_path / "lm" / "model"),
+    )
     backbone, probed = llama.load(tmp_path / "lm" / "model"), llama.load(tmp_path / "probe" / "model")
     head_changed = False
     for (name, p), q in zip(backbone.state_dict().items(), probed.state_dict().values()):
@@ -49,11 +54,33 @@ def test_probe_trains_only_the_head(text_data, tmp_path):
 
 
 def test_top_fraction_filter_and_ratio_by_hand():
-    pre = pd.DataFrame({"step": range(10), "window": [0] * 5 + [1] * 5,
-                        "chi_pos": [1.0, 5.0, 3.0, 2.0, 4.0, 0.5, 0.1, 0.9, 0.3, 0.2]})
+    pre = pd.DataFrame(
+        {"step": range(10), "window": [0] * 5 + [1] * 5, "chi_pos": [1.0, 5.0, 3.0, 2.0, 4.0, 0.5, 0.1, 0.9, 0.3, 0.2]}
+    )
     rnd = pre.assign(chi_pos=pre["chi_pos"] * 2)
-    kept = probe.top_per_window(pre, 0.3)           # ceil(1.5) = 2 per window
+    kept = probe.top_per_window(pre, 0.3)  # ceil(1.5) = 2 per window
     assert kept["chi_pos"].tolist() == [5.0, 4.0, 0.5, 0.9]
     out = probe.ratio(pre, rnd, steps=10, fraction=0.3, windows=[(0.0, 0.5), (0.5, 1.0), (0.0, 1.0)])
     assert out["chi_pos_pretrained"].tolist() == pytest.approx([4.5, 0.7, 2.6])
     assert out["ratio"].tolist() == pytest.approx([0.5, 0.5, 0.5])
+
+
+def test_probe_on_a_tied_backbone_trains_a_fresh_untied_head(text_data, tmp_path):
+    """The paper's 3.8M row is tied; its probe's head must not move the frozen embedding."""
+    tied = {**SPEC, "size": {**SPEC["size"], "tied": True}, "steps": 12}
+    train(RunSpec.from_dict(tied), text_data, tmp_path / "lm", tmp_path / "s1")
+    backbone = llama.load(tmp_path / "lm" / "model")
+    assert backbone.lm_head.weight is backbone.model.embed_tokens.weight
+    train(
+        RunSpec.from_dict({**tied, "trainable": "head"}),
+        text_data,
+        tmp_path / "probe",
+        tmp_path / "s2",
+        backbone=str(tmp_path / "lm" / "model"),
+    )
+    probed = llama.load(tmp_path / "probe" / "model")
+    assert not probed.config.tie_word_embeddings
+    assert torch.equal(probed.model.embed_tokens.weight, backbone.model.embed_tokens.weight)
+    assert not torch.equal(probed.lm_head.weight, probed.model.embed_tokens.weight)
+    lnp = pd.read_parquet(tmp_path / "probe" / "lnp.parquet")
+    assert lnp["chi_net"].notna().all() and (lnp["chi_pos"].abs() <= 1).all()

@@ -36,13 +36,26 @@ def test_arccos_kernel_is_the_infinite_width_limit():
 
 def test_teacher_curve_on_a_hand_spectrum():
     # two equal modes: y^T Theta y / (y^T y tr Theta) = mu / (2 mu) = 1/2 for every teacher
-    assert rfm.theory_kernel_teacher(torch.tensor([1.0, 1.0], dtype=torch.float64), 50, torch.Generator()) == pytest.approx(0.5)
+    assert rfm.theory_kernel_teacher(
+        torch.tensor([1.0, 1.0], dtype=torch.float64), 50, torch.Generator()
+    ) == pytest.approx(0.5)
     assert rfm.theory_kernel_spectrum(torch.tensor([3.0, 1.0])) == pytest.approx(10 / 16)
 
 
 def test_deviation_table_on_hand_numbers():
-    measured = pd.DataFrame(dict(alpha=[1.0, 1.0], seed=[0, 1], chi_loss=[1.0, 1.0], chi_net=[1.1, 0.9], chi_pos=[0.2, 0.4]))
-    curves = pd.DataFrame(dict(alpha=[1.0], chi_loss=[1.0], chi_net=[1.0], chi_pos_linear=[0.6], chi_pos_kernel=[0.25], chi_pos_teacher=[0.3]))
+    measured = pd.DataFrame(
+        dict(alpha=[1.0, 1.0], seed=[0, 1], chi_loss=[1.0, 1.0], chi_net=[1.1, 0.9], chi_pos=[0.2, 0.4])
+    )
+    curves = pd.DataFrame(
+        dict(
+            alpha=[1.0],
+            chi_loss=[1.0],
+            chi_net=[1.0],
+            chi_pos_linear=[0.6],
+            chi_pos_kernel=[0.25],
+            chi_pos_teacher=[0.3],
+        )
+    )
     row = rfm.deviations(measured, curves).iloc[0]
     assert row["dev_chi_net"] == pytest.approx(0.0)
     assert row["dev_chi_pos_kernel"] == pytest.approx(0.2)

@@ -16,15 +16,36 @@ import time
 import pandas as pd
 import pytest
 import yaml
-
 from workflow_run import ENV, SLURM, SLURM_ARGS, copy_run, edited, snakemake
 
-pytestmark = pytest.mark.skipif(not SLURM, reason="needs a SLURM cluster: .ci/run starts one (.ci/slurm.sh up)")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SLURM, reason="needs a SLURM cluster: .ci/run starts one (.ci/slurm.sh up)"),
+]
 
 RUN = "results/lm/stories/a/seed0"
 # rules that run on the submitting machine (the workflow's localrules); every other job goes to SLURM
-LOCAL_RULES = {"all", "rfm_theory", "rfm_summary", "fig03", "lm_summary", "lm_table", "lm_isocompute", "fig01", "fig07",
-               "fig08", "fig10", "fig11", "probe_summary", "fig04", "fig05", "fig06", "fig12", "vit_table", "fig09"}
+LOCAL_RULES = {
+    "all",
+    "rfm_theory",
+    "rfm_summary",
+    "fig03",
+    "lm_summary",
+    "lm_table",
+    "lm_isocompute",
+    "fig01",
+    "fig07",
+    "fig08",
+    "fig10",
+    "fig11",
+    "probe_summary",
+    "fig04",
+    "fig05",
+    "fig06",
+    "fig12",
+    "vit_table",
+    "fig09",
+}
 
 
 def slurm_jobs() -> dict[str, str]:
@@ -40,7 +61,7 @@ def test_every_compute_job_of_the_ci_run_went_to_slurm(workdir):
     ran = job_counts(log)
     remote = sum(n for rule, n in ran.items() if rule not in LOCAL_RULES)
     assert remote > 20 and len(submitted) == remote, (ran, len(submitted))
-    assert len({slurm_id for _, slurm_id in submitted}) == remote      # one SLURM job each
+    assert len({slurm_id for _, slurm_id in submitted}) == remote  # one SLURM job each
 
 
 def job_counts(log: str) -> dict[str, int]:
@@ -62,10 +83,15 @@ def test_cancelled_training_job_resumes_through_the_slurm_profile(workdir, tmp_p
     the same job run uninterrupted on this machine."""
     work = copy_run(workdir, tmp_path / "run")
     (work / "c.yaml").write_text(yaml.safe_dump(edited(lm__stories__steps=440, lm__stories__checkpoint_every=20)))
-    args = [f"{RUN}/done.json", *SLURM_ARGS, "--configfile", "c.yaml"]   # target first: --configfile takes a list
+    args = [f"{RUN}/done.json", *SLURM_ARGS, "--configfile", "c.yaml"]  # target first: --configfile takes a list
     log = open(tmp_path / "snakemake.log", "w")
-    proc = subprocess.Popen(["timeout", "-k", "10", "600", sys.executable, "-m", "snakemake", "--cores", "2", *args],
-                            cwd=work, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["timeout", "-k", "10", "600", sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=work,
+        env=ENV,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     state, deadline = work / "results/checkpoints/lm/stories/a/seed0", time.time() + 300
     while not list(state.glob("step*")):
         assert proc.poll() is None and time.time() < deadline, (tmp_path / "snakemake.log").read_text()[-3000:]
@@ -83,5 +109,8 @@ def test_cancelled_training_job_resumes_through_the_slurm_profile(workdir, tmp_p
     assert json.loads((work / RUN / "done.json").read_text())["resumed_at"] == []
     for table, got in cancelled.items():
         ref = pd.read_parquet(work / RUN / f"{table}.parquet")
-        pd.testing.assert_frame_equal(got.drop(columns=["step_s", "lnp_s"], errors="ignore"),
-                                      ref.drop(columns=["step_s", "lnp_s"], errors="ignore"), check_exact=True)
+        pd.testing.assert_frame_equal(
+            got.drop(columns=["step_s", "lnp_s"], errors="ignore"),
+            ref.drop(columns=["step_s", "lnp_s"], errors="ignore"),
+            check_exact=True,
+        )

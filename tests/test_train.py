@@ -18,31 +18,80 @@ import torch
 
 from spectral_reach.data import Contexts, TrainOrder
 from spectral_reach.models import llama
-from spectral_reach.train import NonFiniteLoss, RunSpec, train
-from spectral_reach.train import loop
+from spectral_reach.train import NonFiniteLoss, RunSpec, lm, train
 
 SPEC = {
-    "size": {"layers": 1, "hidden": 16, "ff": 32, "heads": 2}, "vocab_size": 96, "context_length": 16,
-    "batch_size": 4, "steps": 40, "lr": 1e-2, "seed": 3, "data_seed": 0, "betas": [0.9, 0.95], "eps": 1e-8,
-    "weight_decay": 0.01, "warmup": 5, "schedule": "constant",
+    "size": {"layers": 1, "hidden": 16, "ff": 32, "heads": 2},
+    "vocab_size": 96,
+    "context_length": 16,
+    "batch_size": 4,
+    "steps": 40,
+    "lr": 1e-2,
+    "seed": 3,
+    "data_seed": 0,
+    "betas": [0.9, 0.95],
+    "eps": 1e-8,
+    "weight_decay": 0.01,
+    "warmup": 5,
+    "schedule": "constant",
     "lnp": {"per_decade": 3, "width": 3, "hutchinson": 2, "measure_contexts": 16, "measure_batch": 4},
-    "eval": {"per_decade": 3, "test_contexts": 8, "batch": 4}, "checkpoint_every": 5, "log_every": 10,
+    "eval": {"per_decade": 3, "test_contexts": 8, "batch": 4},
+    "checkpoint_every": 5,
+    "log_every": 10,
 }
 TIMING = ["step_s", "lnp_s"]
 COLUMNS = {
     "metrics": ["step", "tokens", "loss", "lr", "step_s", "lnp_s"],
-    "lnp": ["step", "window", "tokens", "delta", "chi_loss", "chi_net", "chi_pos", "chi_loss_raw", "chi_net_raw",
-            "loss", "loss_measure", "g_sq", "g_sq_measure", "j_sq", "j_sq_measure", "n_units", "n_units_measure",
-            "batch_size", "batch_size_measure", "hutchinson", "variant"],
+    "lnp": [
+        "step",
+        "window",
+        "tokens",
+        "delta",
+        "chi_loss",
+        "chi_net",
+        "chi_pos",
+        "chi_loss_raw",
+        "chi_net_raw",
+        "loss",
+        "loss_measure",
+        "g_sq",
+        "g_sq_measure",
+        "j_sq",
+        "j_sq_measure",
+        "n_units",
+        "n_units_measure",
+        "batch_size",
+        "batch_size_measure",
+        "hutchinson",
+        "variant",
+    ],
     "eval": ["step", "tokens", "test_loss"],
 }
 
 
 def cli(spec: dict, data: Path, out: Path, state: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "spectral_reach.cli", "train-lm", "--spec", json.dumps(spec),
-                             "--data-dir", str(data), "--out-dir", str(out), "--state-dir", str(state), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spectral_reach.cli",
+            "train-lm",
+            "--spec",
+            json.dumps(spec),
+            "--data-dir",
+            str(data),
+            "--out-dir",
+            str(out),
+            "--state-dir",
+            str(state),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
 def wait_for_checkpoint(state: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -56,8 +105,9 @@ def wait_for_checkpoint(state: Path, proc: subprocess.Popen, timeout: float = 12
 def assert_same_run(a: Path, b: Path) -> None:
     for name in COLUMNS:
         x, y = pd.read_parquet(a / f"{name}.parquet"), pd.read_parquet(b / f"{name}.parquet")
-        pd.testing.assert_frame_equal(x.drop(columns=TIMING, errors="ignore"), y.drop(columns=TIMING, errors="ignore"),
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(
+            x.drop(columns=TIMING, errors="ignore"), y.drop(columns=TIMING, errors="ignore"), check_exact=True
+        )
     ma, mb = llama.load(a / "model"), llama.load(b / "model")
     for (n, p), q in zip(ma.state_dict().items(), mb.state_dict().values()):
         assert torch.equal(p, q), n
@@ -82,10 +132,13 @@ def test_tables_have_the_documented_columns_and_finite_values(reference):
     assert (lnp["variant"] == "cross").all() and lnp["n_units"].eq(4 * 15).all()
     assert ((lnp["chi_pos"] > -1) & (lnp["chi_pos"] < 1)).all()
     done = json.loads((reference / "done.json").read_text())
-    assert done["resumed_at"] == [] and done["params"] == sum(p.numel() for p in llama.load(reference / "model").parameters())
-    assert not (reference.parent / "state").exists()        # resume checkpoints are removed at the end
+    assert done["resumed_at"] == [] and done["params"] == sum(
+        p.numel() for p in llama.load(reference / "model").parameters()
+    )
+    assert not (reference.parent / "state").exists()  # resume checkpoints are removed at the end
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_resumes_and_matches(reference, text_data, tmp_path):
     proc = cli(SPEC, text_data, tmp_path / "run", tmp_path / "state")
     wait_for_checkpoint(tmp_path / "state", proc)
@@ -100,6 +153,7 @@ def test_sigkill_then_rerun_resumes_and_matches(reference, text_data, tmp_path):
     assert_same_run(reference, tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_exits_143_and_resumes(reference, text_data, tmp_path):
     proc = cli(SPEC, text_data, tmp_path / "run", tmp_path / "state")
     wait_for_checkpoint(tmp_path / "state", proc)
@@ -114,7 +168,7 @@ def test_sigterm_checkpoints_exits_143_and_resumes(reference, text_data, tmp_pat
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(text_data, tmp_path, monkeypatch):
     current = {"step": -1}
-    real_batch, real_loss = TrainOrder.batch, loop.lm_loss
+    real_batch, real_loss = TrainOrder.batch, lm.lm_loss
 
     def batch(self, step):
         current["step"] = step
@@ -124,7 +178,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(text_data, tmp_path,
         return real_loss(logits, targets) * (float("nan") if current["step"] >= 12 else 1.0)
 
     monkeypatch.setattr(TrainOrder, "batch", batch)
-    monkeypatch.setattr(loop, "lm_loss", poisoned)
+    monkeypatch.setattr(lm, "lm_loss", poisoned)
     spec = RunSpec.from_dict({**SPEC, "lnp": {**SPEC["lnp"], "per_decade": 1, "width": 1}})
     with pytest.raises(NonFiniteLoss, match=r"step 12: training loss nan; last finite loss [0-9.]+ at step 11"):
         train(spec, text_data, tmp_path / "run", tmp_path / "state")
@@ -133,15 +187,21 @@ def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(text_data, tmp_path,
     assert not (tmp_path / "run" / "done.json").exists()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"steps": 10_000}, "steps=10000: one pass over .* has only"),
-    ({"lr": 0.0}, "lr must be positive"),
-    ({"lnp": {**SPEC["lnp"], "width": 99}}, "lnp.width=99 exceeds steps=40"),
-    ({"lnp": {**SPEC["lnp"], "precision": "fp8"}}, "lnp.precision must be one of"),
-    ({"lnp": {**SPEC["lnp"], "measure_contexts": 10_000}}, "lnp.measure_contexts=10000, but .*validation.bin has only"),
-    ({"vocab_size": 4096}, "vocabulary 96, but the config's vocab_size is 4096"),
-    ({"bogus": 1}, "unknown run settings"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"steps": 10_000}, "steps=10000: one pass over .* has only"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"lnp": {**SPEC["lnp"], "width": 99}}, "lnp.width=99 exceeds steps=40"),
+        ({"lnp": {**SPEC["lnp"], "precision": "fp8"}}, "lnp.precision must be one of"),
+        (
+            {"lnp": {**SPEC["lnp"], "measure_contexts": 10_000}},
+            "lnp.measure_contexts=10000, but .*validation.bin has only",
+        ),
+        ({"vocab_size": 4096}, "vocabulary 96, but the config's vocab_size is 4096"),
+        ({"bogus": 1}, "unknown run settings"),
+    ],
+)
 def test_bad_settings_name_the_key(text_data, tmp_path, change, message):
     with pytest.raises(Exception, match=message):
         train(RunSpec.from_dict({**SPEC, **change}), text_data, tmp_path / "run", tmp_path / "state")

@@ -15,11 +15,16 @@ from spectral_reach.data import DataError
 from spectral_reach.lnp import LogitsOnly, measure
 from spectral_reach.lnp.ntk import reference_lnp
 from spectral_reach.models import vit
-from spectral_reach.train.vit import ViTSpec, classification_loss, train_vit
+from spectral_reach.train.vit import ViTSpec, classification_loss, optimizer, train_vit
 
 TABLE_3 = {"546.2K": (128, 256, 4, 4), "1.8M": (192, 768, 4, 4), "9.4M": (360, 1440, 6, 6)}
-TABLE_4 = {"459.7K": (96, 384, 3, 4), "809.4K": (128, 512, 4, 4), "1.8M": (192, 768, 6, 4),
-           "3.2M": (256, 1024, 8, 4), "7.1M": (384, 1536, 12, 4)}
+TABLE_4 = {
+    "459.7K": (96, 384, 3, 4),
+    "809.4K": (128, 512, 4, 4),
+    "1.8M": (192, 768, 6, 4),
+    "3.2M": (256, 1024, 8, 4),
+    "7.1M": (384, 1536, 12, 4),
+}
 MUP = {"base_width": 32, "init_std": 0.02, "output_mult": 1.0}
 
 
@@ -32,7 +37,7 @@ def test_parameter_counts_match_tables_3_and_4(label, row):
     counted = vit.count_parameters(size(*row))
     assert counted == pytest.approx(label_params(label), rel=0.01)
     built = sum(p.numel() for p in vit.build(size(*row), 0, "mup", {**MUP, "base_width": 96}).parameters())
-    assert built == counted          # muP changes no shape
+    assert built == counted  # muP changes no shape
 
 
 @pytest.mark.parametrize("parametrization", ["standard", "mup"])
@@ -41,7 +46,7 @@ def test_lnp_on_a_tiny_vit_equals_the_explicit_entk(parametrization):
     through the Opacus fallback, the rest through our rules, the muP readout multiplier included."""
     torch.manual_seed(0)
     model = vit.build(size(16, 32, 2, 2, patch=8), 0, parametrization, {**MUP, "base_width": 8}).double()
-    if parametrization == "mup":               # zero-initialised readout: give it weights
+    if parametrization == "mup":  # zero-initialised readout: give it weights
         torch.nn.init.normal_(model.classifier[1].weight, std=0.5)
     g = torch.Generator().manual_seed(1)
     batch = (torch.randn(5, 3, 32, 32, generator=g, dtype=torch.float64), torch.randint(0, 10, (5,), generator=g))
@@ -56,20 +61,28 @@ def test_lnp_on_a_tiny_vit_equals_the_explicit_entk(parametrization):
 def _activation_scales(parametrization: str, width: int) -> dict[str, float]:
     """Mean |coordinate| of the embeddings, each block and the logits after 4 AdamW steps at lr 1e-2."""
     model = vit.build(size(width, 4 * width, width // 16, 2, patch=8), 0, parametrization, MUP)
-    opt = vit.optimizer(model, parametrization, lr=1e-2)
+    opt = optimizer(model, parametrization, lr=1e-2)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(32, 3, 32, 32, generator=g), torch.randint(0, 10, (32,), generator=g)
     for _ in range(4):
         opt.zero_grad()
         F.cross_entropy(model(x).logits, y).backward()
         opt.step()
-    blocks = [m for m in model.modules() if type(m).__name__ == "ViTLayer"]     # named per transformers version
-    watched = {"embeddings": model.vit.embeddings, "classifier": model.classifier,
-               **{f"block{k}": b for k, b in enumerate(blocks)}}
+    blocks = [m for m in model.modules() if type(m).__name__ == "ViTLayer"]  # named per transformers version
+    watched = {
+        "embeddings": model.vit.embeddings,
+        "classifier": model.classifier,
+        **{f"block{k}": b for k, b in enumerate(blocks)},
+    }
     scales = {}
-    hooks = [m.register_forward_hook(
-        lambda m, i, o, n=n: scales.__setitem__(n, (o if isinstance(o, torch.Tensor) else o[0]).detach().abs().mean().item()))
-        for n, m in watched.items()]
+    hooks = [
+        m.register_forward_hook(
+            lambda m, i, o, n=n: scales.__setitem__(
+                n, (o if isinstance(o, torch.Tensor) else o[0]).detach().abs().mean().item()
+            )
+        )
+        for n, m in watched.items()
+    ]
     with torch.no_grad():
         model(x)
     for h in hooks:
@@ -90,29 +103,49 @@ def test_mup_coordinate_check():
 
 
 SPEC = {
-    "size": size(24, 48, 2, 2, patch=8), "parametrization": "standard", "mup": None, "batch_size": 16,
-    "steps": 40, "passes": 2, "lr": 3e-3, "seed": 0, "data_seed": 0, "betas": [0.9, 0.95], "eps": 1e-8,
-    "weight_decay": 0.01, "warmup": 5, "schedule": "constant",
+    "size": size(24, 48, 2, 2, patch=8),
+    "parametrization": "standard",
+    "mup": None,
+    "batch_size": 16,
+    "steps": 40,
+    "passes": 2,
+    "lr": 3e-3,
+    "seed": 0,
+    "data_seed": 0,
+    "betas": [0.9, 0.95],
+    "eps": 1e-8,
+    "weight_decay": 0.01,
+    "warmup": 5,
+    "schedule": "constant",
     "lnp": {"per_decade": 3, "width": 3, "measure_images": 64, "measure_batch": 8},
-    "eval": {"per_decade": 3, "test_images": 64, "batch": 64}, "checkpoint_every": 15, "log_every": 10,
+    "eval": {"per_decade": 3, "test_images": 64, "batch": 64},
+    "checkpoint_every": 15,
+    "log_every": 10,
     "device": "cpu",
 }
 
 
 @pytest.mark.parametrize("parametrization", ["standard", "mup"])
 def test_short_run_tables_and_resume(image_data, tmp_path, parametrization):
-    spec = ViTSpec.from_dict({**SPEC, "parametrization": parametrization,
-                              "mup": copy.deepcopy(MUP) if parametrization == "mup" else None})
+    spec = ViTSpec.from_dict(
+        {**SPEC, "parametrization": parametrization, "mup": copy.deepcopy(MUP) if parametrization == "mup" else None}
+    )
     whole = train_vit(spec, image_data, tmp_path / "whole", tmp_path / "s1")
     lnp = pd.read_parquet(tmp_path / "whole" / "lnp.parquet")
     metrics = pd.read_parquet(tmp_path / "whole" / "metrics.parquet")
     assert len(metrics) == 40 and metrics["images"].iloc[-1] == 40 * 16 and whole["images"] == 640
     assert (lnp["hutchinson"] == 0).all() and lnp[["chi_pos", "chi_net", "chi_loss"]].notna().all().all()
-    assert (lnp["chi_pos"].abs() <= 1).all()          # cross variant: signed, bounded by Cauchy-Schwarz
-    assert metrics["loss"].notna().all() and abs(metrics["loss"].iloc[0] - 2.3026) < 0.1    # ln 10 at the start
+    assert (lnp["chi_pos"].abs() <= 1).all()  # cross variant: signed, bounded by Cauchy-Schwarz
+    assert metrics["loss"].notna().all() and abs(metrics["loss"].iloc[0] - 2.3026) < 0.1  # ln 10 at the start
     # stop after the checkpoint at step 30, then resume: bitwise the same end
-    cut = ViTSpec.from_dict({**SPEC, "parametrization": parametrization, "steps": 40,
-                             "mup": copy.deepcopy(MUP) if parametrization == "mup" else None})
+    cut = ViTSpec.from_dict(
+        {
+            **SPEC,
+            "parametrization": parametrization,
+            "steps": 40,
+            "mup": copy.deepcopy(MUP) if parametrization == "mup" else None,
+        }
+    )
     from spectral_reach.train import loop
 
     calls = {"n": 0}
@@ -138,12 +171,18 @@ def test_short_run_tables_and_resume(image_data, tmp_path, parametrization):
     assert pd.read_parquet(tmp_path / "cut" / "lnp.parquet")["chi_pos"].tolist() == lnp["chi_pos"].tolist()
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"lr": 0}, "lr must be positive"),
-    ({"parametrization": "mup"}, "parametrization='mup'"),
-    ({"steps": 10_000}, "steps=10000: 2 passes"),
-    ({"lnp": {**SPEC["lnp"], "measure_images": 10_000}}, "lnp.measure_images=10000, but .*validation_rgb.bin has only"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"lr": 0}, "lr must be positive"),
+        ({"parametrization": "mup"}, "parametrization='mup'"),
+        ({"steps": 10_000}, "steps=10000: 2 passes"),
+        (
+            {"lnp": {**SPEC["lnp"], "measure_images": 10_000}},
+            "lnp.measure_images=10000, but .*validation_rgb.bin has only",
+        ),
+    ],
+)
 def test_bad_settings_name_the_key(image_data, tmp_path, change, message):
     with pytest.raises((ValueError, DataError), match=message):
         train_vit(ViTSpec.from_dict({**SPEC, **change}), image_data, tmp_path / "o", tmp_path / "s")

@@ -18,8 +18,14 @@ def test_windows_are_clipped_and_overlaps_measured_once():
     assert steps[0] == 0 and steps[4] == 0 and steps[5] == 1  # window 1 is [1, 6)
 
 
-@pytest.mark.parametrize("kwargs", [dict(total_steps=0, per_decade=1, width=1), dict(total_steps=5, per_decade=0, width=1),
-                                    dict(total_steps=5, per_decade=1, width=0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(total_steps=0, per_decade=1, width=1),
+        dict(total_steps=5, per_decade=0, width=1),
+        dict(total_steps=5, per_decade=1, width=0),
+    ],
+)
 def test_bad_arguments_name_the_key(kwargs):
     bad = next(k for k, v in kwargs.items() if v == 0)
     with pytest.raises(ValueError, match=bad):

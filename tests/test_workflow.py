@@ -11,21 +11,43 @@ from collections import Counter
 import pandas as pd
 import pytest
 import yaml
-
 from workflow_run import CI_CONFIG, ENV, ROOT, copy_run, edited, planned_jobs, snakemake
 
-FIGURES = ["fig01_scaling", "fig03_rfm", "fig04_probe_ratio", "fig05_chi_net", "fig06_hutchinson", "fig07_test_loss",
-           "fig08_isocompute", "fig09_vit", "fig10_components", "fig11_components", "fig12_entk"]
+pytestmark = pytest.mark.slow
+
+FIGURES = [
+    "fig01_scaling",
+    "fig03_rfm",
+    "fig04_probe_ratio",
+    "fig05_chi_net",
+    "fig06_hutchinson",
+    "fig07_test_loss",
+    "fig08_isocompute",
+    "fig09_vit",
+    "fig10_components",
+    "fig11_components",
+    "fig12_entk",
+]
 
 
 def test_ci_scale_run_makes_every_target(workdir):
     targets = [f"figures/{f}.{ext}" for f in FIGURES for ext in ("pdf", "png")] + [
-        "results/rfm/deviations.md", "results/tables/lm_sizes_stories.md", "results/probe/pixels/summary/ratios.csv",
-        "results/checks/entk_shift.csv", "results/checks/hutchinson_cv.csv",
-        "results/data/pixels/train_rgb.bin", "results/data/stories/tokenizer.json",
-        "logs/rfm_lnp/alpha1.log", "benchmarks/rfm_lnp/alpha1.tsv", "logs/lm_train/stories/a/seed1.log",
-        "benchmarks/lm_train/pixels/b/seed0.tsv", "results/lm/stories/b/seed1/model/config.json",
-        "results/tables/vit_sizes.md", "results/vit/mup/b/seed0/lnp.parquet", "logs/vit_train/standard/a/seed0.log"]
+        "results/rfm/deviations.md",
+        "results/tables/lm_sizes_stories.md",
+        "results/probe/pixels/summary/ratios.csv",
+        "results/checks/entk_shift.csv",
+        "results/checks/hutchinson_cv.csv",
+        "results/data/pixels/train_rgb.bin",
+        "results/data/stories/tokenizer.json",
+        "logs/rfm_lnp/alpha1.log",
+        "benchmarks/rfm_lnp/alpha1.tsv",
+        "logs/lm_train/stories/a/seed1.log",
+        "benchmarks/lm_train/pixels/b/seed0.tsv",
+        "results/lm/stories/b/seed1/model/config.json",
+        "results/tables/vit_sizes.md",
+        "results/vit/mup/b/seed0/lnp.parquet",
+        "logs/vit_train/standard/a/seed0.log",
+    ]
     for target in targets:
         assert (workdir / target).stat().st_size > 0, target
     assert planned_jobs(workdir, CI_CONFIG) == Counter()
@@ -35,8 +57,22 @@ def test_ci_scale_run_makes_every_target(workdir):
 def test_one_sizes_learning_rate_reruns_that_size_and_what_depends_on_it(workdir):
     changed = edited(lm__stories__sizes__b__lr=5e-3)
     assert planned_jobs(workdir, changed) == Counter(
-        lm_train=2, probe_train=2, lm_table=1, lm_summary=1, lm_isocompute=1, probe_summary=1, hutchinson_cv=1,
-        fig01=1, fig04=1, fig05=1, fig06=1, fig07=1, fig08=1, fig10=1, all=1)
+        lm_train=2,
+        probe_train=2,
+        lm_table=1,
+        lm_summary=1,
+        lm_isocompute=1,
+        probe_summary=1,
+        hutchinson_cv=1,
+        fig01=1,
+        fig04=1,
+        fig05=1,
+        fig06=1,
+        fig07=1,
+        fig08=1,
+        fig10=1,
+        all=1,
+    )
 
 
 def test_one_mup_learning_rate_reruns_that_vit_only(workdir):
@@ -47,8 +83,19 @@ def test_one_mup_learning_rate_reruns_that_vit_only(workdir):
 def test_added_seed_trains_only_the_new_runs(workdir):
     changed = edited(lm__stories__seeds=[0, 1, 2])
     assert planned_jobs(workdir, changed) == Counter(
-        lm_train=2, lm_summary=1, lm_isocompute=1, probe_summary=1, fig01=1, fig04=1, fig05=1, fig06=1, fig07=1,
-        fig08=1, fig10=1, all=1)
+        lm_train=2,
+        lm_summary=1,
+        lm_isocompute=1,
+        probe_summary=1,
+        fig01=1,
+        fig04=1,
+        fig05=1,
+        fig06=1,
+        fig07=1,
+        fig08=1,
+        fig10=1,
+        all=1,
+    )
 
 
 def test_component_figure_option_reruns_only_that_figure(workdir):
@@ -82,15 +129,21 @@ def test_schema_violation_fails_before_any_job(workdir):
     assert "seeds" in proc.stderr + proc.stdout and "minimum" in proc.stderr + proc.stdout
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"lm__stories__sizes__a__lr": 0.0}, ["lr", "exclusiveMinimum"]),
-    ({"lm__stories__schedule": "exponential"}, ["schedule", "constant"]),
-    ({"datasets": ["stories", "nope"]}, ["datasets", "nope"]),
-    ({"vit__dataset": "stories"}, ["vit.dataset", "stories", "not an image data set", "pixels"]),
-    ({"vit__mup__sizes__a__patch": 0}, ["patch", "minimum"]),
-    ({"figures__fig10__dataset": "nope"}, ["figures.fig10.dataset", "nope"]),
-    ({"checks__entk__size": "zz"}, ["checks.entk", "zz"]),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"lm__stories__sizes__a__lr": 0.0}, ["lr", "exclusiveMinimum"]),
+        ({"lm__stories__schedule": "exponential"}, ["schedule", "constant"]),
+        ({"datasets": ["stories", "nope"]}, ["datasets", "nope"]),
+        ({"vit__dataset": "stories"}, ["vit.dataset", "stories", "not an image data set", "pixels"]),
+        ({"vit__mup__sizes__a__patch": 0}, ["patch", "minimum"]),
+        ({"figures__fig10__dataset": "nope"}, ["figures.fig10.dataset", "nope"]),
+        ({"checks__entk__size": "zz"}, ["checks.entk", "zz"]),
+        ({"lm__pixels__warmup": 1000}, ["lm.pixels.warmup=1000 must be below lm.pixels.steps"]),
+        ({"vit__steps": 10_000}, ["vit.steps=10000 exceeds vit.passes", "lower vit.steps or raise vit.passes"]),
+        ({"data__pixels__source__generate__parts_per_image": 2}, ["generate", "parts_per_image"]),
+    ],
+)
 def test_bad_config_is_named_before_any_job(workdir, change, words):
     path = workdir / "bad.yaml"
     path.write_text(yaml.safe_dump(edited(**change)))
@@ -100,15 +153,25 @@ def test_bad_config_is_named_before_any_job(workdir, change, words):
         assert word in proc.stderr + proc.stdout, word
 
 
-@pytest.mark.parametrize("target, words", [
-    ("results/lm/stories/zz/seed0/done.json", ["no such lm run", "stories/a/seed0", "pixels/b/seed1"]),
-    ("results/vit/mup/zz/seed0/lnp.parquet", ["no such vit run", "mup/a/seed0", "standard/b/seed0"]),
-    ("results/probe/nope/a/seed0/random/done.json", ["no such probe run", "stories/a/seed0"]),
-    ("results/data/nope/train.bin", ["no data set 'nope'", "stories, pixels"]),
-])
+@pytest.mark.parametrize(
+    "target, words",
+    [
+        ("results/lm/stories/zz/seed0/done.json", ["no such lm run", "stories/a/seed0", "pixels/b/seed1"]),
+        ("results/vit/mup/zz/seed0/lnp.parquet", ["no such vit run", "mup/a/seed0", "standard/b/seed0"]),
+        ("results/probe/nope/a/seed0/random/done.json", ["no such probe run", "stories/a/seed0"]),
+        ("results/data/nope/train.bin", ["no data set 'nope'", "stories, pixels"]),
+    ],
+)
 def test_unknown_target_lists_the_valid_values(workdir, target, words):
-    proc = snakemake(workdir, "-n", "--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config",
-                     target, check=False)
+    proc = snakemake(
+        workdir,
+        "-n",
+        "--configfile",
+        str(ROOT / "tests/configs/ci.yaml"),
+        "--replace-workflow-config",
+        target,
+        check=False,
+    )
     assert proc.returncode != 0
     for word in words:
         assert word in proc.stderr + proc.stdout, word
@@ -128,8 +191,14 @@ def test_killed_training_job_resumes_and_matches(workdir, tmp_path):
         if name == "reference":
             snakemake(work, *args)
         else:
-            proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", *args], cwd=work, env=ENV,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "snakemake", "--cores", "1", *args],
+                cwd=work,
+                env=ENV,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             state = work / "results/checkpoints/lm/stories/a/seed0"
             deadline = time.time() + 300
             while not list(state.glob("step*")):
@@ -137,15 +206,17 @@ def test_killed_training_job_resumes_and_matches(workdir, tmp_path):
                 time.sleep(0.05)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            snakemake(work, *args[:-1], "--unlock")       # a killed Snakemake leaves its lock behind
+            snakemake(work, *args[:-1], "--unlock")  # a killed Snakemake leaves its lock behind
             snakemake(work, *args[:-1], "--rerun-incomplete", target)
             assert "resuming from checkpoint" in (work / "logs/lm_train/stories/a/seed0.log").read_text()
         runs[name] = work / "results/lm/stories/a/seed0"
     resumed = json.loads((runs["killed"] / "done.json").read_text())["resumed_at"]
     assert len(resumed) == 1 and 0 < resumed[0] < 80
     for table in ("metrics", "lnp", "eval"):
-        a, b = (pd.read_parquet(r / f"{table}.parquet").drop(columns=["step_s", "lnp_s"], errors="ignore")
-                for r in (runs["reference"], runs["killed"]))
+        a, b = (
+            pd.read_parquet(r / f"{table}.parquet").drop(columns=["step_s", "lnp_s"], errors="ignore")
+            for r in (runs["reference"], runs["killed"])
+        )
         pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
@@ -156,20 +227,34 @@ def test_paper_config_resolves():
 def test_report_holds_every_figure_and_table(workdir):
     import zipfile
 
-    snakemake(workdir, "--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config",
-              "--report", "report.zip")
+    snakemake(
+        workdir,
+        "--configfile",
+        str(ROOT / "tests/configs/ci.yaml"),
+        "--replace-workflow-config",
+        "--report",
+        "report.zip",
+    )
     names = "\n".join(zipfile.ZipFile(workdir / "report.zip").namelist())
     for figure in FIGURES:
         assert f"{figure}.png" in names, figure
-    for table in ("deviations.csv", "lm_sizes_stories.csv", "fig01_fits.csv", "entk_shift.csv", "hutchinson_cv.csv",
-                  "vit_sizes.csv"):
+    for table in (
+        "deviations.csv",
+        "lm_sizes_stories.csv",
+        "fig01_fits.csv",
+        "entk_shift.csv",
+        "hutchinson_cv.csv",
+        "vit_sizes.csv",
+    ):
         assert table in names, table
     # every figure's caption carries this run's numbers: Fig. 1's fit, the ViTs' final losses
     html = zipfile.ZipFile(workdir / "report.zip").read("report/report.html").decode()
     assert html.count("Measured in this run") == len(FIGURES)
     fits = pd.read_csv(workdir / "results/figures/fig01_fits.csv").set_index("dataset")
     caption = (workdir / "results/report/fig01.rst").read_text()
-    assert f"stories: ``alpha = {fits.loc['stories', 'alpha']:.2g} +- {fits.loc['stories', 'alpha_err']:.1g}``" in caption
+    assert (
+        f"stories: ``alpha = {fits.loc['stories', 'alpha']:.2g} +- {fits.loc['stories', 'alpha_err']:.1g}``" in caption
+    )
     vit = pd.read_csv(workdir / "results/vit/summary/runs.csv").query("parametrization == 'standard'")
     losses = " / ".join(f"{x:.3g}" for x in vit.sort_values("params")["final_test_loss"])
     assert f"test loss\n  {losses}." in (workdir / "results/report/fig09.rst").read_text()

@@ -20,13 +20,22 @@ ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.envir
 # Where SPECTRAL_REACH_SLURM is set (.ci/run, after .ci/slurm.sh up) the CI-scale run goes through
 # profiles/slurm on a real one-node SLURM. It has no accounting, so squeue answers status queries.
 SLURM = bool(os.environ.get("SPECTRAL_REACH_SLURM"))
-SLURM_ARGS = ["--workflow-profile", "none", "--profile", str(ROOT / "profiles/slurm"),
-              "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
+SLURM_ARGS = [
+    "--workflow-profile",
+    "none",
+    "--profile",
+    str(ROOT / "profiles/slurm"),
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, env=ENV,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, env=ENV, capture_output=True, text=True
+    )
     if check and proc.returncode != 0:
         raise AssertionError(proc.stdout + proc.stderr)
     return proc
@@ -71,5 +80,7 @@ def copy_workflow(dest: Path) -> Path:
 
 def copy_run(src: Path, dest: Path) -> Path:
     """A finished run's folder, results and Snakemake's records included, to change without touching it."""
-    shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns(".snakemake/locks", ".snakemake/slurm_logs"))
+    shutil.copytree(
+        src, dest, symlinks=True, ignore=shutil.ignore_patterns(".snakemake/locks", ".snakemake/slurm_logs")
+    )
     return dest

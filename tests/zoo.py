@@ -34,30 +34,19 @@ def _lm(model: nn.Module, wrap: bool = True) -> tuple:
     )
 
 
-def _hf(config_cls, model_cls, **kw) -> nn.Module:
-    torch.manual_seed(0)
-    return model_cls(config_cls(**kw))
+SMALL = dict(vocab_size=V, hidden_size=D, intermediate_size=20, num_hidden_layers=2, max_position_embeddings=16)
 
-
-def gpt2() -> tuple:
-    return _lm(
-        _hf(
-            transformers.GPT2Config,
-            transformers.GPT2LMHeadModel,
-            vocab_size=V,
-            n_positions=16,
-            n_embd=D,
-            n_layer=2,
-            n_head=2,
-        )
-    )
-
-
-def gpt_neo_untied() -> tuple:
-    return _lm(
-        _hf(
-            transformers.GPTNeoConfig,
-            transformers.GPTNeoForCausalLM,
+#: name -> (config class, model class, settings): tiny causal LMs, then sequence classifiers.
+CAUSAL_LMS = {
+    "gpt2": (
+        transformers.GPT2Config,
+        transformers.GPT2LMHeadModel,
+        dict(vocab_size=V, n_positions=16, n_embd=D, n_layer=2, n_head=2),
+    ),
+    "gpt_neo_untied": (
+        transformers.GPTNeoConfig,
+        transformers.GPTNeoForCausalLM,
+        dict(
             vocab_size=V,
             max_position_embeddings=16,
             hidden_size=D,
@@ -66,14 +55,59 @@ def gpt_neo_untied() -> tuple:
             attention_types=[[["global", "local"], 1]],
             window_size=4,
             tie_word_embeddings=False,
-        )
-    )
-
-
-def bert() -> tuple:
-    torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(
-        transformers.BertConfig(
+        ),
+    ),
+    "llama_tied": (
+        transformers.LlamaConfig,
+        transformers.LlamaForCausalLM,
+        dict(SMALL, num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True),
+    ),
+    "gemma": (
+        transformers.GemmaConfig,
+        transformers.GemmaForCausalLM,
+        dict(SMALL, num_attention_heads=2, num_key_value_heads=1, head_dim=8),
+    ),
+    "mistral_gqa": (
+        transformers.MistralConfig,
+        transformers.MistralForCausalLM,
+        dict(SMALL, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False),
+    ),
+    "qwen3": (
+        transformers.Qwen3Config,
+        transformers.Qwen3ForCausalLM,
+        dict(SMALL, num_attention_heads=2, num_key_value_heads=1, head_dim=8, tie_word_embeddings=True),
+    ),
+    "opt": (
+        transformers.OPTConfig,
+        transformers.OPTForCausalLM,
+        dict(
+            vocab_size=V,
+            hidden_size=D,
+            ffn_dim=20,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            word_embed_proj_dim=D,
+        ),
+    ),
+    "mixtral": (
+        transformers.MixtralConfig,
+        transformers.MixtralForCausalLM,
+        dict(
+            SMALL,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            num_local_experts=3,
+            num_experts_per_tok=2,
+        ),
+    ),
+}
+CLASSIFIERS = {
+    "bert": (
+        transformers.BertConfig,
+        transformers.BertForSequenceClassification,
+        dict(
             vocab_size=V,
             hidden_size=D,
             num_hidden_layers=2,
@@ -81,84 +115,26 @@ def bert() -> tuple:
             intermediate_size=20,
             max_position_embeddings=16,
             num_labels=3,
-        )
-    )
+        ),
+    ),
+    "distilbert": (
+        transformers.DistilBertConfig,
+        transformers.DistilBertForSequenceClassification,
+        dict(vocab_size=V, dim=D, n_layers=2, n_heads=2, hidden_dim=20, max_position_embeddings=16, num_labels=3),
+    ),
+}
+
+
+def _hf(config_cls, model_cls, settings: dict) -> nn.Module:
+    torch.manual_seed(0)
+    return model_cls(config_cls(**settings))
+
+
+def _hf_classifier(name: str) -> tuple:
+    model = _hf(*CLASSIFIERS[name])
     g = torch.Generator().manual_seed(1)
-    return (
-        LogitsOnly(model).double().eval(),
-        nn.CrossEntropyLoss(),
-        (_ids(g, 3), torch.randint(0, 3, (3,), generator=g)),
-        (_ids(g, 2), torch.randint(0, 3, (2,), generator=g)),
-    )
-
-
-def llama_tied() -> tuple:
-    return _lm(
-        _hf(
-            transformers.LlamaConfig,
-            transformers.LlamaForCausalLM,
-            vocab_size=V,
-            hidden_size=D,
-            intermediate_size=20,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=16,
-            tie_word_embeddings=True,
-        )
-    )
-
-
-def gemma() -> tuple:
-    return _lm(
-        _hf(
-            transformers.GemmaConfig,
-            transformers.GemmaForCausalLM,
-            vocab_size=V,
-            hidden_size=D,
-            intermediate_size=20,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=8,
-            max_position_embeddings=16,
-        )
-    )
-
-
-def mistral_gqa() -> tuple:
-    return _lm(
-        _hf(
-            transformers.MistralConfig,
-            transformers.MistralForCausalLM,
-            vocab_size=V,
-            hidden_size=D,
-            intermediate_size=20,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=16,
-            tie_word_embeddings=False,
-        )
-    )
-
-
-def qwen3() -> tuple:
-    return _lm(
-        _hf(
-            transformers.Qwen3Config,
-            transformers.Qwen3ForCausalLM,
-            vocab_size=V,
-            hidden_size=D,
-            intermediate_size=20,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            head_dim=8,
-            max_position_embeddings=16,
-            tie_word_embeddings=True,
-        )
-    )
+    labels = lambda b: torch.randint(0, 3, (b,), generator=g)  # noqa: E731
+    return (LogitsOnly(model).double().eval(), nn.CrossEntropyLoss(), (_ids(g, 3), labels(3)), (_ids(g, 2), labels(2)))
 
 
 class FunctionalReuse(nn.Module):
@@ -310,6 +286,10 @@ def build(name: str) -> tuple:
     }
     if name in simple:
         return simple[name]()
+    if name in CAUSAL_LMS:
+        return _lm(_hf(*CAUSAL_LMS[name]))
+    if name in CLASSIFIERS:
+        return _hf_classifier(name)
     return globals()[name]()
 
 
@@ -332,56 +312,6 @@ EXACT = [
     "conv_bn_relu",
     "mup_readout",
 ]
-
-
-def opt() -> tuple:
-    return _lm(
-        _hf(
-            transformers.OPTConfig,
-            transformers.OPTForCausalLM,
-            vocab_size=V,
-            hidden_size=D,
-            ffn_dim=20,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=16,
-            word_embed_proj_dim=D,
-        )
-    )
-
-
-def mixtral() -> tuple:
-    return _lm(
-        _hf(
-            transformers.MixtralConfig,
-            transformers.MixtralForCausalLM,
-            vocab_size=V,
-            hidden_size=D,
-            intermediate_size=20,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            num_local_experts=3,
-            num_experts_per_tok=2,
-            max_position_embeddings=16,
-        )
-    )
-
-
-def distilbert() -> tuple:
-    torch.manual_seed(0)
-    model = transformers.DistilBertForSequenceClassification(
-        transformers.DistilBertConfig(
-            vocab_size=V, dim=D, n_layers=2, n_heads=2, hidden_dim=20, max_position_embeddings=16, num_labels=3
-        )
-    )
-    g = torch.Generator().manual_seed(1)
-    return (
-        LogitsOnly(model).double().eval(),
-        nn.CrossEntropyLoss(),
-        (_ids(g, 3), torch.randint(0, 3, (3,), generator=g)),
-        (_ids(g, 2), torch.randint(0, 3, (2,), generator=g)),
-    )
 
 
 def vit() -> tuple:

@@ -118,16 +118,20 @@ def run_seed(alpha: float, n: int, dim: int, width: int, seed: int) -> dict[str,
     kta = kernel_target_alignment(theta, grad_out)
     kta_form = kta * float(theta.norm() / torch.trace(theta))
     return dict(
-        alpha=alpha, seed=seed, chi_loss=record.chi_loss, chi_net=record.chi_net, chi_pos=record.chi_pos,
-        delta=record.delta, kta=kta, kta_identity_abs_err=abs(kta_form - record.chi_pos),
+        alpha=alpha,
+        seed=seed,
+        chi_loss=record.chi_loss,
+        chi_net=record.chi_net,
+        chi_pos=record.chi_pos,
+        delta=record.delta,
+        kta=kta,
+        kta_identity_abs_err=abs(kta_form - record.chi_pos),
     )
 
 
 def run(alphas: list[float], n: int, dim: int, width: int, seeds: int, first_seed: int) -> pd.DataFrame:
     """One row per (alpha, seed)."""
-    return pd.DataFrame(
-        [run_seed(a, n, dim, width, first_seed + s) for a in alphas for s in range(seeds)]
-    )
+    return pd.DataFrame([run_seed(a, n, dim, width, first_seed + s) for a in alphas for s in range(seeds)])
 
 
 def theory(alphas: list[float], dim: int, kernel_samples: int, teacher_draws: int, seed: int) -> pd.DataFrame:
@@ -136,12 +140,16 @@ def theory(alphas: list[float], dim: int, kernel_samples: int, teacher_draws: in
     rows = []
     for a in alphas:
         mu = kernel_eigenvalues(dim, a, kernel_samples, g)
-        rows.append(dict(
-            alpha=a, chi_loss=1.0, chi_net=1.0,
-            chi_pos_linear=theory_linear_dominance(dim, a),
-            chi_pos_kernel=theory_kernel_spectrum(mu),
-            chi_pos_teacher=theory_kernel_teacher(mu, teacher_draws, g),
-        ))
+        rows.append(
+            dict(
+                alpha=a,
+                chi_loss=1.0,
+                chi_net=1.0,
+                chi_pos_linear=theory_linear_dominance(dim, a),
+                chi_pos_kernel=theory_kernel_spectrum(mu),
+                chi_pos_teacher=theory_kernel_teacher(mu, teacher_draws, g),
+            )
+        )
     return pd.DataFrame(rows)
 
 

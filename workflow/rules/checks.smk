@@ -8,16 +8,16 @@ rule hutchinson_cv:
         data=lambda w: data_files(config["checks"]["hutchinson"]["dataset"]),
     output:
         report("results/checks/hutchinson_cv.csv", caption="../report/hutchinson_cv.rst", category="Fig. 6"),
-    params:
-        c=pick(config["checks"]["hutchinson"], ["samples", "draws", "per_call", "probe_seed", "ks"]),
-        context_length=lambda w: config["lm"][config["checks"]["hutchinson"]["dataset"]]["context_length"],
-        data_dir=lambda w: f"results/data/{config['checks']['hutchinson']['dataset']}",
     log:
         "logs/hutchinson_cv/hutchinson_cv.log",
     benchmark:
         "benchmarks/hutchinson_cv/hutchinson_cv.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        c=pick(config["checks"]["hutchinson"], ["samples", "draws", "per_call", "probe_seed", "ks"]),
+        context_length=lambda w: config["lm"][config["checks"]["hutchinson"]["dataset"]]["context_length"],
+        data_dir=lambda w: f"results/data/{config['checks']['hutchinson']['dataset']}",
     shell:
         "spectral-reach hutchinson-cv --model {input.model} --data-dir {params.data_dir}"
         " --context-length {params.context_length} --samples {params.c[samples]} --draws {params.c[draws]}"
@@ -31,18 +31,18 @@ rule entk_spectrum:
     output:
         spectrum="results/checks/entk_spectrum.parquet",
         shift=report("results/checks/entk_shift.csv", caption="../report/entk_shift.rst", category="Fig. 12"),
-    params:
-        c=pick(config["checks"]["entk"], ["seed", "sample", "vocab_count", "positions"]),
-        size=lambda w: json.dumps(json.loads(lm_spec(**check_run("entk")))["size"], sort_keys=True),
-        vocab_size=lambda w: config["data"][config["checks"]["entk"]["dataset"]]["vocab_size"],
-        context_length=lambda w: config["lm"][config["checks"]["entk"]["dataset"]]["context_length"],
-        data_dir=lambda w: f"results/data/{config['checks']['entk']['dataset']}",
     log:
         "logs/entk_spectrum/entk_spectrum.log",
     benchmark:
         "benchmarks/entk_spectrum/entk_spectrum.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        c=pick(config["checks"]["entk"], ["seed", "sample", "vocab_count", "positions"]),
+        size=lambda w: json.dumps(json.loads(lm_spec(**check_run("entk")))["size"], sort_keys=True),
+        vocab_size=lambda w: config["data"][config["checks"]["entk"]["dataset"]]["vocab_size"],
+        context_length=lambda w: config["lm"][config["checks"]["entk"]["dataset"]]["context_length"],
+        data_dir=lambda w: f"results/data/{config['checks']['entk']['dataset']}",
     shell:
         "spectral-reach entk-spectrum --model {input.model} --size {params.size:q} --data-dir {params.data_dir}"
         " --context-length {params.context_length} --vocab-size {params.vocab_size} --seed {params.c[seed]}"
@@ -60,19 +60,18 @@ rule fig06:
         caption=caption("fig06"),
         pdf="figures/fig06_hutchinson.pdf",
         png=report("figures/fig06_hutchinson.png", caption=report_caption("fig06"), category="Fig. 6"),
-    params:
-        style=figure_style("fig06"),
-        datasets=LM_DATASETS,
     log:
         "logs/fig06/fig06.log",
     benchmark:
         "benchmarks/fig06/fig06.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        style=figure_style("fig06"),
+        datasets=LM_DATASETS,
     shell:
         "spectral-reach fig06 --cv {input.cv} --datasets {params.datasets} --lnp {input.lnp} --runs {input.runs}"
-        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
+        + FIGURE_TAIL
 
 
 rule fig12:
@@ -84,18 +83,16 @@ rule fig12:
         caption=caption("fig12"),
         pdf="figures/fig12_entk.pdf",
         png=report("figures/fig12_entk.png", caption=report_caption("fig12"), category="Fig. 12"),
-    params:
-        style=figure_style("fig12"),
     log:
         "logs/fig12/fig12.log",
     benchmark:
         "benchmarks/fig12/fig12.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        style=figure_style("fig12"),
     shell:
-        "spectral-reach fig12 --spectrum {input.spectrum} --shift {input.shift}"
-        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
+        "spectral-reach fig12 --spectrum {input.spectrum} --shift {input.shift}" + FIGURE_TAIL
 
 
 localrules:

@@ -1,7 +1,34 @@
-# Helpers shared by the rules: config slices, target lists, wildcard constraints.
+# Helpers shared by the rules: config checks, config slices, target lists, wildcard constraints.
 import json
 import os
 
+from snakemake.utils import validate
+
+validate(config, "../schemas/config.schema.yaml")
+
+
+def check_settings(config):
+    """Cross-key checks the schema cannot express; each names its keys and the fix."""
+    runs = [(f"lm.{d}", config["lm"][d]) for d in config["datasets"]]
+    if config.get("vit"):
+        runs.append(("vit", config["vit"]))
+    for key, run in runs:
+        if run["warmup"] >= run["steps"]:
+            raise ValueError(f"{key}.warmup={run['warmup']} must be below {key}.steps={run['steps']}")
+    vit = config.get("vit")
+    parts = config["data"].get(vit["dataset"], {}) if vit else {}
+    generated = parts.get("source", {}).get("generate")
+    if vit and generated:
+        per_pass = len(parts["train_parts"]) * generated["images_per_part"] // vit["batch_size"]
+        if vit["steps"] > vit["passes"] * per_pass:
+            raise ValueError(
+                f"vit.steps={vit['steps']} exceeds vit.passes={vit['passes']} passes of "
+                f"{len(parts['train_parts'])} x {generated['images_per_part']} generated images at "
+                f"vit.batch_size={vit['batch_size']} ({vit['passes'] * per_pass} steps): lower vit.steps or raise vit.passes"
+            )
+
+
+check_settings(config)
 
 
 def fmt_alpha(alpha):
@@ -19,27 +46,37 @@ def constraint(values):
 
 def datasets_with(kind, source_kind=None):
     """Data sets of a kind (text, image), optionally only those whose source is ``source_kind``."""
-    return [d for d, c in config["data"].items() if c["kind"] == kind and (source_kind is None or source_kind in c["source"])]
+    return [
+        d
+        for d, c in config["data"].items()
+        if c["kind"] == kind and (source_kind is None or source_kind in c["source"])
+    ]
 
 
 LM_DATASETS = config["datasets"]
 for _d in LM_DATASETS:
     for _section in ("data", "lm"):
         if _d not in config[_section]:
-            raise ValueError(f"config key datasets: {_d!r} has no entry under {_section} (have: {', '.join(config[_section])})")
+            raise ValueError(
+                f"config key datasets: {_d!r} has no entry under {_section} (have: {', '.join(config[_section])})"
+            )
 LM_SIZES = sorted({s for d in LM_DATASETS for s in config["lm"][d]["sizes"]})
 
 VIT = config.get("vit")
 if VIT is not None and config["data"].get(VIT["dataset"], {}).get("kind") != "image":
-    raise ValueError(f"config key vit.dataset: {VIT['dataset']!r} is not an image data set under data "
-                     f"(have: {', '.join(datasets_with('image'))})")
+    raise ValueError(
+        f"config key vit.dataset: {VIT['dataset']!r} is not an image data set under data "
+        f"(have: {', '.join(datasets_with('image'))})"
+    )
 PARAMETRIZATIONS = ("standard", "mup")
 VIT_SIZES = sorted({s for p in PARAMETRIZATIONS for s in (VIT[p]["sizes"] if VIT else {})})
 
 for _fig in ("fig10", "fig11"):
     if config["figures"][_fig]["dataset"] not in LM_DATASETS:
-        raise ValueError(f"config key figures.{_fig}.dataset: {config['figures'][_fig]['dataset']!r} is not one of "
-                         f"datasets {LM_DATASETS}")
+        raise ValueError(
+            f"config key figures.{_fig}.dataset: {config['figures'][_fig]['dataset']!r} is not one of "
+            f"datasets {LM_DATASETS}"
+        )
 
 
 wildcard_constraints:
@@ -70,6 +107,13 @@ def caption_template(name):
     with slots for what the run measured. An input, so editing it re-renders only that figure (a
     path from the working directory: workflow.source_path would name a new temporary copy each run)."""
     return os.path.relpath(os.path.join(workflow.basedir, "workflow", "report", f"{name}.rst"))
+
+
+#: The end of every figure rule's shell command: style, PDF and PNG, caption template and rendering, log.
+FIGURE_TAIL = (
+    " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+    " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
+)
 
 
 def caption(name):
@@ -120,7 +164,9 @@ def image_parts(dataset, key):
 
 def data_files(dataset):
     """The prepared token splits that training reads."""
-    return [f"results/data/{dataset}/{split}.{ext}" for split in ("train", "validation", "test") for ext in ("bin", "json")]
+    return [
+        f"results/data/{dataset}/{split}.{ext}" for split in ("train", "validation", "test") for ext in ("bin", "json")
+    ]
 
 
 def lm_runs(dataset):
@@ -137,9 +183,15 @@ def probe_runs(dataset):
 def check_run(name):
     """The training run a verification check reads (``checks.<name>``: dataset, size, seed)."""
     c = config["checks"][name]
-    if c["dataset"] not in LM_DATASETS or c["size"] not in config["lm"][c["dataset"]]["sizes"] or c["seed"] not in config["lm"][c["dataset"]]["seeds"]:
-        raise ValueError(f"config checks.{name}: no training run {c['dataset']}/{c['size']}/seed{c['seed']} "
-                         f"(datasets {LM_DATASETS}; sizes and seeds under lm.<dataset>)")
+    if (
+        c["dataset"] not in LM_DATASETS
+        or c["size"] not in config["lm"][c["dataset"]]["sizes"]
+        or c["seed"] not in config["lm"][c["dataset"]]["seeds"]
+    ):
+        raise ValueError(
+            f"config checks.{name}: no training run {c['dataset']}/{c['size']}/seed{c['seed']} "
+            f"(datasets {LM_DATASETS}; sizes and seeds under lm.<dataset>)"
+        )
     return {"dataset": c["dataset"], "size": c["size"], "seed": c["seed"]}
 
 
@@ -156,11 +208,32 @@ def lm_spec(dataset, size, seed, trainable="all"):
     c, d = config["lm"][dataset], config["data"][dataset]
     shape = {k: v for k, v in c["sizes"][size].items() if k not in ("lr", "resources")}
     spec = {
-        "size": shape, "vocab_size": d["vocab_size"], "lr": c["sizes"][size]["lr"], "seed": int(seed),
-        "betas": c["optimizer"]["betas"], "eps": c["optimizer"]["eps"], "weight_decay": c["optimizer"]["weight_decay"],
+        "size": shape,
+        "vocab_size": d["vocab_size"],
+        "lr": c["sizes"][size]["lr"],
+        "seed": int(seed),
+        "betas": c["optimizer"]["betas"],
+        "eps": c["optimizer"]["eps"],
+        "weight_decay": c["optimizer"]["weight_decay"],
         "trainable": trainable,
-        **pick(c, ["context_length", "batch_size", "steps", "warmup", "schedule", "data_seed", "lnp", "eval",
-                   "checkpoint_every", "log_every", "device", "precision", "compile"]),
+        **pick(
+            c,
+            [
+                "context_length",
+                "batch_size",
+                "steps",
+                "warmup",
+                "schedule",
+                "data_seed",
+                "lnp",
+                "eval",
+                "checkpoint_every",
+                "log_every",
+                "device",
+                "precision",
+                "compile",
+            ],
+        ),
     }
     return json.dumps(spec, sort_keys=True)
 
@@ -192,19 +265,42 @@ def vit_spec(par, size, seed):
     row = VIT[par]["sizes"][size]
     mup = {k: VIT["mup"][k] for k in ("base_width", "init_std", "output_mult")} if par == "mup" else None
     spec = {
-        "size": {k: row[k] for k in ("hidden", "mlp", "heads", "layers", "patch")}, "lr": row["lr"], "seed": int(seed),
-        "parametrization": par, "mup": mup, "betas": VIT["optimizer"]["betas"], "eps": VIT["optimizer"]["eps"],
+        "size": {k: row[k] for k in ("hidden", "mlp", "heads", "layers", "patch")},
+        "lr": row["lr"],
+        "seed": int(seed),
+        "parametrization": par,
+        "mup": mup,
+        "betas": VIT["optimizer"]["betas"],
+        "eps": VIT["optimizer"]["eps"],
         "weight_decay": VIT["optimizer"]["weight_decay"],
-        **pick(VIT, ["batch_size", "passes", "steps", "warmup", "schedule", "data_seed", "lnp", "eval",
-                     "checkpoint_every", "log_every", "device", "precision", "compile"]),
+        **pick(
+            VIT,
+            [
+                "batch_size",
+                "passes",
+                "steps",
+                "warmup",
+                "schedule",
+                "data_seed",
+                "lnp",
+                "eval",
+                "checkpoint_every",
+                "log_every",
+                "device",
+                "precision",
+                "compile",
+            ],
+        ),
     }
     return json.dumps(spec, sort_keys=True)
 
 
 def vit_resource(name):
     """The rule-resource callable for ``name`` of a ViT job; ``runtime`` grows with the attempt."""
+
     def value(w):
         return {**VIT["resources"], **VIT[w.par]["sizes"][w.vsize].get("resources", {})}[name]
+
     if name == "runtime":
         return lambda w, attempt: value(w) * attempt
     return value
@@ -217,10 +313,22 @@ def vit_targets():
 
 
 def lm_targets():
-    figs = ["fig01_scaling", "fig04_probe_ratio", "fig05_chi_net", "fig06_hutchinson", "fig07_test_loss",
-            "fig08_isocompute", "fig10_components", "fig11_components", "fig12_entk"]
-    return [f"results/tables/lm_sizes_{d}.md" for d in LM_DATASETS] + [f"results/probe/{d}/summary/ratios.csv" for d in LM_DATASETS] + [
-        f"figures/{f}.{ext}" for f in figs for ext in ("pdf", "png")]
+    figs = [
+        "fig01_scaling",
+        "fig04_probe_ratio",
+        "fig05_chi_net",
+        "fig06_hutchinson",
+        "fig07_test_loss",
+        "fig08_isocompute",
+        "fig10_components",
+        "fig11_components",
+        "fig12_entk",
+    ]
+    return (
+        [f"results/tables/lm_sizes_{d}.md" for d in LM_DATASETS]
+        + [f"results/probe/{d}/summary/ratios.csv" for d in LM_DATASETS]
+        + [f"figures/{f}.{ext}" for f in figs for ext in ("pdf", "png")]
+    )
 
 
 def all_targets():
@@ -234,6 +342,7 @@ def all_targets():
 
 
 # Unknown targets (workflow/rules/unknown.smk)
+
 
 def configured_runs():
     """``{kind: ["<a>/<b>/seed<n>", ...]}`` of every run the config defines, by results folder."""
@@ -251,10 +360,14 @@ def not_one_of(prefixes):
 
 def unknown_run(w):
     runs = configured_runs()[w.kind]
-    raise ValueError(f"results/{w.kind}/{w.a}/{w.b}/seed{w.seed}: no such {w.kind} run in the config. "
-                     f"Valid runs under results/{w.kind}/: {', '.join(runs) or 'none'}")
+    raise ValueError(
+        f"results/{w.kind}/{w.a}/{w.b}/seed{w.seed}: no such {w.kind} run in the config. "
+        f"Valid runs under results/{w.kind}/: {', '.join(runs) or 'none'}"
+    )
 
 
 def unknown_dataset(w):
-    raise ValueError(f"results/data/{w.dataset}: no data set {w.dataset!r} in the config (config key data). "
-                     f"Valid data sets: {', '.join(config['data'])}")
+    raise ValueError(
+        f"results/data/{w.dataset}: no data set {w.dataset!r} in the config (config key data). "
+        f"Valid data sets: {', '.join(config['data'])}"
+    )

@@ -7,17 +7,19 @@ rule stories_generate:
     output:
         train="results/data/{dataset}/generated/train.parquet",
         test="results/data/{dataset}/generated/test.parquet",
-    wildcard_constraints:
-        dataset=constraint(datasets_with("text", "generate")),
-    params:
-        gen=lambda w: pick(source(w.dataset)["generate"], ["train_stories", "test_stories", "seed", "lexicon", "topics",
-                                                           "topic_words", "zipf", "sentences"]),
     log:
         "logs/stories_generate/{dataset}.log",
     benchmark:
         "benchmarks/stories_generate/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=constraint(datasets_with("text", "generate")),
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        gen=lambda w: pick(
+            source(w.dataset)["generate"],
+            ["train_stories", "test_stories", "seed", "lexicon", "topics", "topic_words", "zipf", "sentences"],
+        ),
     shell:
         "spectral-reach stories-generate --out-train {output.train} --out-test {output.test}"
         " --train-stories {params.gen[train_stories]} --test-stories {params.gen[test_stories]}"
@@ -29,18 +31,18 @@ rule stories_generate:
 rule stories_download:
     output:
         "results/data/{dataset}/hub/{split}.parquet",
-    wildcard_constraints:
-        dataset=constraint(datasets_with("text", "hub")),
-        split="train|test",
-    params:
-        hub_id=lambda w: source(w.dataset)["hub"],
-        column=lambda w: config["data"][w.dataset]["column"],
     log:
         "logs/stories_download/{dataset}_{split}.log",
     benchmark:
         "benchmarks/stories_download/{dataset}_{split}.tsv"
+    wildcard_constraints:
+        dataset=constraint(datasets_with("text", "hub")),
+        split="train|test",
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        hub_id=lambda w: source(w.dataset)["hub"],
+        column=lambda w: config["data"][w.dataset]["column"],
     shell:
         "spectral-reach stories-download --hub-id {params.hub_id} --split {wildcards.split}"
         " --column {params.column} --out {output} > {log} 2>&1"
@@ -51,17 +53,17 @@ rule tokenizer_train:
         lambda w: story_files(w.dataset, "train"),
     output:
         "results/data/{dataset}/tokenizer.json",
-    wildcard_constraints:
-        dataset=constraint([d for d in datasets_with("text") if config["data"][d]["tokenizer"] is None]),
-    params:
-        column=lambda w: config["data"][w.dataset]["column"],
-        vocab_size=lambda w: config["data"][w.dataset]["vocab_size"],
     log:
         "logs/tokenizer_train/{dataset}.log",
     benchmark:
         "benchmarks/tokenizer_train/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=constraint([d for d in datasets_with("text") if config["data"][d]["tokenizer"] is None]),
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        column=lambda w: config["data"][w.dataset]["column"],
+        vocab_size=lambda w: config["data"][w.dataset]["vocab_size"],
     shell:
         "spectral-reach tokenizer-train --stories {input} --column {params.column}"
         " --vocab-size {params.vocab_size} --out {output} > {log} 2>&1"
@@ -76,17 +78,17 @@ rule stories_tokenize:
         multiext("results/data/{dataset}/train", ".bin", ".json"),
         multiext("results/data/{dataset}/validation", ".bin", ".json"),
         multiext("results/data/{dataset}/test", ".bin", ".json"),
-    wildcard_constraints:
-        dataset=constraint(datasets_with("text")),
-    params:
-        d=lambda w: pick(config["data"][w.dataset], ["column", "vocab_size", "validation_stories"]),
-        out_dir="results/data/{dataset}",
     log:
         "logs/stories_tokenize/{dataset}.log",
     benchmark:
         "benchmarks/stories_tokenize/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=constraint(datasets_with("text")),
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        d=lambda w: pick(config["data"][w.dataset], ["column", "vocab_size", "validation_stories"]),
+        out_dir="results/data/{dataset}",
     shell:
         "spectral-reach stories-tokenize --train {input.train} --test {input.test} --column {params.d[column]}"
         " --tokenizer {input.tokenizer} --vocab-size {params.d[vocab_size]}"
@@ -96,18 +98,18 @@ rule stories_tokenize:
 rule images_generate:
     output:
         "results/data/{dataset}/generated/part{part}.npz",
-    wildcard_constraints:
-        dataset=constraint(datasets_with("image", "generate")),
-        part=r"\d+",
-    params:
-        gen=lambda w: pick(source(w.dataset)["generate"], ["images_per_part", "seed", "exponent"]),
-        background=lambda w: source(w.dataset)["generate"].get("background", 1.0),
     log:
         "logs/images_generate/{dataset}_part{part}.log",
     benchmark:
         "benchmarks/images_generate/{dataset}_part{part}.tsv"
+    wildcard_constraints:
+        dataset=constraint(datasets_with("image", "generate")),
+        part=r"\d+",
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        gen=lambda w: pick(source(w.dataset)["generate"], ["images_per_part", "seed", "exponent"]),
+        background=lambda w: source(w.dataset)["generate"].get("background", 1.0),
     shell:
         "spectral-reach images-generate --out {output} --part {wildcards.part} --images-per-part {params.gen[images_per_part]}"
         " --seed {params.gen[seed]} --exponent {params.gen[exponent][0]} {params.gen[exponent][1]}"
@@ -117,13 +119,13 @@ rule images_generate:
 rule cifar5m_download:
     output:
         "results/data/{dataset}/download/part{part}.npz",
-    wildcard_constraints:
-        dataset=constraint(datasets_with("image", "download")),
-        part=r"\d+",
     log:
         "logs/cifar5m_download/{dataset}_part{part}.log",
     benchmark:
         "benchmarks/cifar5m_download/{dataset}_part{part}.tsv"
+    wildcard_constraints:
+        dataset=constraint(datasets_with("image", "download")),
+        part=r"\d+",
     conda:
         "../../envs/spectral-reach.yaml"
     shell:
@@ -135,20 +137,30 @@ rule images_convert:
         train=lambda w: image_parts(w.dataset, "train_parts"),
         test=lambda w: image_parts(w.dataset, "test_parts"),
     output:
-        multiext("results/data/{dataset}/train", ".bin", ".json", "_rgb.bin", "_rgb.json", "_labels.bin", "_labels.json"),
-        multiext("results/data/{dataset}/validation", ".bin", ".json", "_rgb.bin", "_rgb.json", "_labels.bin", "_labels.json"),
+        multiext(
+            "results/data/{dataset}/train", ".bin", ".json", "_rgb.bin", "_rgb.json", "_labels.bin", "_labels.json"
+        ),
+        multiext(
+            "results/data/{dataset}/validation",
+            ".bin",
+            ".json",
+            "_rgb.bin",
+            "_rgb.json",
+            "_labels.bin",
+            "_labels.json",
+        ),
         multiext("results/data/{dataset}/test", ".bin", ".json", "_rgb.bin", "_rgb.json", "_labels.bin", "_labels.json"),
-    wildcard_constraints:
-        dataset=constraint(datasets_with("image")),
-    params:
-        d=lambda w: pick(config["data"][w.dataset], ["validation_images", "chunk"]),
-        out_dir="results/data/{dataset}",
     log:
         "logs/images_convert/{dataset}.log",
     benchmark:
         "benchmarks/images_convert/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=constraint(datasets_with("image")),
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        d=lambda w: pick(config["data"][w.dataset], ["validation_images", "chunk"]),
+        out_dir="results/data/{dataset}",
     shell:
         "spectral-reach images-convert --train {input.train} --test {input.test}"
         " --validation-images {params.d[validation_images]} --chunk {params.d[chunk]}"

@@ -10,24 +10,24 @@ rule lm_train:
         lnp="results/lm/{dataset}/{size}/seed{seed}/lnp.parquet",
         eval="results/lm/{dataset}/{size}/seed{seed}/eval.parquet",
         done="results/lm/{dataset}/{size}/seed{seed}/done.json",
-    params:
-        spec=lambda w: lm_spec(w.dataset, w.size, w.seed),
-        # Resume checkpoints: not an output, so Snakemake does not delete them before a rerun.
-        state="results/checkpoints/lm/{dataset}/{size}/seed{seed}",
-        data_dir="results/data/{dataset}",
-        out_dir="results/lm/{dataset}/{size}/seed{seed}",
-    resources:
-        gpu=lm_resource("gpu"),
-        mem_mb=lm_resource("mem_mb"),
-        runtime=lm_resource("runtime"),
-        cpus_per_gpu=lm_resource("cpus_per_gpu"),
-    threads: 1
     log:
         "logs/lm_train/{dataset}/{size}/seed{seed}.log",
     benchmark:
         "benchmarks/lm_train/{dataset}/{size}/seed{seed}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    threads: 1
+    resources:
+        gpu=lm_resource("gpu"),
+        mem_mb=lm_resource("mem_mb"),
+        runtime=lm_resource("runtime"),
+        cpus_per_gpu=lm_resource("cpus_per_gpu"),
+    params:
+        spec=lambda w: lm_spec(w.dataset, w.size, w.seed),
+        # Resume checkpoints: not an output, so Snakemake does not delete them before a rerun.
+        state="results/checkpoints/lm/{dataset}/{size}/seed{seed}",
+        data_dir="results/data/{dataset}",
+        out_dir="results/lm/{dataset}/{size}/seed{seed}",
     shell:
         "spectral-reach train-lm --spec {params.spec:q} --data-dir {params.data_dir} --out-dir {params.out_dir}"
         " --state-dir {params.state} > {log} 2>&1"
@@ -40,16 +40,16 @@ rule lm_summary:
         runs="results/lm/{dataset}/summary/runs.csv",
         lnp="results/lm/{dataset}/summary/lnp_windows.parquet",
         curves="results/lm/{dataset}/summary/curves.parquet",
-    params:
-        runs=lambda w: json.dumps([[s, int(seed), lm_run_dir(w.dataset, s, seed)] for s, seed in lm_runs(w.dataset)]),
-        final_fraction=config["analysis"]["final_loss_fraction"],
-        raw_steps=config["analysis"]["raw_steps"],
     log:
         "logs/lm_summary/{dataset}.log",
     benchmark:
         "benchmarks/lm_summary/{dataset}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        runs=lambda w: json.dumps([[s, int(seed), lm_run_dir(w.dataset, s, seed)] for s, seed in lm_runs(w.dataset)]),
+        final_fraction=config["analysis"]["final_loss_fraction"],
+        raw_steps=config["analysis"]["raw_steps"],
     shell:
         "spectral-reach lm-summary --runs {params.runs:q} --final-fraction {params.final_fraction}"
         " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-lnp {output.lnp}"
@@ -60,17 +60,19 @@ rule lm_table:
     output:
         md="results/tables/lm_sizes_{dataset}.md",
         csv=report("results/tables/lm_sizes_{dataset}.csv", caption="../report/lm_sizes.rst", category="Tables 1-2"),
-    params:
-        sizes=lambda w: json.dumps({s: {k: v for k, v in c.items() if k != "resources"}
-                                    for s, c in config["lm"][w.dataset]["sizes"].items()}, sort_keys=True),
-        vocab_size=lambda w: config["data"][w.dataset]["vocab_size"],
-        tolerance=config["analysis"]["param_tolerance"],
     log:
         "logs/lm_table/{dataset}.log",
     benchmark:
         "benchmarks/lm_table/{dataset}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        sizes=lambda w: json.dumps(
+            {s: {k: v for k, v in c.items() if k != "resources"} for s, c in config["lm"][w.dataset]["sizes"].items()},
+            sort_keys=True,
+        ),
+        vocab_size=lambda w: config["data"][w.dataset]["vocab_size"],
+        tolerance=config["analysis"]["param_tolerance"],
     shell:
         "spectral-reach lm-table --sizes {params.sizes:q} --vocab-size {params.vocab_size}"
         " --tolerance {params.tolerance} --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"
@@ -89,14 +91,14 @@ rule lm_isocompute:
     output:
         loss="results/lm/{dataset}/summary/isocompute_loss.csv",
         pos="results/lm/{dataset}/summary/isocompute_chi_pos.csv",
-    params:
-        budgets=config["analysis"]["isocompute_budgets"],
     log:
         "logs/lm_isocompute/{dataset}.log",
     benchmark:
         "benchmarks/lm_isocompute/{dataset}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        budgets=config["analysis"]["isocompute_budgets"],
     shell:
         "spectral-reach lm-isocompute --runs {input.runs} --curves {input.curves} --lnp {input.lnp}"
         " --budgets {params.budgets} --out-loss {output.loss} --out-pos {output.pos} > {log} 2>&1"
@@ -112,19 +114,18 @@ rule fig01:
         pdf="figures/fig01_scaling.pdf",
         png=report("figures/fig01_scaling.png", caption=report_caption("fig01"), category="Fig. 1"),
         fits=report("results/figures/fig01_fits.csv", caption="../report/fits.rst", category="Fig. 1"),
-    params:
-        style=figure_style("fig01"),
-        datasets=LM_DATASETS,
     log:
         "logs/fig01/fig01.log",
     benchmark:
         "benchmarks/fig01/fig01.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        style=figure_style("fig01"),
+        datasets=LM_DATASETS,
     shell:
         "spectral-reach fig01 --datasets {params.datasets} --runs {input.runs} --lnp {input.lnp} --fits {output.fits}"
-        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
+        + FIGURE_TAIL
 
 
 rule fig07:
@@ -136,19 +137,17 @@ rule fig07:
         pdf="figures/fig07_test_loss.pdf",
         png=report("figures/fig07_test_loss.png", caption=report_caption("fig07"), category="Fig. 7"),
         fits=report("results/figures/fig07_fits.csv", caption="../report/fits.rst", category="Fig. 7"),
-    params:
-        style=figure_style("fig07"),
-        datasets=LM_DATASETS,
     log:
         "logs/fig07/fig07.log",
     benchmark:
         "benchmarks/fig07/fig07.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        style=figure_style("fig07"),
+        datasets=LM_DATASETS,
     shell:
-        "spectral-reach fig07 --datasets {params.datasets} --runs {input.runs} --fits {output.fits}"
-        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
+        "spectral-reach fig07 --datasets {params.datasets} --runs {input.runs} --fits {output.fits}" + FIGURE_TAIL
 
 
 rule fig08:
@@ -160,19 +159,17 @@ rule fig08:
         caption=caption("fig08"),
         pdf="figures/fig08_isocompute.pdf",
         png=report("figures/fig08_isocompute.png", caption=report_caption("fig08"), category="Fig. 8"),
-    params:
-        style=figure_style("fig08"),
-        datasets=LM_DATASETS,
     log:
         "logs/fig08/fig08.log",
     benchmark:
         "benchmarks/fig08/fig08.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        style=figure_style("fig08"),
+        datasets=LM_DATASETS,
     shell:
-        "spectral-reach fig08 --datasets {params.datasets} --loss {input.loss} --pos {input.pos}"
-        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
+        "spectral-reach fig08 --datasets {params.datasets} --loss {input.loss} --pos {input.pos}" + FIGURE_TAIL
 
 
 for _fig in ("fig10", "fig11"):
@@ -190,20 +187,18 @@ for _fig in ("fig10", "fig11"):
             caption=caption(_fig),
             pdf=f"figures/{_fig}_components.pdf",
             png=report(f"figures/{_fig}_components.png", caption=report_caption(_fig), category="Figs. 10-11"),
-        params:
-            style=figure_style(_fig),
-            dataset=config["figures"][_fig]["dataset"],
         log:
             f"logs/{_fig}/{_fig}.log",
         benchmark:
             f"benchmarks/{_fig}/{_fig}.tsv"
         conda:
             "../../envs/spectral-reach.yaml"
+        params:
+            style=figure_style(_fig),
+            dataset=config["figures"][_fig]["dataset"],
         shell:
-            "spectral-reach fig-components --lnp {input.lnp} --runs {input.runs} --title {params.dataset}"
-            " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-            " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption}"
-            " > {log} 2>&1"
+            "spectral-reach fig-components --lnp {input.lnp} --runs {input.runs} --title {params.dataset}" + FIGURE_TAIL
+
 
 localrules:
     lm_isocompute,

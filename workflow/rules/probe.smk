@@ -13,26 +13,28 @@ rule probe_train:
         lnp="results/probe/{dataset}/{size}/seed{seed}/{backbone}/lnp.parquet",
         eval="results/probe/{dataset}/{size}/seed{seed}/{backbone}/eval.parquet",
         done="results/probe/{dataset}/{size}/seed{seed}/{backbone}/done.json",
+    log:
+        "logs/probe_train/{dataset}/{size}/seed{seed}_{backbone}.log",
+    benchmark:
+        "benchmarks/probe_train/{dataset}/{size}/seed{seed}_{backbone}.tsv"
     wildcard_constraints:
         backbone="pretrained|random",
-    params:
-        spec=lambda w: lm_spec(w.dataset, w.size, w.seed, trainable="head"),
-        backbone=lambda w: f"--backbone {lm_run_dir(w.dataset, w.size, w.seed)}/model" if w.backbone == "pretrained" else "",
-        state="results/checkpoints/probe/{dataset}/{size}/seed{seed}/{backbone}",
-        data_dir="results/data/{dataset}",
-        out_dir="results/probe/{dataset}/{size}/seed{seed}/{backbone}",
+    conda:
+        "../../envs/spectral-reach.yaml"
+    threads: 1
     resources:
         gpu=lm_resource("gpu"),
         mem_mb=lm_resource("mem_mb"),
         runtime=lm_resource("runtime"),
         cpus_per_gpu=lm_resource("cpus_per_gpu"),
-    threads: 1
-    log:
-        "logs/probe_train/{dataset}/{size}/seed{seed}_{backbone}.log",
-    benchmark:
-        "benchmarks/probe_train/{dataset}/{size}/seed{seed}_{backbone}.tsv"
-    conda:
-        "../../envs/spectral-reach.yaml"
+    params:
+        spec=lambda w: lm_spec(w.dataset, w.size, w.seed, trainable="head"),
+        backbone=lambda w: (
+            f"--backbone {lm_run_dir(w.dataset, w.size, w.seed)}/model" if w.backbone == "pretrained" else ""
+        ),
+        state="results/checkpoints/probe/{dataset}/{size}/seed{seed}/{backbone}",
+        data_dir="results/data/{dataset}",
+        out_dir="results/probe/{dataset}/{size}/seed{seed}/{backbone}",
     shell:
         "spectral-reach train-lm --spec {params.spec:q} {params.backbone} --data-dir {params.data_dir}"
         " --out-dir {params.out_dir} --state-dir {params.state} > {log} 2>&1"
@@ -40,24 +42,29 @@ rule probe_train:
 
 rule probe_summary:
     input:
-        done=lambda w: [f"results/probe/{w.dataset}/{s}/seed{seed}/{b}/done.json" for s, seed in probe_runs(w.dataset)
-                        for b in ("pretrained", "random")],
+        done=lambda w: [
+            f"results/probe/{w.dataset}/{s}/seed{seed}/{b}/done.json"
+            for s, seed in probe_runs(w.dataset)
+            for b in ("pretrained", "random")
+        ],
         runs="results/lm/{dataset}/summary/runs.csv",
     output:
         ratios="results/probe/{dataset}/summary/ratios.csv",
         lnp="results/probe/{dataset}/summary/lnp_windows.parquet",
-    params:
-        runs=lambda w: json.dumps([[s, int(seed), f"results/probe/{w.dataset}/{s}/seed{seed}"] for s, seed in probe_runs(w.dataset)]),
-        steps=lambda w: config["lm"][w.dataset]["steps"],
-        top_fraction=config["probe"]["top_fraction"],
-        time_windows=json.dumps(config["probe"]["time_windows"]),
-        raw_steps=config["analysis"]["raw_steps"],
     log:
         "logs/probe_summary/{dataset}.log",
     benchmark:
         "benchmarks/probe_summary/{dataset}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        runs=lambda w: json.dumps(
+            [[s, int(seed), f"results/probe/{w.dataset}/{s}/seed{seed}"] for s, seed in probe_runs(w.dataset)]
+        ),
+        steps=lambda w: config["lm"][w.dataset]["steps"],
+        top_fraction=config["probe"]["top_fraction"],
+        time_windows=json.dumps(config["probe"]["time_windows"]),
+        raw_steps=config["analysis"]["raw_steps"],
     shell:
         "spectral-reach probe-summary --runs {params.runs:q} --lm-runs {input.runs} --steps {params.steps}"
         " --top-fraction {params.top_fraction} --time-windows {params.time_windows:q}"
@@ -72,19 +79,17 @@ rule fig04:
         caption=caption("fig04"),
         pdf="figures/fig04_probe_ratio.pdf",
         png=report("figures/fig04_probe_ratio.png", caption=report_caption("fig04"), category="Fig. 4"),
-    params:
-        style=figure_style("fig04"),
-        datasets=LM_DATASETS,
     log:
         "logs/fig04/fig04.log",
     benchmark:
         "benchmarks/fig04/fig04.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        style=figure_style("fig04"),
+        datasets=LM_DATASETS,
     shell:
-        "spectral-reach fig04 --datasets {params.datasets} --ratios {input.ratios}"
-        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
+        "spectral-reach fig04 --datasets {params.datasets} --ratios {input.ratios}" + FIGURE_TAIL
 
 
 rule fig05:
@@ -97,19 +102,18 @@ rule fig05:
         caption=caption("fig05"),
         pdf="figures/fig05_chi_net.pdf",
         png=report("figures/fig05_chi_net.png", caption=report_caption("fig05"), category="Fig. 5"),
-    params:
-        style=figure_style("fig05"),
-        datasets=LM_DATASETS,
     log:
         "logs/fig05/fig05.log",
     benchmark:
         "benchmarks/fig05/fig05.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        style=figure_style("fig05"),
+        datasets=LM_DATASETS,
     shell:
         "spectral-reach fig05 --datasets {params.datasets} --lm {input.lm} --probe {input.probe} --runs {input.runs}"
-        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
+        + FIGURE_TAIL
 
 
 localrules:

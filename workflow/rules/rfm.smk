@@ -4,8 +4,6 @@
 rule rfm_lnp:
     output:
         "results/rfm/alpha{alpha}.parquet",
-    params:
-        rfm=lambda w: rfm_params(),
     log:
         "logs/rfm_lnp/alpha{alpha}.log",
     benchmark:
@@ -13,6 +11,8 @@ rule rfm_lnp:
     conda:
         "../../envs/spectral-reach.yaml"
     threads: 1
+    params:
+        rfm=lambda w: rfm_params(),
     shell:
         "spectral-reach rfm-lnp --alpha {wildcards.alpha} --n-samples {params.rfm[n_samples]}"
         " --input-dim {params.rfm[input_dim]} --width {params.rfm[width]} --seeds {params.rfm[seeds]}"
@@ -22,18 +22,18 @@ rule rfm_lnp:
 rule rfm_theory:
     output:
         "results/rfm/theory.csv",
-    params:
-        alphas=config["rfm"]["alphas"],
-        input_dim=config["rfm"]["input_dim"],
-        kernel_samples=config["rfm"]["kernel_samples"],
-        teacher_draws=config["rfm"]["teacher_draws"],
-        seed=config["rfm"]["theory_seed"],
     log:
         "logs/rfm_theory/theory.log",
     benchmark:
         "benchmarks/rfm_theory/theory.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        alphas=config["rfm"]["alphas"],
+        input_dim=config["rfm"]["input_dim"],
+        kernel_samples=config["rfm"]["kernel_samples"],
+        teacher_draws=config["rfm"]["teacher_draws"],
+        seed=config["rfm"]["theory_seed"],
     shell:
         "spectral-reach rfm-theory --alphas {params.alphas} --input-dim {params.input_dim}"
         " --kernel-samples {params.kernel_samples} --teacher-draws {params.teacher_draws} --seed {params.seed} --out {output} > {log} 2>&1"
@@ -67,19 +67,18 @@ rule fig03:
         caption=caption("fig03"),
         pdf="figures/fig03_rfm.pdf",
         png=report("figures/fig03_rfm.png", caption=report_caption("fig03"), category="Fig. 3"),
-    params:
-        style=figure_style("fig03"),
-        input_dim=config["rfm"]["input_dim"],
     log:
         "logs/fig03/fig03.log",
     benchmark:
         "benchmarks/fig03/fig03.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        style=figure_style("fig03"),
+        input_dim=config["rfm"]["input_dim"],
     shell:
-        "spectral-reach fig03 --measured {input.measured} --theory {input.theory}"
-        " --input-dim {params.input_dim} --width {params.style[width]} --height {params.style[height]}"
-        " --dpi {params.style[dpi]} --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
+        "spectral-reach fig03 --measured {input.measured} --theory {input.theory} --input-dim {params.input_dim}"
+        + FIGURE_TAIL
 
 
 localrules:

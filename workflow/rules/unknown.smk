@@ -8,16 +8,16 @@ rule unknown_run:
         unknown_run,
     output:
         "results/{kind}/{a}/{b}/seed{seed}/{file}",
+    log:
+        "logs/unknown_run/{kind}/{a}/{b}/seed{seed}/{file}.log",
+    benchmark:
+        "benchmarks/unknown_run/{kind}/{a}/{b}/seed{seed}/{file}.tsv"
     wildcard_constraints:
         kind=not_one_of(f"{k}/{r}" for k, rs in configured_runs().items() for r in rs) + "(?:lm|probe|vit)",
         a="[^/]+",
         b="[^/]+",
         seed="[^/]+",
         file=".+",
-    log:
-        "logs/unknown_run/{kind}/{a}/{b}/seed{seed}/{file}.log",
-    benchmark:
-        "benchmarks/unknown_run/{kind}/{a}/{b}/seed{seed}/{file}.tsv"
     localrule: True
     conda:
         "../../envs/spectral-reach.yaml"
@@ -30,13 +30,13 @@ rule unknown_dataset:
         unknown_dataset,
     output:
         "results/data/{dataset}/{file}",
-    wildcard_constraints:
-        dataset=not_one_of(config["data"]) + "[^/]+",
-        file=".+",
     log:
         "logs/unknown_dataset/{dataset}/{file}.log",
     benchmark:
         "benchmarks/unknown_dataset/{dataset}/{file}.tsv"
+    wildcard_constraints:
+        dataset=not_one_of(config["data"]) + "[^/]+",
+        file=".+",
     localrule: True
     conda:
         "../../envs/spectral-reach.yaml"

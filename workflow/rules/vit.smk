@@ -3,32 +3,36 @@
 
 rule vit_train:
     input:
-        lambda w: [f"results/data/{VIT['dataset']}/{split}_{part}.{ext}" for split in ("train", "validation", "test")
-                   for part in ("rgb", "labels") for ext in ("bin", "json")],
+        lambda w: [
+            f"results/data/{VIT['dataset']}/{split}_{part}.{ext}"
+            for split in ("train", "validation", "test")
+            for part in ("rgb", "labels")
+            for ext in ("bin", "json")
+        ],
     output:
         model=directory("results/vit/{par}/{vsize}/seed{seed}/model"),
         metrics="results/vit/{par}/{vsize}/seed{seed}/metrics.parquet",
         lnp="results/vit/{par}/{vsize}/seed{seed}/lnp.parquet",
         eval="results/vit/{par}/{vsize}/seed{seed}/eval.parquet",
         done="results/vit/{par}/{vsize}/seed{seed}/done.json",
-    params:
-        spec=lambda w: vit_spec(w.par, w.vsize, w.seed),
-        # Resume checkpoints: not an output, so Snakemake does not delete them before a rerun.
-        state="results/checkpoints/vit/{par}/{vsize}/seed{seed}",
-        data_dir=lambda w: f"results/data/{VIT['dataset']}",
-        out_dir="results/vit/{par}/{vsize}/seed{seed}",
-    resources:
-        gpu=vit_resource("gpu"),
-        mem_mb=vit_resource("mem_mb"),
-        runtime=vit_resource("runtime"),
-        cpus_per_gpu=vit_resource("cpus_per_gpu"),
-    threads: 1
     log:
         "logs/vit_train/{par}/{vsize}/seed{seed}.log",
     benchmark:
         "benchmarks/vit_train/{par}/{vsize}/seed{seed}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    threads: 1
+    resources:
+        gpu=vit_resource("gpu"),
+        mem_mb=vit_resource("mem_mb"),
+        runtime=vit_resource("runtime"),
+        cpus_per_gpu=vit_resource("cpus_per_gpu"),
+    params:
+        spec=lambda w: vit_spec(w.par, w.vsize, w.seed),
+        # Resume checkpoints: not an output, so Snakemake does not delete them before a rerun.
+        state="results/checkpoints/vit/{par}/{vsize}/seed{seed}",
+        data_dir=lambda w: f"results/data/{VIT['dataset']}",
+        out_dir="results/vit/{par}/{vsize}/seed{seed}",
     shell:
         "spectral-reach train-vit --spec {params.spec:q} --data-dir {params.data_dir} --out-dir {params.out_dir}"
         " --state-dir {params.state} > {log} 2>&1"
@@ -41,16 +45,16 @@ rule vit_summary:
         runs="results/vit/summary/runs.csv",
         curves="results/vit/summary/curves.parquet",
         lnp="results/vit/summary/lnp_windows.parquet",
-    params:
-        runs=json.dumps([[p, s, int(seed), vit_run_dir(p, s, seed)] for p, s, seed in vit_runs()]),
-        final_fraction=config["analysis"]["final_loss_fraction"],
-        raw_steps=config["analysis"]["raw_steps"],
     log:
         "logs/vit_summary/summary.log",
     benchmark:
         "benchmarks/vit_summary/summary.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        runs=json.dumps([[p, s, int(seed), vit_run_dir(p, s, seed)] for p, s, seed in vit_runs()]),
+        final_fraction=config["analysis"]["final_loss_fraction"],
+        raw_steps=config["analysis"]["raw_steps"],
     shell:
         "spectral-reach vit-summary --runs {params.runs:q} --final-fraction {params.final_fraction}"
         " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-curves {output.curves}"
@@ -61,16 +65,25 @@ rule vit_table:
     output:
         md="results/tables/vit_sizes.md",
         csv=report("results/tables/vit_sizes.csv", caption="../report/vit_sizes.rst", category="Tables 3-4"),
-    params:
-        sizes=json.dumps({p: {s: {k: v for k, v in c.items() if k != "resources"} for s, c in VIT[p]["sizes"].items()}
-                          for p in PARAMETRIZATIONS} if VIT else {}, sort_keys=True),
-        tolerance=config["analysis"]["param_tolerance"],
     log:
         "logs/vit_table/table.log",
     benchmark:
         "benchmarks/vit_table/table.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        sizes=json.dumps(
+            (
+                {
+                    p: {s: {k: v for k, v in c.items() if k != "resources"} for s, c in VIT[p]["sizes"].items()}
+                    for p in PARAMETRIZATIONS
+                }
+                if VIT
+                else {}
+            ),
+            sort_keys=True,
+        ),
+        tolerance=config["analysis"]["param_tolerance"],
     shell:
         "spectral-reach vit-table --sizes {params.sizes:q} --tolerance {params.tolerance}"
         " --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"
@@ -86,18 +99,17 @@ rule fig09:
         caption=caption("fig09"),
         pdf="figures/fig09_vit.pdf",
         png=report("figures/fig09_vit.png", caption=report_caption("fig09"), category="Fig. 9"),
-    params:
-        style=figure_style("fig09"),
     log:
         "logs/fig09/fig09.log",
     benchmark:
         "benchmarks/fig09/fig09.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        style=figure_style("fig09"),
     shell:
-        "spectral-reach fig09 --runs {input.runs} --lnp {input.lnp} --metrics {input.metrics}"
-        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
+        "spectral-reach fig09 --runs {input.runs} --lnp {input.lnp} --metrics {input.metrics}" + FIGURE_TAIL
+
 
 localrules:
     vit_table,

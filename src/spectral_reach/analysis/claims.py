@@ -1,6 +1,6 @@
 """The numbers behind the paper's claims, as a run measured them, for the figures' report captions.
 
-Each figure module's ``measured()`` builds a plain dict from these; ``figures.caption`` renders it
+Each figure module's ``caption_values()`` builds a plain dict from these; ``figures.caption`` renders it
 into the figure's caption template. Nothing here decides what a figure shows: the verdicts
 (``falls``, ``ordered``) are the plain comparisons the captions name, over seed means.
 """
@@ -28,8 +28,16 @@ def trajectory(windows: pd.DataFrame, runs: pd.DataFrame, column: str) -> list[d
     rows = []
     for size, params in by_size(runs).items():
         c = curve.loc[size]
-        rows.append({"size": size, "params": int(params), "first": float(c.iloc[0]), "peak": float(c.max()),
-                     "last": float(c.iloc[-1]), "fall": float(c.max() / c.iloc[-1]) if c.iloc[-1] > 0 else float("nan")})
+        rows.append(
+            {
+                "size": size,
+                "params": int(params),
+                "first": float(c.iloc[0]),
+                "peak": float(c.max()),
+                "last": float(c.iloc[-1]),
+                "fall": float(c.max() / c.iloc[-1]) if c.iloc[-1] > 0 else float("nan"),
+            }
+        )
     return rows
 
 
@@ -44,5 +52,9 @@ def dynamics(windows: pd.DataFrame, runs: pd.DataFrame, column: str) -> dict:
     below where it started for every size (``falls``), and the last windows decrease with size
     (``ordered``)."""
     sizes = trajectory(windows, runs, column)
-    return {"sizes": sizes, "falls": all(s["last"] < s["first"] for s in sizes),
-            "rises": all(s["last"] > s["first"] for s in sizes), "ordered": decreasing([s["last"] for s in sizes])}
+    return {
+        "sizes": sizes,
+        "falls": all(s["last"] < s["first"] for s in sizes),
+        "rises": all(s["last"] > s["first"] for s in sizes),
+        "ordered": decreasing([s["last"] for s in sizes]),
+    }

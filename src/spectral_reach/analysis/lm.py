@@ -34,7 +34,8 @@ def lnp_windows(lnp: pd.DataFrame, raw_steps: int, unit: str = "tokens") -> pd.D
     raw = lnp[lnp["step"] < raw_steps][["step", "window", unit, *cols]].assign(n=1)
     later = lnp[lnp["step"] >= raw_steps]
     means = later.groupby("window", as_index=False).agg(
-        step=("step", "mean"), n=("step", "size"), **{unit: (unit, "mean")}, **{c: (c, "mean") for c in cols})
+        step=("step", "mean"), n=("step", "size"), **{unit: (unit, "mean")}, **{c: (c, "mean") for c in cols}
+    )
     return pd.concat([raw, means], ignore_index=True).sort_values("step", ignore_index=True)
 
 
@@ -46,11 +47,11 @@ def power_law(n: np.ndarray, loss: np.ndarray) -> dict[str, float]:
     x = n / n.min()
 
     def f(x, e, a, alpha):
-        return e + a * x ** -alpha
+        return e + a * x**-alpha
 
     p0 = (loss.min() * 0.9, max(loss.max() - loss.min() * 0.9, 1e-3), 0.3)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", OptimizeWarning)   # no covariance without spare points: errors are NaN
+        warnings.simplefilter("ignore", OptimizeWarning)  # no covariance without spare points: errors are NaN
         popt, pcov = curve_fit(f, x, loss, p0=p0, maxfev=20000)
     err = np.sqrt(np.diag(pcov)) if len(n) > 3 and np.all(np.isfinite(pcov)) else np.full(3, np.nan)
     e, a, alpha = popt

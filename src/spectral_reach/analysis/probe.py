@@ -16,19 +16,31 @@ import pandas as pd
 
 def top_per_window(lnp: pd.DataFrame, fraction: float) -> pd.DataFrame:
     """Rows holding the largest ``ceil(fraction * n)`` ``chi_pos`` values of each measurement window."""
+
     def top(g: pd.DataFrame) -> pd.DataFrame:
         return g.nlargest(max(1, math.ceil(fraction * len(g))), "chi_pos")
+
     return lnp.groupby("window", group_keys=False)[lnp.columns.tolist()].apply(top).sort_values("step")
 
 
-def ratio(pretrained: pd.DataFrame, random: pd.DataFrame, steps: int, fraction: float,
-          windows: list[tuple[float, float]]) -> pd.DataFrame:
+def ratio(
+    pretrained: pd.DataFrame, random: pd.DataFrame, steps: int, fraction: float, windows: list[tuple[float, float]]
+) -> pd.DataFrame:
     """Eq. 12 per time window: mean kept ``chi_pos`` of the pretrained probe over that of the random one."""
     rows = []
-    kept = {name: top_per_window(df, fraction).assign(t=lambda d: d["step"] / steps)
-            for name, df in (("pretrained", pretrained), ("random", random))}
+    kept = {
+        name: top_per_window(df, fraction).assign(t=lambda d: d["step"] / steps)
+        for name, df in (("pretrained", pretrained), ("random", random))
+    }
     for t0, t1 in windows:
         means = {n: k.loc[(k["t"] >= t0) & (k["t"] < t1), "chi_pos"].mean() for n, k in kept.items()}
-        rows.append({"t0": t0, "t1": t1, "chi_pos_pretrained": means["pretrained"], "chi_pos_random": means["random"],
-                     "ratio": means["pretrained"] / means["random"]})
+        rows.append(
+            {
+                "t0": t0,
+                "t1": t1,
+                "chi_pos_pretrained": means["pretrained"],
+                "chi_pos_random": means["random"],
+                "ratio": means["pretrained"] / means["random"],
+            }
+        )
     return pd.DataFrame(rows)

@@ -9,16 +9,21 @@ variation of the group means is ``CV(K) = sd / mean``; independent draws give
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
 
+from ..data import Contexts, FixedSet
 from ..lnp import LogitsOnly, measure
-from ..train.loop import lm_loss
+from ..models import llama
+from ..models.llama import lm_loss
 
 
-def draws(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], count: int, per_call: int,
-          seed: int) -> np.ndarray:
+def draws(
+    model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], count: int, per_call: int, seed: int
+) -> np.ndarray:
     """``count`` single-vector estimates of ``sum_i ||J_i||_F^2`` (``per_call`` vectors per forward pass)."""
     out = []
     gen = torch.Generator().manual_seed(seed)
@@ -47,3 +52,20 @@ def fit_slope(cv: pd.DataFrame) -> dict[str, float]:
     (slope, intercept), cov = np.polyfit(x, y, 1, cov=len(x) > 3)
     err = float(np.sqrt(cov[0, 0])) if len(x) > 3 else float("nan")
     return {"slope": float(slope), "slope_err": err, "cv1_fit": float(np.exp(intercept))}
+
+
+def run(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    context_length: int,
+    samples: int,
+    count: int,
+    per_call: int,
+    seed: int,
+    ks: list[int],
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """``CV(K)`` on ``samples`` training contexts of the model saved in ``model_dir``, and its fit."""
+    contexts = Contexts(Path(data_dir) / "train.bin", context_length)
+    batch = FixedSet(contexts, samples, "samples").draw(samples, seed, 0)
+    cv = cv_by_k(draws(llama.load(model_dir), batch, count, per_call, seed), ks)
+    return cv, fit_slope(cv)

@@ -14,13 +14,17 @@ A move of ``g_r`` towards smaller eigenvalues during training lowers ``chi_pos_r
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from ..data import Contexts, read_memmap
 from ..lnp import ntk
-from ..train.loop import lm_loss
+from ..models import llama
+from ..models.llama import lm_loss
 
 
 class ReducedOutputs(nn.Module):
@@ -58,12 +62,49 @@ def spectrum(model: nn.Module, ids: Tensor, targets: Tensor, positions: list[int
 
 
 def table(spec: ntk.Spectrum, stage: str) -> pd.DataFrame:
-    return pd.DataFrame({"stage": stage, "k": range(1, len(spec.lhat) + 1), "lhat": spec.lhat.numpy(),
-                         "chat_sq": spec.chat_sq.numpy()})
+    return pd.DataFrame(
+        {"stage": stage, "k": range(1, len(spec.lhat) + 1), "lhat": spec.lhat.numpy(), "chat_sq": spec.chat_sq.numpy()}
+    )
 
 
 def summary(spec: ntk.Spectrum, stage: str) -> dict[str, float | str]:
     lhat, c = spec.lhat.clamp_min(1e-300), spec.chat_sq
-    return {"stage": stage, "chi_pos": spec.chi_pos, "shift": float((c * lhat.log()).sum()),
-            "lhat_median": float(lhat.median()), "outputs": len(lhat),
-            "effective_rank": float(math.exp(-(lhat * lhat.log()).sum()))}
+    return {
+        "stage": stage,
+        "chi_pos": spec.chi_pos,
+        "shift": float((c * lhat.log()).sum()),
+        "lhat_median": float(lhat.median()),
+        "outputs": len(lhat),
+        "effective_rank": float(math.exp(-(lhat * lhat.log()).sum())),
+    }
+
+
+def init_vs_trained(
+    model_dir: str | Path,
+    size: dict,
+    data_dir: str | Path,
+    context_length: int,
+    vocab_size: int,
+    seed: int,
+    sample: int,
+    vocab_count: int,
+    positions: list[int],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Spectra (:func:`table`) and summaries (:func:`summary`) of test context ``sample``, restricted to
+    ``positions`` and the ``vocab_count`` most frequent training tokens, at initialisation (rebuilt from
+    ``size`` and ``seed``) and for the model saved in ``model_dir``; in float64."""
+    counts = np.bincount(np.asarray(read_memmap(Path(data_dir) / "train.bin")), minlength=vocab_size)
+    vocab = sorted(np.argsort(counts)[::-1][:vocab_count].tolist())
+    x, y = Contexts(Path(data_dir) / "test.bin", context_length).get(np.array([sample]))
+    if max(positions) >= x.shape[1]:
+        raise SystemExit(f"positions {positions}: contexts have {x.shape[1]} predicted tokens")
+    models = {
+        "init": llama.build(size, vocab_size, context_length, seed, attn="eager"),
+        "trained": llama.load(model_dir, attn="eager"),
+    }
+    tables, rows = [], []
+    for stage, model in models.items():
+        spec = spectrum(model.double(), x, y, positions, vocab)
+        tables.append(table(spec, stage))
+        rows.append(summary(spec, stage))
+    return pd.concat(tables, ignore_index=True), pd.DataFrame(rows)

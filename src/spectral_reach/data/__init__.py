@@ -3,4 +3,14 @@
 from .batches import Contexts, FixedSet, Images, TrainOrder
 from .memmap import DataError, MemmapWriter, read_memmap, read_meta, write_memmap
 
-__all__ = ["Contexts", "DataError", "FixedSet", "Images", "MemmapWriter", "TrainOrder", "read_memmap", "read_meta", "write_memmap"]
+__all__ = [
+    "Contexts",
+    "DataError",
+    "FixedSet",
+    "Images",
+    "MemmapWriter",
+    "TrainOrder",
+    "read_memmap",
+    "read_meta",
+    "write_memmap",
+]

@@ -31,8 +31,9 @@ class Contexts:
             self.count = len(self.tokens) // context_length
         else:
             if context_length > self.tokens.shape[1]:
-                raise DataError(f"{path}: sequences of {self.tokens.shape[1]} tokens, shorter than "
-                                f"context_length={context_length}")
+                raise DataError(
+                    f"{path}: sequences of {self.tokens.shape[1]} tokens, shorter than context_length={context_length}"
+                )
             self.count = len(self.tokens)
         self.kind, self.context_length = kind, context_length
         self.what = f"contexts of {context_length} tokens"
@@ -46,7 +47,7 @@ class Contexts:
         """``(inputs, targets)`` as contiguous int64 tensors of shape ``(len(index), L - 1)``."""
         L = self.context_length
         if self.kind == "stream":
-            rows = np.stack([self.tokens[i * L:(i + 1) * L] for i in index])
+            rows = np.stack([self.tokens[i * L : (i + 1) * L] for i in index])
         else:
             rows = np.stack([self.tokens[i, :L] for i in index])
         ctx = torch.from_numpy(rows.astype(np.int64))
@@ -85,14 +86,18 @@ class TrainOrder:
     def __init__(self, contexts: Contexts | Images, batch_size: int, data_seed: int, passes: int = 1) -> None:
         self.contexts, self.batch_size = contexts, batch_size
         per_pass = len(contexts) // batch_size * batch_size
-        self.order = np.concatenate([np.random.default_rng(data_seed if k == 0 else [data_seed, k]).permutation(
-            len(contexts))[:per_pass] for k in range(passes)])
+        self.order = np.concatenate(
+            [
+                np.random.default_rng(data_seed if k == 0 else [data_seed, k]).permutation(len(contexts))[:per_pass]
+                for k in range(passes)
+            ]
+        )
         self.steps = len(self.order) // batch_size
 
     def batch(self, step: int) -> tuple[Tensor, Tensor]:
         if not 0 <= step < self.steps:
             raise IndexError(f"step {step} outside the single pass of {self.steps} steps")
-        return self.contexts.get(self.order[step * self.batch_size:(step + 1) * self.batch_size])
+        return self.contexts.get(self.order[step * self.batch_size : (step + 1) * self.batch_size])
 
 
 class FixedSet:

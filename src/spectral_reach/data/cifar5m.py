@@ -16,7 +16,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .memmap import DataError, MemmapWriter, atomic_file, sha256_file
+from ..io import atomic_file
+from .memmap import DataError, MemmapWriter, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,10 @@ def grayscale(rgb: np.ndarray) -> np.ndarray:
 def _member(z: zipfile.ZipFile, key: str, path: Path):
     name = f"{key}.npy"
     if name not in z.namelist():
-        raise DataError(f"{path}: no array {key!r} (has {[n.removesuffix('.npy') for n in z.namelist()]}); "
-                        "a CIFAR-5M part holds 'X' (images) and 'Y' (labels)")
+        raise DataError(
+            f"{path}: no array {key!r} (has {[n.removesuffix('.npy') for n in z.namelist()]}); "
+            "a CIFAR-5M part holds 'X' (images) and 'Y' (labels)"
+        )
     f = z.open(name)
     version = np.lib.format.read_magic(f)
     read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -60,8 +63,10 @@ def part_size(path: str | os.PathLike) -> int:
     """Number of images in a part, checking keys, dtypes and shapes without reading the arrays."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such CIFAR-5M part. Download part0.npz .. part5.npz from "
-                        f"{URL.format(part='K')} (or run the cifar5m_download rule) and set the config's path")
+        raise DataError(
+            f"{path}: no such CIFAR-5M part. Download part0.npz .. part5.npz from "
+            f"{URL.format(part='K')} (or run the cifar5m_download rule) and set the config's path"
+        )
     try:
         with zipfile.ZipFile(path) as z:
             fx, xshape, xdtype = _member(z, "X", path)
@@ -89,11 +94,12 @@ def read_part(path: str | os.PathLike, chunk: int) -> Iterator[tuple[np.ndarray,
             buf = fx.read(rows * row_bytes)
             if len(buf) != rows * row_bytes:
                 raise DataError(f"{path}: X ends after {start} images, its header says {n}; download it again")
-            yield np.frombuffer(buf, dtype=np.uint8).reshape(rows, *IMAGE_SHAPE), labels[start:start + rows]
+            yield np.frombuffer(buf, dtype=np.uint8).reshape(rows, *IMAGE_SHAPE), labels[start : start + rows]
 
 
-def convert(parts: list[str], out_dir: str | os.PathLike, split: str, chunk: int,
-            start: int = 0, stop: int | None = None) -> int:
+def convert(
+    parts: list[str], out_dir: str | os.PathLike, split: str, chunk: int, start: int = 0, stop: int | None = None
+) -> int:
     """Images ``start:stop`` of the concatenated parts as ``{split}.bin`` (grayscale sequences),
     ``{split}_rgb.bin`` and ``{split}_labels.bin``; returns the image count."""
     sizes = [part_size(p) for p in parts]
@@ -103,9 +109,11 @@ def convert(parts: list[str], out_dir: str | os.PathLike, split: str, chunk: int
         raise DataError(f"{parts}: {total} images, cannot take images {start}:{stop} for split {split!r}")
     out_dir = Path(out_dir)
     meta = {"source_sha256": [sha256_file(p) for p in parts], "source_images": [start, stop]}
-    with MemmapWriter(out_dir / f"{split}.bin", np.uint8, (1024,), meta) as gray, \
-            MemmapWriter(out_dir / f"{split}_rgb.bin", np.uint8, IMAGE_SHAPE, meta) as rgb, \
-            MemmapWriter(out_dir / f"{split}_labels.bin", np.uint8, (), meta) as lab:
+    with (
+        MemmapWriter(out_dir / f"{split}.bin", np.uint8, (1024,), meta) as gray,
+        MemmapWriter(out_dir / f"{split}_rgb.bin", np.uint8, IMAGE_SHAPE, meta) as rgb,
+        MemmapWriter(out_dir / f"{split}_labels.bin", np.uint8, (), meta) as lab,
+    ):
         seen = 0
         for path in parts:
             for x, y in read_part(path, chunk):
@@ -117,7 +125,9 @@ def convert(parts: list[str], out_dir: str | os.PathLike, split: str, chunk: int
                 rgb.write(x[lo:hi])
                 lab.write(y[lo:hi])
                 log.info("%s %s: %d / %d images", split, path, gray.rows, stop - start)
-        gray.close(kind="sequences", vocab_size=256, tokens=gray.rows * 1024, grayscale="ITU-R BT.601 luma, rounded half up")
+        gray.close(
+            kind="sequences", vocab_size=256, tokens=gray.rows * 1024, grayscale="ITU-R BT.601 luma, rounded half up"
+        )
         rgb.close(kind="images")
         lab.close(kind="labels")
     return stop - start

@@ -11,30 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 
 class DataError(RuntimeError):
     """A data file is missing, malformed or inconsistent; the message says which and how to fix it."""
-
-
-@contextmanager
-def atomic_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """A temporary path beside ``path`` (ending in ``suffix``) to write to; renamed to ``path`` when the
-    block ends, removed if it raises, so a killed job never leaves a finished-looking partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{suffix}")
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -55,8 +39,13 @@ class MemmapWriter:
     Used as a context manager: on an exception both temporary files are removed.
     """
 
-    def __init__(self, path: str | os.PathLike, dtype: np.dtype | str, row_shape: tuple[int, ...] = (),
-                 meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        dtype: np.dtype | str,
+        row_shape: tuple[int, ...] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self.row_shape = tuple(row_shape)
@@ -112,8 +101,10 @@ def write_memmap(path: str | os.PathLike, array: np.ndarray, dtype: np.dtype | s
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     side = sidecar_path(path)
     if not Path(path).exists() or not side.exists():
-        raise DataError(f"{path}: missing data file or its sidecar {side.name}; "
-                        "rerun the data rule that makes it (snakemake <that path>)")
+        raise DataError(
+            f"{path}: missing data file or its sidecar {side.name}; "
+            "rerun the data rule that makes it (snakemake <that path>)"
+        )
     try:
         return json.loads(side.read_text())
     except json.JSONDecodeError as e:
@@ -127,6 +118,8 @@ def read_memmap(path: str | os.PathLike) -> np.memmap:
     expected = int(np.prod(shape)) * dtype.itemsize
     actual = Path(path).stat().st_size
     if actual != expected:
-        raise DataError(f"{path}: {actual} bytes, its sidecar says {shape} {dtype.name} = {expected} bytes "
-                        "(truncated or corrupt); delete it and rerun its data rule")
+        raise DataError(
+            f"{path}: {actual} bytes, its sidecar says {shape} {dtype.name} = {expected} bytes "
+            "(truncated or corrupt); delete it and rerun its data rule"
+        )
     return np.memmap(path, dtype=dtype, mode="r", shape=shape)

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from .memmap import atomic_file
+from ..io import atomic_file
 
 SIZE = 32
 CLASSES = 10
@@ -58,8 +58,9 @@ def _masks(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     return np.stack(shapes)[labels, np.arange(n)]
 
 
-def images(rng: np.random.Generator, n: int, exponent: tuple[float, float],
-           background: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def images(
+    rng: np.random.Generator, n: int, exponent: tuple[float, float], background: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` images (uint8 ``(n, 32, 32, 3)``) and their class labels."""
     labels = rng.integers(0, CLASSES, size=n)
     img = _fields(rng, n, exponent) * background
@@ -68,10 +69,19 @@ def images(rng: np.random.Generator, n: int, exponent: tuple[float, float],
     return np.rint((img.clip(-1, 1) + 1) * 127.5).astype(np.uint8), labels.astype(np.int64)
 
 
-def generate(out: str | os.PathLike, part: int, images_per_part: int, seed: int, exponent: tuple[float, float],
-             chunk: int = 2000, background: float = 1.0) -> None:
+def generate(
+    out: str | os.PathLike,
+    part: int,
+    images_per_part: int,
+    seed: int,
+    exponent: tuple[float, float],
+    chunk: int = 2000,
+    background: float = 1.0,
+) -> None:
     """Write part ``part`` as a CIFAR-5M ``.npz``; it uses the random stream ``(seed, part)`` alone."""
     rng = np.random.default_rng([seed, part])
-    xs, ys = zip(*(images(rng, min(chunk, images_per_part - s), exponent, background) for s in range(0, images_per_part, chunk)))
-    with atomic_file(out, suffix=".npz") as tmp:          # np.savez appends .npz to other names
+    xs, ys = zip(
+        *(images(rng, min(chunk, images_per_part - s), exponent, background) for s in range(0, images_per_part, chunk))
+    )
+    with atomic_file(out, suffix=".npz") as tmp:  # np.savez appends .npz to other names
         np.savez(tmp, X=np.concatenate(xs), Y=np.concatenate(ys))

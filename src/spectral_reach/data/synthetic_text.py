@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .memmap import atomic_file
+from ..io import atomic_file
 
 _ONSETS = "b c d f g h j k l m n p r s t v w z br cl dr fl gr pl sk sl sn st tr ch sh th".split()
 _VOWELS = "a e i o u ai ea ee oo ou".split()
@@ -76,9 +76,17 @@ def make_world(seed: int, lexicon: int, topics: int, topic_words: int, zipf: flo
             idx = rng.choice(lexicon, size=min(topic_words, lexicon), replace=False)
             table[c] = (idx, np.cumsum(_zipf(len(idx), zipf)))
         tables.append(table)
-    return World(names=cats["names"], pronouns=list(rng.choice(["he", "she"], size=lexicon)), nouns=cats["nouns"],
-                 verbs=cats["verbs"], adjectives=cats["adjectives"], places=cats["places"],
-                 name_cdf=np.cumsum(_zipf(lexicon, zipf)), topic_cdf=np.cumsum(_zipf(topics, zipf)), topics=tables)
+    return World(
+        names=cats["names"],
+        pronouns=list(rng.choice(["he", "she"], size=lexicon)),
+        nouns=cats["nouns"],
+        verbs=cats["verbs"],
+        adjectives=cats["adjectives"],
+        places=cats["places"],
+        name_cdf=np.cumsum(_zipf(lexicon, zipf)),
+        topic_cdf=np.cumsum(_zipf(topics, zipf)),
+        topics=tables,
+    )
 
 
 def _sample(rng: np.random.Generator, cdf: np.ndarray) -> int:
@@ -101,16 +109,33 @@ def story(world: World, rng: np.random.Generator, sentences: tuple[int, int]) ->
     for _ in range(rng.integers(*sentences)):
         t = _TEMPLATES[rng.integers(len(_TEMPLATES))]
         verb = draw("verbs")
-        s = t.format(A=world.names[a].title(), B=world.names[b].title(), a=world.pronouns[a], b=world.pronouns[b],
-                     verb=verb, Verb=verb.title(), noun=draw("nouns"), adj=draw("adjectives"),
-                     adj2=draw("adjectives"), place=draw("places"))
+        s = t.format(
+            A=world.names[a].title(),
+            B=world.names[b].title(),
+            a=world.pronouns[a],
+            b=world.pronouns[b],
+            verb=verb,
+            Verb=verb.title(),
+            noun=draw("nouns"),
+            adj=draw("adjectives"),
+            adj2=draw("adjectives"),
+            place=draw("places"),
+        )
         lines.append(s[0].upper() + s[1:])
     lines.append(f"In the end, {world.names[a].title()} {draw('verbs')} the {first} again.")
     return " ".join(lines)
 
 
-def generate(out: dict[str, str | os.PathLike], stories: dict[str, int], seed: int, lexicon: int, topics: int,
-             topic_words: int, zipf: float, sentences: tuple[int, int]) -> None:
+def generate(
+    out: dict[str, str | os.PathLike],
+    stories: dict[str, int],
+    seed: int,
+    lexicon: int,
+    topics: int,
+    topic_words: int,
+    zipf: float,
+    sentences: tuple[int, int],
+) -> None:
     """Write ``stories[split]`` stories of one world to the parquet file ``out[split]``.
 
     Each split has its own random stream (``seed``, split index), so growing one split leaves

@@ -24,7 +24,8 @@ from tokenizers.models import WordPiece
 from tokenizers.processors import TemplateProcessing
 from tokenizers.trainers import WordPieceTrainer
 
-from .memmap import DataError, MemmapWriter, atomic_file, sha256_file
+from ..io import atomic_file
+from .memmap import DataError, MemmapWriter, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,10 @@ def read_stories(path: str | os.PathLike, column: str = "story", batch_rows: int
     """Stories of a local ``.parquet`` or ``.jsonl`` file (the hub dataset's columns), in batches."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: no such file. Point the config's data source at the SimpleStories "
-                        "parquet/jsonl files, or use source 'hub' on a machine with internet")
+        raise DataError(
+            f"{path}: no such file. Point the config's data source at the SimpleStories "
+            "parquet/jsonl files, or use source 'hub' on a machine with internet"
+        )
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -86,9 +89,11 @@ def recipe(vocab_size: int) -> tuple[Tokenizer, WordPieceTrainer]:
     """An untrained tokenizer and its trainer, set up as the published SimpleStories tokenizer."""
     tok = Tokenizer(WordPiece(unk_token=UNK))
     tok.normalizer = normalizers.Sequence(
-        [normalizers.Lowercase(), normalizers.Replace("``", '"'), normalizers.Replace("''", '"')])
+        [normalizers.Lowercase(), normalizers.Replace("``", '"'), normalizers.Replace("''", '"')]
+    )
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)])
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)]
+    )
     tok.decoder = decoders.WordPiece(prefix="##")
     trainer = WordPieceTrainer(vocab_size=vocab_size, special_tokens=[UNK, EOS])
     return tok, trainer
@@ -115,8 +120,10 @@ def train_tokenizer(batches: Iterable[list[str]], vocab_size: int, out: str | os
 def load_tokenizer(path: str | os.PathLike, vocab_size: int) -> Tokenizer:
     """Load ``tokenizer.json``, checking that it fits ``uint16``, matches the config and ends stories in ``[EOS]``."""
     if not Path(path).exists():
-        raise DataError(f"{path}: no tokenizer file. Set the config's tokenizer to the published "
-                        "simplestories-4096 tokenizer.json, or to null to train one with the recipe")
+        raise DataError(
+            f"{path}: no tokenizer file. Set the config's tokenizer to the published "
+            "simplestories-4096 tokenizer.json, or to null to train one with the recipe"
+        )
     tok = Tokenizer.from_file(str(path))
     n = tok.get_vocab_size()
     if n > np.iinfo(np.uint16).max + 1:
@@ -138,12 +145,20 @@ def tokenize(batches: Iterable[list[str]], tok: Tokenizer, out: str | os.PathLik
                 w.write(np.asarray(enc.ids, dtype=np.int64))
             stories += len(batch)
             log.info("%s: %d stories, %d tokens", out, stories, w.rows)
-        w.close(kind="stream", vocab_size=tok.get_vocab_size(), tokens=w.rows, stories=stories, eos_id=tok.token_to_id(EOS))
+        w.close(
+            kind="stream", vocab_size=tok.get_vocab_size(), tokens=w.rows, stories=stories, eos_id=tok.token_to_id(EOS)
+        )
         return w.rows
 
 
-def prepare_splits(sources: dict[str, list[str]], tokenizer: str, vocab_size: int, validation_stories: int,
-                   out_dir: str | os.PathLike, column: str = "story") -> dict[str, int]:
+def prepare_splits(
+    sources: dict[str, list[str]],
+    tokenizer: str,
+    vocab_size: int,
+    validation_stories: int,
+    out_dir: str | os.PathLike,
+    column: str = "story",
+) -> dict[str, int]:
     """Token streams ``train``, ``validation``, ``test`` under ``out_dir``.
 
     ``sources`` maps ``train`` and ``test`` to story files; validation is the last
@@ -160,10 +175,16 @@ def prepare_splits(sources: dict[str, list[str]], tokenizer: str, vocab_size: in
     counts = {}
     for split, lo, hi in (("train", 0, cut), ("validation", cut, total)):
         stories = _slice((b for p in sources["train"] for b in read_stories(p, column)), lo, hi)
-        counts[split] = tokenize(stories, tok, out_dir / f"{split}.bin", source_sha256=train_sha,
-                                 source_stories=[lo, hi], **hashes)
-    counts["test"] = tokenize((b for p in sources["test"] for b in read_stories(p, column)), tok, out_dir / "test.bin",
-                              source_sha256=[sha256_file(p) for p in sources["test"]], **hashes)
+        counts[split] = tokenize(
+            stories, tok, out_dir / f"{split}.bin", source_sha256=train_sha, source_stories=[lo, hi], **hashes
+        )
+    counts["test"] = tokenize(
+        (b for p in sources["test"] for b in read_stories(p, column)),
+        tok,
+        out_dir / "test.bin",
+        source_sha256=[sha256_file(p) for p in sources["test"]],
+        **hashes,
+    )
     return counts
 
 

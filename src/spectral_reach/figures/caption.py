@@ -13,22 +13,22 @@ from pathlib import Path
 
 import jinja2
 
-from ..data.memmap import atomic_file
+from ..io import atomic_file
 
 
 def number(x: float, digits: int = 3) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
 
 
-def render(template: str | Path, out: str | Path, measured: dict) -> None:
-    """Write ``template`` rendered with ``measured`` to ``out`` (atomically)."""
+def render(template: str | Path, out: str | Path, values: dict) -> None:
+    """Write ``template`` rendered with ``values`` to ``out`` (atomically)."""
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
     env.filters["g"] = number
     try:
-        text = env.from_string(Path(template).read_text()).render(**measured)
+        text = env.from_string(Path(template).read_text()).render(**values)
     except jinja2.UndefinedError as e:
-        raise SystemExit(f"caption template {template}: {e}; this figure measures: {', '.join(sorted(measured))}")
+        raise SystemExit(f"caption template {template}: {e}; this figure measures: {', '.join(sorted(values))}")
     except jinja2.TemplateSyntaxError as e:
         raise SystemExit(f"caption template {template}, line {e.lineno}: {e.message}")
     with atomic_file(out) as tmp:

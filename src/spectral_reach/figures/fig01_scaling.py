@@ -13,20 +13,8 @@ import pandas as pd
 import seaborn as sns
 
 from ..analysis.claims import by_size, decreasing, dynamics, final
-from ..analysis.lm import power_law
 from . import style
-
-
-def scaling_panel(ax: plt.Axes, runs: pd.DataFrame, column: str, title: str) -> dict[str, float]:
-    """Loss of every run vs parameters, with the fitted ``E + A N^-alpha``; returns the fit."""
-    fit = power_law(runs["params"].to_numpy(), runs[column].to_numpy())
-    sns.scatterplot(runs, x="params", y=column, hue="size", ax=ax, legend=False, palette="viridis")
-    n = np.geomspace(runs["params"].min() * 0.8, runs["params"].max() * 1.25, 100)
-    ax.plot(n, fit["E"] + fit["A"] * n ** -fit["alpha"], "k--", lw=1,
-            label=f"E + A N^-α: α = {fit['alpha']:.3g} ± {fit['alpha_err']:.2g}, E = {fit['E']:.3g} ± {fit['E_err']:.2g}")
-    ax.set(xscale="log", yscale="log", xlabel="parameters N", title=title)
-    ax.legend(fontsize="x-small")
-    return fit
+from .panels import scaling_panel
 
 
 def chi_pos_panel(ax: plt.Axes, windows: pd.DataFrame, order: list[str]) -> None:
@@ -53,7 +41,7 @@ def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], pdf: str, png: str,
     return pd.DataFrame(fits)
 
 
-def measured(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], fits: pd.DataFrame) -> dict:
+def caption_values(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], fits: pd.DataFrame) -> dict:
     """Per data set: the fit, the final train loss per size and the chi_pos curve's verdicts."""
     out = []
     for name, (runs, windows) in data.items():

@@ -33,7 +33,7 @@ def plot(measured: pd.DataFrame, curves: pd.DataFrame, input_dim: int, pdf: str,
     style.save(fig, pdf, png, dpi)
 
 
-def measured(measured: pd.DataFrame, curves: pd.DataFrame) -> dict:
+def caption_values(measured: pd.DataFrame, curves: pd.DataFrame) -> dict:
     """The largest deviations from theory over alpha, and the seed count."""
     dev = deviations(measured, curves)
 

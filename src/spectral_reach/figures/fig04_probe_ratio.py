@@ -26,7 +26,7 @@ def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, hei
     style.save(fig, pdf, png, dpi)
 
 
-def measured(data: dict[str, pd.DataFrame]) -> dict:
+def caption_values(data: dict[str, pd.DataFrame]) -> dict:
     """Per data set and time window: the seed-mean ratio per size and whether every size is below 1."""
     out = []
     for name, ratios in data.items():

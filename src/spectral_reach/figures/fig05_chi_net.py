@@ -28,7 +28,7 @@ def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]], pdf: 
     style.save(fig, pdf, png, dpi)
 
 
-def measured(data: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]) -> dict:
+def caption_values(data: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]) -> dict:
     """Per data set and size: ``chi_net``'s last over first value under full training, and its largest
     relative change along the probe's curve on a random backbone (seed means)."""
     out = []

@@ -36,7 +36,7 @@ def plot(cv: pd.DataFrame, data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], p
     style.save(fig, pdf, png, dpi)
 
 
-def measured(cv: pd.DataFrame, data: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> dict:
+def caption_values(cv: pd.DataFrame, data: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> dict:
     """The fitted slope, the CV at the smallest and largest K, and per data set the largest spread
     between seeds of the last window's ``chi_pos`` (standard deviation over mean)."""
     last = []

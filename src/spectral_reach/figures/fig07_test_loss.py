@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..analysis.claims import by_size, decreasing, final
 from . import style
-from .fig01_scaling import scaling_panel
+from .panels import scaling_panel
 
 
 def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, height: float, dpi: int) -> pd.DataFrame:
@@ -23,7 +23,7 @@ def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, hei
     return pd.DataFrame(fits)
 
 
-def measured(data: dict[str, pd.DataFrame], fits: pd.DataFrame) -> dict:
+def caption_values(data: dict[str, pd.DataFrame], fits: pd.DataFrame) -> dict:
     """Per data set: the test-loss fit and the final test loss per size."""
     out = []
     for name, runs in data.items():

@@ -27,7 +27,7 @@ def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], pdf: str, png: str,
     style.save(fig, pdf, png, dpi)
 
 
-def measured(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> dict:
+def caption_values(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> dict:
     """Per data set and budget: the size with the lowest test loss, and whether ``chi_pos`` ranks the
     sizes as the test loss does (Spearman correlation over sizes of the seed means)."""
     out = []

@@ -36,7 +36,7 @@ def plot(runs: pd.DataFrame, windows: pd.DataFrame, curves: pd.DataFrame, pdf: s
     style.save(fig, pdf, png, dpi)
 
 
-def measured(runs: pd.DataFrame, windows: pd.DataFrame) -> dict:
+def caption_values(runs: pd.DataFrame, windows: pd.DataFrame) -> dict:
     """Per parameterization: final train and test loss per size and the chi_pos curve's verdicts."""
     out = []
     for par in [p for p in TITLES if p in set(runs["parametrization"])]:

@@ -28,6 +28,6 @@ def plot(windows: pd.DataFrame, runs: pd.DataFrame, title: str, pdf: str, png: s
     style.save(fig, pdf, png, dpi)
 
 
-def measured(windows: pd.DataFrame, runs: pd.DataFrame, title: str) -> dict:
+def caption_values(windows: pd.DataFrame, runs: pd.DataFrame, title: str) -> dict:
     """Every component's curve per size with its verdicts."""
     return {"title": title, **{col: dynamics(windows, runs, col) for col, _ in PANELS}}

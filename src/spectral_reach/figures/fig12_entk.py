@@ -34,6 +34,6 @@ def plot(spectrum: pd.DataFrame, shift: pd.DataFrame, pdf: str, png: str, *, wid
     style.save(fig, pdf, png, dpi)
 
 
-def measured(shift: pd.DataFrame) -> dict:
+def caption_values(shift: pd.DataFrame) -> dict:
     """Each stage's summary row (chi_pos, shift, median lhat, effective rank, outputs)."""
     return {row["stage"]: row for row in shift.to_dict("records")}

@@ -110,6 +110,11 @@ def _inplace(func: Callable) -> bool:
     return (name.endswith("_") and not name.endswith("__")) or name.startswith("__i")
 
 
+def _autocast(t: Tensor) -> tuple[str, torch.dtype] | None:
+    device = t.device.type
+    return (device, torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else None
+
+
 def _check_random(func: Callable, args: tuple, kwargs: dict, where: str) -> None:
     p = 0.0
     if func in _DROPOUTS:
@@ -190,6 +195,40 @@ class ParameterUses(TorchFunctionMode):
                 self._mark(out)
             return out
         leaves, spec = tree_flatten((args, kwargs))
+        params, derived, batched, rows = self._classify(leaves)
+        record = [leaf.detach() if isinstance(leaf, Tensor) else leaf for leaf in leaves]
+        if _inplace(func):  # the call overwrites its batched input: keep what it read
+            for pos in batched:
+                record[pos] = record[pos].clone()
+        out = func(*args, **kwargs)
+        if active or rows or batched:
+            self._mark(out)
+        flat = tree_flatten(out)[0]
+        outputs = [(i, t) for i, t in enumerate(flat) if isinstance(t, Tensor) and t.requires_grad]
+        if outputs:
+            self._record(
+                Call(
+                    func,
+                    spec,
+                    record,
+                    params,
+                    derived,
+                    batched,
+                    outputs,
+                    [batch_dim(t, self.batch_size) for _, t in outputs],
+                    [t._version for _, t in outputs],
+                    self._owner(),
+                    _autocast(outputs[0][1]),
+                    frozenset(params.values()).union(*(c.param_ids for c, _ in derived.values())),
+                    rows,
+                ),
+                use=bool(active or rows or batched),
+            )
+        return out
+
+    def _classify(self, leaves: list[Any]) -> tuple[dict[int, int], dict[int, tuple[Call, int]], list[int], list[int]]:
+        """Positions of parameters, parameter-derived tensors and batch-first tensors among ``leaves``,
+        and the first dimension of each tensor computed from the model's inputs."""
         params, derived, batched, rows = {}, {}, [], []
         for pos, leaf in enumerate(leaves):
             if not isinstance(leaf, Tensor):
@@ -202,44 +241,16 @@ class ParameterUses(TorchFunctionMode):
                 batched.append(pos)
             if id(leaf) in self.activations and leaf.dim() > 0:
                 rows.append(leaf.shape[0])
-            active = active or id(leaf) in self.activations
-        record = [leaf.detach() if isinstance(leaf, Tensor) else leaf for leaf in leaves]
-        if _inplace(func):  # the call overwrites its batched input: keep what it read
-            for pos in batched:
-                record[pos] = record[pos].clone()
-        out = func(*args, **kwargs)
-        if active or batched:
-            self._mark(out)
-        flat = tree_flatten(out)[0]
-        outputs = [(i, t) for i, t in enumerate(flat) if isinstance(t, Tensor) and t.requires_grad]
-        if not outputs:
-            return out
-        param_ids = frozenset(params.values()).union(*(c.param_ids for c, _ in derived.values()))
-        device = outputs[0][1].device.type
-        autocast = (device, torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else None
-        call = Call(
-            func,
-            spec,
-            record,
-            params,
-            derived,
-            batched,
-            outputs,
-            [batch_dim(t, self.batch_size) for _, t in outputs],
-            [t._version for _, t in outputs],
-            self._owner(),
-            autocast,
-            param_ids,
-            rows,
-        )
-        for pid in param_ids:
+        return params, derived, batched, rows
+
+    def _record(self, call: Call, use: bool) -> None:
+        for pid in call.param_ids:
             self.touches.setdefault(pid, []).append(call)
-        if active or batched:
+        if use:
             self.uses.append(call)
         else:
-            for k, (_, t) in enumerate(outputs):
+            for k, (_, t) in enumerate(call.outputs):
                 self.derived[id(t)] = (call, k)
-        return out
 
     def _mark(self, out: Any) -> None:
         if isinstance(out, Tensor):

@@ -20,7 +20,8 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .capture import Call, ParameterUses, batch_dim
 from .errors import UnsupportedModelError
-from .rules import NormRule, OpacusSamplerRule, TiedEmbeddingHead
+from .rules import NormRule, OpacusSamplerRule
+from .tied import TiedEmbeddingHead
 
 
 def opacus_rule(module: nn.Module) -> NormRule | None:

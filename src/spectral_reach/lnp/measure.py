@@ -180,13 +180,14 @@ def _measure_side(
     n_units = count_units(outputs, targets) if count_units else count_loss_units(loss_fn, outputs.detach(), targets)
     if n_units <= 0:
         raise ValueError("every target of the batch is ignored by the loss (no loss unit): nothing to measure")
-    norms.verify(outputs, torch.Generator(device=outputs.device).manual_seed(DEFAULT_SEED))
     wrt = [outputs] + (params if need_grad else [])
     g_out, *grad = torch.autograd.grad(loss, wrt, retain_graph=True, allow_unused=True)
     g_sq = g_out.detach().pow(2).sum(dtype=torch.float64).item()
     if need_grad:
         grad = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grad)]
     norms.passes = probe_count(outputs.shape, hutchinson)
+    # after `passes`: the check prepares the rules' caches, whose form depends on it
+    norms.verify(outputs, torch.Generator(device=outputs.device).manual_seed(DEFAULT_SEED))
     exact = norms.exact_output_sq_norms(outputs) if hutchinson is not None else None
     exact_sum = 0.0 if exact is None else exact.sum().item()
     draws = [
@@ -203,6 +204,36 @@ def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
 
 def _ratio(num: float, den: float) -> float:
     return num / den if den != 0 else math.nan
+
+
+def _check_arguments(
+    model: nn.Module, hutchinson: int | None, train_grad: Sequence[Tensor] | None
+) -> list[nn.Parameter]:
+    """The trainable parameters, after refusing arguments that cannot be measured."""
+    if hutchinson is not None and (isinstance(hutchinson, bool) or not isinstance(hutchinson, int) or hutchinson < 1):
+        raise ValueError(f"hutchinson must be a positive int (K probe vectors) or None (exact), not {hutchinson!r}")
+    if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "measure() needs autograd, but it runs under torch.no_grad() or inference_mode(); "
+            "call it outside that block (it changes no parameter and no .grad)"
+        )
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameter; LNP measures a gradient step")
+    if train_grad is not None:
+        shapes = [tuple(p.shape) for p in params]
+        if [tuple(g.shape) for g in train_grad] != shapes:
+            raise ValueError(
+                "train_grad must hold one gradient per trainable parameter, in model.parameters() "
+                f"order: got {len(train_grad)} tensors for {len(shapes)} parameters or shapes differ"
+            )
+        wrong = next((i for i, (g, p) in enumerate(zip(train_grad, params)) if g.device != p.device), None)
+        if wrong is not None:
+            raise ValueError(
+                f"train_grad[{wrong}] is on {train_grad[wrong].device}, its parameter on "
+                f"{params[wrong].device}: pass the gradients where the model is"
+            )
+    return params
 
 
 def measure(
@@ -245,30 +276,8 @@ def measure(
     The model's parameters, ``.grad``, train/eval mode and hooks are left as they were.
     Non-finite values (a NaN loss, say) are reported in the record, not raised.
     """
-    if hutchinson is not None and (isinstance(hutchinson, bool) or not isinstance(hutchinson, int) or hutchinson < 1):
-        raise ValueError(f"hutchinson must be a positive int (K probe vectors) or None (exact), not {hutchinson!r}")
-    if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
-        raise RuntimeError(
-            "measure() needs autograd, but it runs under torch.no_grad() or inference_mode(); "
-            "call it outside that block (it changes no parameter and no .grad)"
-        )
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameter; LNP measures a gradient step")
-    if train_grad is not None:
-        train_grad = list(train_grad)
-        shapes = [tuple(p.shape) for p in params]
-        if [tuple(g.shape) for g in train_grad] != shapes:
-            raise ValueError(
-                "train_grad must hold one gradient per trainable parameter, in model.parameters() "
-                f"order: got {len(train_grad)} tensors for {len(shapes)} parameters or shapes differ"
-            )
-        wrong = next((i for i, (g, p) in enumerate(zip(train_grad, params)) if g.device != p.device), None)
-        if wrong is not None:
-            raise ValueError(
-                f"train_grad[{wrong}] is on {train_grad[wrong].device}, its parameter on "
-                f"{params[wrong].device}: pass the gradients where the model is"
-            )
+    train_grad = None if train_grad is None else list(train_grad)
+    params = _check_arguments(model, hutchinson, train_grad)
     if generator is None:
         device = next(iter(params)).device
         generator = torch.Generator(device=device).manual_seed(DEFAULT_SEED)

@@ -16,7 +16,9 @@ import os
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassClassValidationError
+from torch import Tensor
 from transformers import LlamaConfig, LlamaForCausalLM
 
 
@@ -32,22 +34,34 @@ class LlamaConfigAnyHeads(LlamaConfig):
             except (ValueError, TypeError) as e:
                 raise StrictDataclassClassValidationError(validator=validator.__name__, cause=e) from e
         if self.head_dim * self.num_attention_heads > self.hidden_size:
-            raise ValueError(f"heads x head_dim = {self.num_attention_heads} x {self.head_dim} exceeds "
-                             f"hidden_size {self.hidden_size}")
+            raise ValueError(
+                f"heads x head_dim = {self.num_attention_heads} x {self.head_dim} exceeds "
+                f"hidden_size {self.hidden_size}"
+            )
 
 
 def config(size: dict[str, Any], vocab_size: int, context_length: int, attn: str = "sdpa") -> LlamaConfigAnyHeads:
     """The transformers config of one table row: ``size`` has layers, hidden, ff, heads (and tied, optional)."""
     return LlamaConfigAnyHeads(
-        vocab_size=vocab_size, hidden_size=size["hidden"], intermediate_size=size["ff"],
-        num_hidden_layers=size["layers"], num_attention_heads=size["heads"], num_key_value_heads=size["heads"],
-        head_dim=size.get("head_dim", size["hidden"] // size["heads"]), max_position_embeddings=context_length,
-        tie_word_embeddings=bool(size.get("tied", False)), attn_implementation=attn,
-        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        vocab_size=vocab_size,
+        hidden_size=size["hidden"],
+        intermediate_size=size["ff"],
+        num_hidden_layers=size["layers"],
+        num_attention_heads=size["heads"],
+        num_key_value_heads=size["heads"],
+        head_dim=size.get("head_dim", size["hidden"] // size["heads"]),
+        max_position_embeddings=context_length,
+        tie_word_embeddings=bool(size.get("tied", False)),
+        attn_implementation=attn,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
     )
 
 
-def build(size: dict[str, Any], vocab_size: int, context_length: int, seed: int, attn: str = "sdpa") -> LlamaForCausalLM:
+def build(
+    size: dict[str, Any], vocab_size: int, context_length: int, seed: int, attn: str = "sdpa"
+) -> LlamaForCausalLM:
     """A freshly initialised model; ``seed`` fixes the initialisation and nothing else."""
     cfg = config(size, vocab_size, context_length, attn)
     state = torch.random.get_rng_state()
@@ -69,3 +83,8 @@ def count_parameters(size: dict[str, Any], vocab_size: int) -> int:
     with torch.device("meta"):
         model = LlamaForCausalLM(config(size, vocab_size, 16))
     return sum(p.numel() for p in model.parameters())
+
+
+def lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean next-token cross-entropy over all predicted tokens, computed in fp32."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))

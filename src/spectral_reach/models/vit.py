@@ -41,13 +41,23 @@ class WidthScale(nn.Module):
         return f"factor={self.factor:.6g}"
 
 
-def config(size: dict[str, Any], image_size: int = IMAGE_SIZE, channels: int = CHANNELS,
-           classes: int = CLASSES) -> ViTConfig:
+def config(
+    size: dict[str, Any], image_size: int = IMAGE_SIZE, channels: int = CHANNELS, classes: int = CLASSES
+) -> ViTConfig:
     """The transformers config of one table row: ``size`` has hidden, mlp, heads, layers, patch."""
-    return ViTConfig(hidden_size=size["hidden"], intermediate_size=size["mlp"], num_attention_heads=size["heads"],
-                     num_hidden_layers=size["layers"], patch_size=size["patch"], image_size=image_size,
-                     num_channels=channels, num_labels=classes, hidden_dropout_prob=0.0,
-                     attention_probs_dropout_prob=0.0, attn_implementation="sdpa")
+    return ViTConfig(
+        hidden_size=size["hidden"],
+        intermediate_size=size["mlp"],
+        num_attention_heads=size["heads"],
+        num_hidden_layers=size["layers"],
+        patch_size=size["patch"],
+        image_size=image_size,
+        num_channels=channels,
+        num_labels=classes,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        attn_implementation="sdpa",
+    )
 
 
 def _plain(size: dict[str, Any], seed: int) -> ViTForImageClassification:
@@ -61,8 +71,9 @@ def _at_width(size: dict[str, Any], width: int) -> dict[str, Any]:
     return {**size, "hidden": width, "mlp": width * size["mlp"] // size["hidden"], "heads": max(1, width // head)}
 
 
-def build(size: dict[str, Any], seed: int, parametrization: str = "standard",
-          mup: dict[str, Any] | None = None) -> ViTForImageClassification:
+def build(
+    size: dict[str, Any], seed: int, parametrization: str = "standard", mup: dict[str, Any] | None = None
+) -> ViTForImageClassification:
     """A fresh ViT; ``parametrization`` is ``standard`` or ``mup`` (then ``mup`` holds
     ``base_width``, ``init_std`` and ``output_mult``)."""
     if parametrization == "standard":
@@ -90,16 +101,6 @@ def build(size: dict[str, Any], seed: int, parametrization: str = "standard",
         if hasattr(module, "scaling") and hasattr(module, "head_dim"):
             module.scaling = 1.0 / module.head_dim
     return model
-
-
-def optimizer(model: nn.Module, parametrization: str, **adamw: Any) -> torch.optim.Optimizer:
-    """AdamW, or ``mup.MuAdamW`` (hidden-weight learning rates divided by the width multiplier)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if parametrization == "mup":
-        import mup as mup_pkg
-
-        return mup_pkg.MuAdamW(params, **adamw)
-    return torch.optim.AdamW(params, **adamw)
 
 
 def count_parameters(size: dict[str, Any]) -> int:

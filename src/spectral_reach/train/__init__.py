@@ -1,5 +1,7 @@
 """The training loop shared by language-model and probe runs, with checkpoint and resume."""
 
-from .loop import NonFiniteLoss, Preempted, RunSpec, lm_loss, train
+from ..models.llama import lm_loss
+from .lm import RunSpec, train
+from .loop import NonFiniteLoss, Preempted
 
 __all__ = ["NonFiniteLoss", "Preempted", "RunSpec", "lm_loss", "train"]

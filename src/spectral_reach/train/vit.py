@@ -12,47 +12,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import Tensor
 
 from ..data import FixedSet, Images, TrainOrder
 from ..models import vit
-from .loop import Task, build_spec, pick_device, run
+from .device import pick_device
+from .loop import BaseSpec, Task, run
 
 
-@dataclass(frozen=True)
-class ViTSpec:
+@dataclass(frozen=True, kw_only=True)
+class ViTSpec(BaseSpec):
     """Everything that defines one ViT run (one config row, one seed)."""
 
-    size: dict[str, int]
     parametrization: str
     mup: dict[str, float] | None
-    batch_size: int
-    steps: int
     passes: int
-    lr: float
-    seed: int
-    data_seed: int
-    betas: tuple[float, float]
-    eps: float
-    weight_decay: float
-    warmup: int
-    schedule: str
-    lnp: dict[str, Any]
-    eval: dict[str, int]
-    checkpoint_every: int
-    log_every: int
-    device: str = "auto"
-    precision: str = "fp32"
-    compile: bool = False
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ViTSpec":
-        spec = build_spec(cls, d, "ViT run")
-        if spec.parametrization not in ("standard", "mup") or (spec.parametrization == "mup") != bool(spec.mup):
-            raise ValueError(f"parametrization={spec.parametrization!r}: use 'standard', or 'mup' with mup settings")
-        return spec
+    kind = "ViT run"
+
+    def check(self) -> None:
+        if self.parametrization not in ("standard", "mup") or (self.parametrization == "mup") != bool(self.mup):
+            raise ValueError(f"parametrization={self.parametrization!r}: use 'standard', or 'mup' with mup settings")
 
 
 def classification_loss(logits: Tensor, labels: Tensor) -> Tensor:
@@ -60,26 +43,51 @@ def classification_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), labels)
 
 
+def optimizer(model: torch.nn.Module, parametrization: str, **adamw: Any) -> torch.optim.Optimizer:
+    """AdamW, or ``mup.MuAdamW`` (hidden-weight learning rates divided by the width multiplier)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if parametrization == "mup":
+        import mup as mup_pkg
+
+        return mup_pkg.MuAdamW(params, **adamw)
+    return torch.optim.AdamW(params, **adamw)
+
+
 def _split(data_dir: Path, split: str) -> Images:
     return Images(data_dir / f"{split}_rgb.bin", data_dir / f"{split}_labels.bin")
 
 
-def train_vit(spec: ViTSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike,
-              state_dir: str | os.PathLike) -> dict[str, Any]:
+def train_vit(
+    spec: ViTSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike, state_dir: str | os.PathLike
+) -> dict[str, Any]:
     """Run (or resume) one ViT run; writes what :func:`.loop.run` writes."""
     data_dir, device = Path(data_dir), pick_device(spec.device)
     order = TrainOrder(_split(data_dir, "train"), spec.batch_size, spec.data_seed, spec.passes)
     if spec.steps > order.steps:
-        raise ValueError(f"steps={spec.steps}: {spec.passes} passes over {data_dir / 'train_rgb.bin'} at "
-                         f"batch_size={spec.batch_size} have only {order.steps} steps")
+        raise ValueError(
+            f"steps={spec.steps}: {spec.passes} passes over {data_dir / 'train_rgb.bin'} at "
+            f"batch_size={spec.batch_size} have only {order.steps} steps"
+        )
     measure_set = FixedSet(_split(data_dir, "validation"), spec.lnp["measure_images"], "lnp.measure_images")
     if spec.lnp["measure_batch"] > spec.lnp["measure_images"]:
-        raise ValueError(f"lnp.measure_batch={spec.lnp['measure_batch']} exceeds lnp.measure_images="
-                         f"{spec.lnp['measure_images']}")
+        raise ValueError(
+            f"lnp.measure_batch={spec.lnp['measure_batch']} exceeds lnp.measure_images={spec.lnp['measure_images']}"
+        )
     test_set = FixedSet(_split(data_dir, "test"), spec.eval["test_images"], "eval.test_images")
     model = vit.build(spec.size, spec.seed, spec.parametrization, spec.mup).to(device)
-    opt = vit.optimizer(model, spec.parametrization, lr=spec.lr, betas=spec.betas, eps=spec.eps,
-                        weight_decay=spec.weight_decay)
-    task = Task(model, opt, order, measure_set, test_set, classification_loss, spec.batch_size, "images", None,
-                lambda path: load_file(Path(path) / "model.safetensors", device=str(device)))
+    opt = optimizer(
+        model, spec.parametrization, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay
+    )
+    task = Task(
+        model=model,
+        optimizer=opt,
+        order=order,
+        measure_set=measure_set,
+        test_set=test_set,
+        loss=classification_loss,
+        units=spec.batch_size,
+        unit_name="images",
+        hutchinson=None,
+        load_state=lambda path: load_file(Path(path) / "model.safetensors", device=str(device)),
+    )
     return run(task, spec, device, out_dir, state_dir)

@@ -1,0 +1,74 @@
+"""What the stage modules share: the figure-command arguments, captions, training exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Callable
+
+log = logging.getLogger("spectral_reach")
+
+Command = Callable[[argparse.Namespace], None]
+
+
+def command(sub, name: str, fn: Command, help: str, **args: dict) -> argparse.ArgumentParser:
+    """A subcommand calling ``fn``; ``args`` maps each ``--flag`` to its ``add_argument`` keywords
+    (``required=True`` unless they say otherwise)."""
+    p = sub.add_parser(name, help=help)
+    for flag, kw in args.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", **{"required": "default" not in kw, **kw})
+    p.set_defaults(fn=fn)
+    return p
+
+
+def figure(
+    sub, name: str, fn: Command, help: str, files: tuple[str, ...] = (), lists: tuple[str, ...] = (), **args: dict
+) -> argparse.ArgumentParser:
+    """A figure command: input ``files`` (one path each), ``lists`` (one entry per data set), the
+    style, the PDF and PNG, and the report caption's template and rendered file."""
+    return command(
+        sub,
+        name,
+        fn,
+        help,
+        **{f: {} for f in files},
+        **{f: {"nargs": "+"} for f in lists},
+        **args,
+        width={"type": float},
+        height={"type": float},
+        dpi={"type": int},
+        pdf={},
+        png={},
+        caption_template={"help": "workflow/report/<figure>.rst"},
+        caption={"help": "the rendered caption the report shows"},
+    )
+
+
+def style(a: argparse.Namespace) -> dict:
+    return {"width": a.width, "height": a.height, "dpi": a.dpi}
+
+
+def caption(a: argparse.Namespace, values: dict) -> None:
+    """The figure's report caption: its template rendered with the values this run measured."""
+    from ..figures import caption as captions
+
+    captions.render(a.caption_template, a.caption, values)
+    log.info("values for the caption: %s", values)
+
+
+def by_dataset(names: list[str], paths: list[str]) -> dict[str, str]:
+    if len(names) != len(paths):
+        raise SystemExit(f"{len(names)} data set names for {len(paths)} files")
+    return dict(zip(names, paths))
+
+
+def preemptible(train: Callable[[], dict]) -> None:
+    """Run a training job; a preemption (SIGTERM, checkpoint written) exits 143 for the retry."""
+    from ..train import Preempted
+
+    try:
+        summary = train()
+    except Preempted as e:
+        log.warning("%s", e)
+        raise SystemExit(143) from e
+    log.info("done: %s", summary)

@@ -1,0 +1,151 @@
+"""Language models: training runs, their summaries, Tables 1-2, isocompute, Figs. 1, 7, 8, 10, 11."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+
+from ..io import write_table
+from .common import by_dataset, caption, command, figure, log, preemptible, style
+
+INT, FLOAT = {"type": int}, {"type": float}
+
+
+def train_lm(a: argparse.Namespace) -> None:
+    from ..train import RunSpec, train
+
+    spec = RunSpec.from_dict(json.loads(a.spec))
+    preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir, a.backbone))
+
+
+def lm_summary(a: argparse.Namespace) -> None:
+    from ..analysis.runs import summarise
+
+    runs = [({"size": size, "seed": seed}, path) for size, seed, path in json.loads(a.runs)]
+    table, windows, curves = summarise(runs, a.final_fraction, a.raw_steps, "tokens", curves="test")
+    write_table(table, a.out_runs)
+    write_table(windows, a.out_lnp)
+    write_table(curves, a.out_curves)
+    log.info("runs:\n%s", table.to_string())
+
+
+def lm_table(a: argparse.Namespace) -> None:
+    from ..analysis.tables import lm_table as table
+
+    df = table(json.loads(a.sizes), a.vocab_size, a.tolerance)
+    write_table(df, a.out_csv)
+    write_table(df, a.out_md)
+    log.info("\n%s", df.to_string())
+
+
+def lm_isocompute(a: argparse.Namespace) -> None:
+    from ..analysis import lm
+
+    runs = pd.read_csv(a.runs)
+    budgets = lm.budgets(runs, a.budgets)
+    write_table(lm.isocompute(pd.read_parquet(a.curves), runs, budgets, "test_loss"), a.out_loss)
+    write_table(lm.isocompute(pd.read_parquet(a.lnp), runs, budgets, "chi_pos"), a.out_pos)
+
+
+def fig01(a: argparse.Namespace) -> None:
+    from ..figures import fig01_scaling
+
+    data = {n: (pd.read_csv(r), pd.read_parquet(w)) for n, r, w in zip(a.datasets, a.runs, a.lnp)}
+    fits = fig01_scaling.plot(data, a.pdf, a.png, **style(a))
+    write_table(fits, a.fits)
+    caption(a, fig01_scaling.caption_values(data, fits))
+    log.info("fits:\n%s", fits.to_string())
+
+
+def fig07(a: argparse.Namespace) -> None:
+    from ..figures import fig07_test_loss
+
+    data = {n: pd.read_csv(r) for n, r in by_dataset(a.datasets, a.runs).items()}
+    fits = fig07_test_loss.plot(data, a.pdf, a.png, **style(a))
+    write_table(fits, a.fits)
+    caption(a, fig07_test_loss.caption_values(data, fits))
+    log.info("fits:\n%s", fits.to_string())
+
+
+def fig08(a: argparse.Namespace) -> None:
+    from ..figures import fig08_isocompute
+
+    data = {n: (pd.read_csv(lo), pd.read_csv(po)) for n, lo, po in zip(a.datasets, a.loss, a.pos)}
+    fig08_isocompute.plot(data, a.pdf, a.png, **style(a))
+    caption(a, fig08_isocompute.caption_values(data))
+
+
+def fig_components(a: argparse.Namespace) -> None:
+    from ..figures import fig10_components
+
+    windows, runs = pd.read_parquet(a.lnp), pd.read_csv(a.runs)
+    fig10_components.plot(windows, runs, a.title, a.pdf, a.png, **style(a))
+    caption(a, fig10_components.caption_values(windows, runs, a.title))
+
+
+def register(sub) -> None:
+    command(
+        sub,
+        "train-lm",
+        train_lm,
+        "train (or resume) one language model or probe, LNP in the loop",
+        spec={"help": "the run's settings as JSON (RunSpec)"},
+        data_dir={},
+        out_dir={},
+        state_dir={},
+        backbone={"default": None},
+    )
+    command(
+        sub,
+        "lm-summary",
+        lm_summary,
+        "collect the runs of one data set into summary tables",
+        runs={"help": "JSON list of [size, seed, run folder]"},
+        final_fraction=FLOAT,
+        raw_steps=INT,
+        out_runs={},
+        out_lnp={},
+        out_curves={},
+    )
+    command(
+        sub,
+        "lm-table",
+        lm_table,
+        "Tables 1-2: sizes with measured parameter counts",
+        sizes={"help": "JSON {name: size}"},
+        vocab_size=INT,
+        tolerance=FLOAT,
+        out_md={},
+        out_csv={},
+    )
+    command(
+        sub,
+        "lm-isocompute",
+        lm_isocompute,
+        "test loss and chi_pos at fixed compute budgets C = 6 N D",
+        runs={},
+        curves={},
+        lnp={},
+        budgets=INT,
+        out_loss={},
+        out_pos={},
+    )
+    figure(
+        sub,
+        "fig01",
+        fig01,
+        "Fig. 1: loss scaling and chi_pos dynamics",
+        files=("fits",),
+        lists=("datasets", "runs", "lnp"),
+    )
+    figure(sub, "fig07", fig07, "Fig. 7: test-loss scaling", files=("fits",), lists=("datasets", "runs"))
+    figure(sub, "fig08", fig08, "Fig. 8: isocompute curves", lists=("datasets", "loss", "pos"))
+    figure(
+        sub,
+        "fig-components",
+        fig_components,
+        "Figs. 10-11: all LNP components of one data set",
+        files=("lnp", "runs", "title"),
+    )

@@ -1,0 +1,87 @@
+"""Vision transformers, standard and muP: training runs, their summary, Tables 3-4, Fig. 9."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+
+from ..io import write_table
+from .common import caption, command, figure, log, preemptible, style
+
+
+def train_vit(a: argparse.Namespace) -> None:
+    from ..train.vit import ViTSpec
+    from ..train.vit import train_vit as train
+
+    spec = ViTSpec.from_dict(json.loads(a.spec))
+    preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir))
+
+
+def vit_summary(a: argparse.Namespace) -> None:
+    from ..analysis.runs import summarise
+
+    runs = [
+        ({"parametrization": par, "size": size, "seed": seed}, path) for par, size, seed, path in json.loads(a.runs)
+    ]
+    table, windows, curves = summarise(runs, a.final_fraction, a.raw_steps, "images", curves="train")
+    write_table(table, a.out_runs)
+    write_table(windows, a.out_lnp)
+    write_table(curves, a.out_curves)
+    log.info("runs:\n%s", table.to_string())
+
+
+def vit_table(a: argparse.Namespace) -> None:
+    from ..analysis.tables import vit_table as table
+
+    df = table(json.loads(a.sizes), a.tolerance)
+    write_table(df, a.out_csv)
+    write_table(df, a.out_md)
+    log.info("\n%s", df.to_string())
+
+
+def fig09(a: argparse.Namespace) -> None:
+    from ..figures import fig09_vit
+
+    runs, windows = pd.read_csv(a.runs), pd.read_parquet(a.lnp)
+    fig09_vit.plot(runs, windows, pd.read_parquet(a.metrics), a.pdf, a.png, **style(a))
+    caption(a, fig09_vit.caption_values(runs, windows))
+
+
+def register(sub) -> None:
+    command(
+        sub,
+        "train-vit",
+        train_vit,
+        "train (or resume) one vision transformer, LNP in the loop",
+        spec={"help": "the run's settings as JSON (ViTSpec)"},
+        data_dir={},
+        out_dir={},
+        state_dir={},
+    )
+    command(
+        sub,
+        "vit-summary",
+        vit_summary,
+        "collect the ViT runs into summary tables",
+        runs={"help": "JSON list of [parametrization, size, seed, run folder]"},
+        final_fraction={"type": float},
+        raw_steps={"type": int},
+        out_runs={},
+        out_curves={},
+        out_lnp={},
+    )
+    command(
+        sub,
+        "vit-table",
+        vit_table,
+        "Tables 3-4: ViT sizes with measured parameter counts",
+        sizes={"help": "JSON {parametrization: {name: size}}"},
+        tolerance={"type": float},
+        out_md={},
+        out_csv={},
+    )
+    figure(
+        sub, "fig09", fig09, "Fig. 9: ViT training loss and chi_pos, standard and muP", files=("runs", "lnp", "metrics")
+    )

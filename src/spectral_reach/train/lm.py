@@ -1,0 +1,104 @@
+"""Language models and linear probes on token streams (paper App. B.2.1-B.2.2, C.1).
+
+The loop is :func:`.loop.run`: next-token cross-entropy over every predicted token, one pass over
+the training contexts in an order fixed by ``data_seed``, LNP with K Hutchinson vectors and ``B'``
+drawn from the fixed validation contexts. A probe (``trainable: head``) trains a fresh LM head on a
+frozen backbone, saved or freshly initialised; on a tied backbone the head is untied first.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import Contexts, DataError, FixedSet, TrainOrder, read_meta
+from ..models import llama
+from ..models.llama import lm_loss
+from .device import pick_device
+from .loop import BaseSpec, Task, adamw, run
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec(BaseSpec):
+    """Everything that shapes one language-model or probe run; built from the rule's params."""
+
+    vocab_size: int
+    context_length: int
+    trainable: str = "all"
+
+    def check(self) -> None:
+        if self.trainable not in ("all", "head"):
+            raise ValueError(f"trainable must be 'all' or 'head', not {self.trainable!r}")
+
+
+def _model(spec: RunSpec, backbone: str | None) -> torch.nn.Module:
+    """The model of a run: fresh, or for a probe a backbone (saved or fresh) with a fresh head."""
+    attn = "sdpa"
+    if backbone is not None:
+        model = llama.load(backbone, attn)
+    else:
+        model = llama.build(spec.size, spec.vocab_size, spec.context_length, spec.seed, attn)
+    if spec.trainable == "head":
+        if model.config.tie_word_embeddings:  # the probe's head is its own: untie it from the embedding
+            model.config.tie_word_embeddings = False
+            model.lm_head.weight = torch.nn.Parameter(torch.empty_like(model.lm_head.weight))
+        torch.manual_seed(spec.seed)
+        model._init_weights(model.lm_head)
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("lm_head."))
+    return model
+
+
+def _check_data(spec: RunSpec, data_dir: Path) -> tuple[TrainOrder, FixedSet, FixedSet]:
+    vocab = read_meta(data_dir / "train.bin").get("vocab_size")
+    if vocab != spec.vocab_size:
+        raise DataError(
+            f"{data_dir / 'train.bin'}: vocabulary {vocab}, but the config's vocab_size is {spec.vocab_size}"
+        )
+    order = TrainOrder(Contexts(data_dir / "train.bin", spec.context_length), spec.batch_size, spec.data_seed)
+    if spec.steps > order.steps:
+        raise ValueError(
+            f"steps={spec.steps}: one pass over {data_dir / 'train.bin'} at batch_size="
+            f"{spec.batch_size} and context_length={spec.context_length} has only {order.steps} steps"
+        )
+    measure_set = FixedSet(
+        Contexts(data_dir / "validation.bin", spec.context_length), spec.lnp["measure_contexts"], "lnp.measure_contexts"
+    )
+    if spec.lnp["measure_batch"] > spec.lnp["measure_contexts"]:
+        raise ValueError(
+            f"lnp.measure_batch={spec.lnp['measure_batch']} exceeds lnp.measure_contexts={spec.lnp['measure_contexts']}"
+        )
+    test_set = FixedSet(
+        Contexts(data_dir / "test.bin", spec.context_length), spec.eval["test_contexts"], "eval.test_contexts"
+    )
+    return order, measure_set, test_set
+
+
+def train(
+    spec: RunSpec,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    state_dir: str | os.PathLike,
+    backbone: str | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) one language-model or probe run; writes what :func:`.loop.run` writes."""
+    device = pick_device(spec.device)
+    order, measure_set, test_set = _check_data(spec, Path(data_dir))
+    model = _model(spec, backbone).to(device)
+    task = Task(
+        model=model,
+        optimizer=adamw([p for p in model.parameters() if p.requires_grad], spec, device),
+        order=order,
+        measure_set=measure_set,
+        test_set=test_set,
+        loss=lm_loss,
+        units=spec.batch_size * spec.context_length,
+        unit_name="tokens",
+        hutchinson=spec.lnp["hutchinson"],
+        load_state=lambda path: llama.load(path).state_dict(),
+    )
+    return run(task, spec, device, out_dir, state_dir)
