@@ -70,8 +70,9 @@ rule fig06:
         style=figure_style("fig06"),
         datasets=LM_DATASETS,
     shell:
-        "spectral-reach fig06 --cv {input.cv} --datasets {params.datasets} --lnp {input.lnp} --runs {input.runs}"
-        + FIGURE_TAIL
+        figure_command(
+            "spectral-reach fig06 --cv {input.cv} --datasets {params.datasets} --lnp {input.lnp} --runs {input.runs}"
+        )
 
 
 rule fig12:
@@ -92,7 +93,7 @@ rule fig12:
     params:
         style=figure_style("fig12"),
     shell:
-        "spectral-reach fig12 --spectrum {input.spectrum} --shift {input.shift}" + FIGURE_TAIL
+        figure_command("spectral-reach fig12 --spectrum {input.spectrum} --shift {input.shift}")
 
 
 localrules:

@@ -109,11 +109,15 @@ def caption_template(name):
     return os.path.relpath(os.path.join(workflow.basedir, "workflow", "report", f"{name}.rst"))
 
 
-#: The end of every figure rule's shell command: style, PDF and PNG, caption template and rendering, log.
-FIGURE_TAIL = (
-    " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
-    " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption} > {log} 2>&1"
-)
+def figure_command(head):
+    """A figure rule's shell command: ``head``, then what every figure takes (style, PDF and PNG,
+    caption template and rendering) and its log."""
+    tail = (
+        " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
+        " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption}"
+        " > {log} 2>&1"
+    )
+    return "".join((head, tail))
 
 
 def caption(name):

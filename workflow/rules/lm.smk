@@ -122,10 +122,13 @@ rule fig01:
         "../../envs/spectral-reach.yaml"
     params:
         style=figure_style("fig01"),
+        fit_max_rel_error=config["analysis"]["fit_max_rel_error"],
         datasets=LM_DATASETS,
     shell:
-        "spectral-reach fig01 --datasets {params.datasets} --runs {input.runs} --lnp {input.lnp} --fits {output.fits}"
-        + FIGURE_TAIL
+        figure_command(
+            "spectral-reach fig01 --datasets {params.datasets} --runs {input.runs} --lnp {input.lnp} --fits {output.fits}"
+            " --fit-max-rel-error {params.fit_max_rel_error}"
+        )
 
 
 rule fig07:
@@ -145,9 +148,13 @@ rule fig07:
         "../../envs/spectral-reach.yaml"
     params:
         style=figure_style("fig07"),
+        fit_max_rel_error=config["analysis"]["fit_max_rel_error"],
         datasets=LM_DATASETS,
     shell:
-        "spectral-reach fig07 --datasets {params.datasets} --runs {input.runs} --fits {output.fits}" + FIGURE_TAIL
+        figure_command(
+            "spectral-reach fig07 --datasets {params.datasets} --runs {input.runs} --fits {output.fits}"
+            " --fit-max-rel-error {params.fit_max_rel_error}"
+        )
 
 
 rule fig08:
@@ -169,7 +176,7 @@ rule fig08:
         style=figure_style("fig08"),
         datasets=LM_DATASETS,
     shell:
-        "spectral-reach fig08 --datasets {params.datasets} --loss {input.loss} --pos {input.pos}" + FIGURE_TAIL
+        figure_command("spectral-reach fig08 --datasets {params.datasets} --loss {input.loss} --pos {input.pos}")
 
 
 for _fig in ("fig10", "fig11"):
@@ -197,7 +204,9 @@ for _fig in ("fig10", "fig11"):
             style=figure_style(_fig),
             dataset=config["figures"][_fig]["dataset"],
         shell:
-            "spectral-reach fig-components --lnp {input.lnp} --runs {input.runs} --title {params.dataset}" + FIGURE_TAIL
+            figure_command(
+                "spectral-reach fig-components --lnp {input.lnp} --runs {input.runs} --title {params.dataset}"
+            )
 
 
 localrules:

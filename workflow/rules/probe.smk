@@ -89,7 +89,7 @@ rule fig04:
         style=figure_style("fig04"),
         datasets=LM_DATASETS,
     shell:
-        "spectral-reach fig04 --datasets {params.datasets} --ratios {input.ratios}" + FIGURE_TAIL
+        figure_command("spectral-reach fig04 --datasets {params.datasets} --ratios {input.ratios}")
 
 
 rule fig05:
@@ -112,8 +112,9 @@ rule fig05:
         style=figure_style("fig05"),
         datasets=LM_DATASETS,
     shell:
-        "spectral-reach fig05 --datasets {params.datasets} --lm {input.lm} --probe {input.probe} --runs {input.runs}"
-        + FIGURE_TAIL
+        figure_command(
+            "spectral-reach fig05 --datasets {params.datasets} --lm {input.lm} --probe {input.probe} --runs {input.runs}"
+        )
 
 
 localrules:

@@ -77,8 +77,9 @@ rule fig03:
         style=figure_style("fig03"),
         input_dim=config["rfm"]["input_dim"],
     shell:
-        "spectral-reach fig03 --measured {input.measured} --theory {input.theory} --input-dim {params.input_dim}"
-        + FIGURE_TAIL
+        figure_command(
+            "spectral-reach fig03 --measured {input.measured} --theory {input.theory} --input-dim {params.input_dim}"
+        )
 
 
 localrules:

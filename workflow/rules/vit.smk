@@ -108,7 +108,7 @@ rule fig09:
     params:
         style=figure_style("fig09"),
     shell:
-        "spectral-reach fig09 --runs {input.runs} --lnp {input.lnp} --metrics {input.metrics}" + FIGURE_TAIL
+        figure_command("spectral-reach fig09 --runs {input.runs} --lnp {input.lnp} --metrics {input.metrics}")
 
 
 localrules:

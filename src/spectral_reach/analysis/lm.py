@@ -58,6 +58,25 @@ def power_law(n: np.ndarray, loss: np.ndarray) -> dict[str, float]:
     return {"E": e, "E_err": err[0], "A": a * n.min() ** alpha, "alpha": alpha, "alpha_err": err[2], "points": len(n)}
 
 
+def fit_verdict(fit: dict[str, float], loss: np.ndarray, max_rel_error: float) -> dict[str, object]:
+    """Whether a power-law fit determines its parameters: ``determined`` and, if not, the ``reason``.
+
+    Not determined: an exponent or asymptote without an error bar (no spare point), or with a
+    standard error above ``max_rel_error`` times its value, or an asymptote ``E`` outside
+    ``[0, min loss]`` (a loss cannot fall below 0, nor level off above its smallest value).
+    """
+    loss = np.asarray(loss, float)
+    for name in ("alpha", "E"):
+        value, err = fit[name], fit[f"{name}_err"]
+        if not np.isfinite(err):
+            return {"determined": False, "reason": f"no error bar on {name} ({fit['points']} points)"}
+        if err > max_rel_error * abs(value):
+            return {"determined": False, "reason": f"{name} = {value:.3g} +- {err:.2g}"}
+    if not 0 <= fit["E"] <= loss.min():
+        return {"determined": False, "reason": f"E = {fit['E']:.3g} outside [0, {loss.min():.3g}]"}
+    return {"determined": True, "reason": ""}
+
+
 def isocompute(curves: pd.DataFrame, runs: pd.DataFrame, budgets: list[float], column: str) -> pd.DataFrame:
     """``column`` of every run read at ``D = C / (6 N)`` tokens for each budget ``C``; runs that end before
     or start after that point are left out. ``curves`` has size, seed, tokens and ``column``."""

@@ -53,7 +53,7 @@ def fig01(a: argparse.Namespace) -> None:
     from ..figures import fig01_scaling
 
     data = {n: (pd.read_csv(r), pd.read_parquet(w)) for n, r, w in zip(a.datasets, a.runs, a.lnp)}
-    fits = fig01_scaling.plot(data, a.pdf, a.png, **style(a))
+    fits = fig01_scaling.plot(data, a.pdf, a.png, **style(a), max_rel_error=a.fit_max_rel_error)
     write_table(fits, a.fits)
     caption(a, fig01_scaling.caption_values(data, fits))
     log.info("fits:\n%s", fits.to_string())
@@ -63,7 +63,7 @@ def fig07(a: argparse.Namespace) -> None:
     from ..figures import fig07_test_loss
 
     data = {n: pd.read_csv(r) for n, r in by_dataset(a.datasets, a.runs).items()}
-    fits = fig07_test_loss.plot(data, a.pdf, a.png, **style(a))
+    fits = fig07_test_loss.plot(data, a.pdf, a.png, **style(a), max_rel_error=a.fit_max_rel_error)
     write_table(fits, a.fits)
     caption(a, fig07_test_loss.caption_values(data, fits))
     log.info("fits:\n%s", fits.to_string())
@@ -139,8 +139,17 @@ def register(sub) -> None:
         "Fig. 1: loss scaling and chi_pos dynamics",
         files=("fits",),
         lists=("datasets", "runs", "lnp"),
+        fit_max_rel_error=FLOAT,
     )
-    figure(sub, "fig07", fig07, "Fig. 7: test-loss scaling", files=("fits",), lists=("datasets", "runs"))
+    figure(
+        sub,
+        "fig07",
+        fig07,
+        "Fig. 7: test-loss scaling",
+        files=("fits",),
+        lists=("datasets", "runs"),
+        fit_max_rel_error=FLOAT,
+    )
     figure(sub, "fig08", fig08, "Fig. 8: isocompute curves", lists=("datasets", "loss", "pos"))
     figure(
         sub,

@@ -10,13 +10,14 @@ from . import style
 from .panels import scaling_panel
 
 
-def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, height: float, dpi: int) -> pd.DataFrame:
-    """``data``: data set -> runs table. Returns the fits."""
+def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, height: float, dpi: int,
+         max_rel_error: float) -> pd.DataFrame:
+    """``data``: data set -> runs table. Returns the fits with their verdicts."""
     style.setup()
     fig, axes = plt.subplots(1, len(data), figsize=(width, height), squeeze=False)
     fits = []
     for ax, (name, runs) in zip(axes[0], data.items()):
-        fits.append({"dataset": name, "loss": "test", **scaling_panel(ax, runs, "final_test_loss", name)})
+        fits.append({"dataset": name, "loss": "test", **scaling_panel(ax, runs, "final_test_loss", name, max_rel_error)})
         ax.set_ylabel("final test loss")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)

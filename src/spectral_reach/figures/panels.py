@@ -7,16 +7,25 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..analysis.lm import power_law
+from ..analysis.lm import fit_verdict, power_law
+from . import style
 
 
-def scaling_panel(ax: plt.Axes, runs: pd.DataFrame, column: str, title: str) -> dict[str, float]:
-    """Loss of every run vs parameters, with the fitted ``E + A N^-alpha``; returns the fit."""
+def scaling_panel(ax: plt.Axes, runs: pd.DataFrame, column: str, title: str, max_rel_error: float) -> dict:
+    """Loss of every run vs parameters with the fitted ``E + A N^-alpha``; returns the fit and its
+    verdict (:func:`.analysis.lm.fit_verdict`). A fit that does not determine its parameters is not
+    drawn: the panel says "no power-law fit" and why."""
     fit = power_law(runs["params"].to_numpy(), runs[column].to_numpy())
+    fit = {**fit, **fit_verdict(fit, runs[column].to_numpy(), max_rel_error)}
     sns.scatterplot(runs, x="params", y=column, hue="size", ax=ax, legend=False, palette="viridis")
-    n = np.geomspace(runs["params"].min() * 0.8, runs["params"].max() * 1.25, 100)
-    ax.plot(n, fit["E"] + fit["A"] * n ** -fit["alpha"], "k--", lw=1,
-            label=f"E + A N^-α: α = {fit['alpha']:.3g} ± {fit['alpha_err']:.2g}, E = {fit['E']:.3g} ± {fit['E_err']:.2g}")
+    if fit["determined"]:
+        n = np.geomspace(runs["params"].min() * 0.8, runs["params"].max() * 1.25, 100)
+        label = f"E + A N^-α: α = {fit['alpha']:.3g} ± {fit['alpha_err']:.2g}, E = {fit['E']:.3g} ± {fit['E_err']:.2g}"
+        ax.plot(n, fit["E"] + fit["A"] * n ** -fit["alpha"], "k--", lw=1, label=label)
+        ax.legend(fontsize="x-small")
+    else:
+        ax.text(0.03, 0.04, f"no power-law fit: {fit['reason']}", transform=ax.transAxes, fontsize="x-small")
     ax.set(xscale="log", yscale="log", xlabel="parameters N", title=title)
-    ax.legend(fontsize="x-small")
+    style.readable_log_ticks(ax.xaxis, runs["params"].min(), runs["params"].max())
+    style.readable_log_ticks(ax.yaxis, runs[column].min(), runs[column].max())
     return fit
