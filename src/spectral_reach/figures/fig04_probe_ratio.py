@@ -21,6 +21,7 @@ def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, hei
         sns.lineplot(df, x="params", y="ratio", hue="window", marker="o", errorbar="sd", ax=ax, palette="viridis")
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="χ_pos(pretrained) / χ_pos(random)", title=name)
+        style.tidy_log_axes(ax)
         ax.legend(fontsize="x-small")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)

@@ -23,6 +23,7 @@ def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]], pdf: 
         sns.lineplot(both, x="step", y="chi_net", hue="size", hue_order=order, style="training", errorbar=None, ax=ax,
                      palette="viridis")
         ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel="χ_net", title=name, xlim=(0, None))
+        style.tidy_log_axes(ax)
         ax.legend(fontsize="x-small")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)

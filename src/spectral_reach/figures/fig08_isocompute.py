@@ -22,6 +22,7 @@ def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], pdf: str, png: str,
                 df = df[df[col] > 0]
             sns.lineplot(df, x="params", y=col, hue="C", marker="o", errorbar="sd", ax=ax, palette="viridis")
             ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel=label, title=f"{name}: {label} at C = 6ND")
+            style.tidy_log_axes(ax)
             ax.legend(title="FLOPs C", fontsize="x-small")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)

@@ -26,6 +26,5 @@ def scaling_panel(ax: plt.Axes, runs: pd.DataFrame, column: str, title: str, max
     else:
         ax.text(0.03, 0.04, f"no power-law fit: {fit['reason']}", transform=ax.transAxes, fontsize="x-small")
     ax.set(xscale="log", yscale="log", xlabel="parameters N", title=title)
-    style.readable_log_ticks(ax.xaxis, runs["params"].min(), runs["params"].max())
-    style.readable_log_ticks(ax.yaxis, runs[column].min(), runs[column].max())
+    style.tidy_log_axes(ax)
     return fit
