@@ -42,3 +42,41 @@ def test_uneven_heads_build_save_and_load(tmp_path):
     x = torch.randint(0, 50, (2, 7))
     assert torch.equal(model(x).logits, again(x).logits)
     assert llama.build(size, 50, 32, seed=0).state_dict()["lm_head.weight"].equal(model.state_dict()["lm_head.weight"])
+
+
+def test_padded_attention_equals_the_plain_path():
+    """Head size 6 (not a multiple of 8) takes the padded SDPA route; outputs and gradients equal unpadded SDPA's."""
+    size = {"layers": 2, "hidden": 30, "ff": 40, "heads": 5}
+    padded = llama.build(size, 50, 32, seed=0).double()
+    plain = llama.build(size, 50, 32, seed=0).double()
+    plain.config._attn_implementation = "sdpa"  # the same model through SDPA without padding
+    assert padded.config._attn_implementation == "sdpa_padded"
+    x = torch.randint(0, 50, (3, 20), generator=torch.Generator().manual_seed(0))
+    a, b = padded(x).logits, plain(x).logits
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    ga = torch.autograd.grad(a.pow(2).sum(), list(padded.parameters()))
+    gb = torch.autograd.grad(b.pow(2).sum(), list(plain.parameters()))
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
+
+
+def test_paper_rows_with_head_size_76_take_the_padded_route():
+    rows = {n: s for d in ("simplestories", "cifar5m") for n, s in PAPER["lm"][d]["sizes"].items()}
+    for name in ("15.5M", "12.5M"):
+        shape = {k: v for k, v in rows[name].items() if k not in ("lr", "resources")}
+        assert llama.config(shape, 4096, 64).head_dim == 76
+        assert llama.config(shape, 4096, 64)._attn_implementation == "sdpa_padded", name
+    assert llama.config(rows["1.2M"], 4096, 64)._attn_implementation == "sdpa"
+
+
+def test_lnp_on_padded_attention_equals_the_explicit_entk():
+    from spectral_reach.lnp import LogitsOnly, measure
+    from spectral_reach.lnp.ntk import reference_lnp
+
+    model = LogitsOnly(llama.build({"layers": 1, "hidden": 12, "ff": 16, "heads": 2}, 20, 16, seed=0)).double()
+    g = torch.Generator().manual_seed(1)
+    batch = (torch.randint(0, 20, (2, 6), generator=g), torch.randint(0, 20, (2, 6), generator=g))
+    got, ref = measure(model, llama.lm_loss, batch, hutchinson=None), reference_lnp(model, llama.lm_loss, batch)
+    assert model.model.config._attn_implementation == "sdpa_padded"
+    assert got.chi_net_raw == pytest.approx(ref.chi_net_raw, rel=1e-8)
+    assert got.chi_pos == pytest.approx(ref.chi_pos, rel=1e-6)

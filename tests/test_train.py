@@ -214,3 +214,22 @@ def test_data_order_depends_on_data_seed_only(text_data):
     assert not torch.equal(a.batch(0)[0], TrainOrder(ctx, 4, 1).batch(0)[0])
     x, y = a.batch(0)
     assert torch.equal(x[:, 1:], y[:, :-1]) and x.is_contiguous() and x.shape == (4, 15)
+
+
+def test_losses_are_read_in_batches_not_every_step(text_data, tmp_path, monkeypatch):
+    """The loss stays on the device: it is read at log steps, measurements and checkpoints only,
+    and the table holds every step's loss, equal to the uninterrupted reference run's."""
+    from spectral_reach.train import loop
+
+    reads, real = [], loop._Loop.flush
+
+    def counted(self):
+        reads.append(len(self.pending))
+        return real(self)
+
+    monkeypatch.setattr(loop._Loop, "flush", counted)
+    train(RunSpec.from_dict(SPEC), text_data, tmp_path / "run", tmp_path / "state")
+    batched = [n for n in reads if n]
+    assert sum(batched) == SPEC["steps"] and len(batched) < SPEC["steps"] / 2 and max(batched) > 1
+    metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+    assert metrics["loss"].notna().all() and len(metrics) == SPEC["steps"]

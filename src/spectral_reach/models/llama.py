@@ -8,6 +8,13 @@ keeps every other check and allows ``heads * head_dim <= hidden``; its ``config.
 ``llama`` config, and :func:`load` reads it back. The 196/3 row has an odd ``hidden // heads`` (65),
 which rotary embeddings cannot take (transformers 4 failed there at the first forward pass); a
 size may set ``head_dim`` explicitly (``config/paper.yaml`` uses 64 for it).
+
+The 384/5 rows (15.5M, 12.5M) have ``head_dim = 76``, which SDPA's fused (flash) kernels refuse
+(they need a multiple of 8), so it falls back to a kernel that materialises the attention matrix.
+``attention="sdpa"`` then becomes ``"sdpa_padded"``: q, k and v are zero-padded to the next
+multiple of 8 with the softmax scale of the true head size given explicitly, and the output is
+sliced back. The padding adds zeros to every dot product and zero columns to the output, so the
+result is the plain attention's (to fp32 rounding), with the same parameters.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from torch import Tensor
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 
 class LlamaConfigAnyHeads(LlamaConfig):
@@ -40,6 +48,35 @@ class LlamaConfigAnyHeads(LlamaConfig):
             )
 
 
+def sdpa_padded_attention_forward(
+    module: torch.nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[Tensor, Tensor | None]:
+    """transformers' SDPA attention on q, k, v zero-padded to a head size that is a multiple of 8."""
+    d = query.shape[-1]
+    scaling = d**-0.5 if scaling is None else scaling
+    if pad := -d % 8:
+        query, key, value = (F.pad(t, (0, pad)) for t in (query, key, value))
+    out, weights = sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+    )
+    return out[..., :d], weights
+
+
+AttentionInterface.register("sdpa_padded", sdpa_padded_attention_forward)
+
+
+def attention(attn: str, head_dim: int) -> str:
+    """The attention implementation for a head size: ``sdpa_padded`` where SDPA's fused kernels need padding."""
+    return "sdpa_padded" if attn == "sdpa" and head_dim % 8 else attn
+
+
 def config(size: dict[str, Any], vocab_size: int, context_length: int, attn: str = "sdpa") -> LlamaConfigAnyHeads:
     """The transformers config of one table row: ``size`` has layers, hidden, ff, heads (and tied, optional)."""
     return LlamaConfigAnyHeads(
@@ -52,7 +89,7 @@ def config(size: dict[str, Any], vocab_size: int, context_length: int, attn: str
         head_dim=size.get("head_dim", size["hidden"] // size["heads"]),
         max_position_embeddings=context_length,
         tie_word_embeddings=bool(size.get("tied", False)),
-        attn_implementation=attn,
+        attn_implementation=attention(attn, size.get("head_dim", size["hidden"] // size["heads"])),
         bos_token_id=None,
         eos_token_id=None,
         pad_token_id=None,
@@ -74,7 +111,8 @@ def build(
 
 def load(path: str | os.PathLike, attn: str = "sdpa") -> LlamaForCausalLM:
     """A model saved by ``save_pretrained`` (also the uneven-head rows)."""
-    cfg = LlamaConfigAnyHeads.from_pretrained(path, attn_implementation=attn)
+    cfg = LlamaConfigAnyHeads.from_pretrained(path)
+    cfg = LlamaConfigAnyHeads.from_pretrained(path, attn_implementation=attention(attn, cfg.head_dim))
     return LlamaForCausalLM.from_pretrained(path, config=cfg)
 
 

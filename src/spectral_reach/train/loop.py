@@ -8,6 +8,11 @@ Per step ``s`` (nanoGPT-style, one pass over the data in a fixed order):
     AdamW step; scheduler step; log; at log-spaced steps evaluate the test loss;
     every ``checkpoint_every`` steps (and on SIGTERM) write a resume checkpoint.
 
+The loss stays on the device: it is read (one host sync) every ``log_every`` steps, before a
+measurement and before a checkpoint, so a NaN stops the run naming its step and never reaches a
+checkpoint. On a GPU, batches come from pinned memory, copied asynchronously, the next one read
+from disk while the GPU works.
+
 Everything random is fixed by ``seed`` (initialisation, Hutchinson vectors) and ``data_seed``
 (data order, ``B'`` draws), so a resumed run ends bitwise equal to an uninterrupted one on CPU.
 What differs between run kinds (model, data, loss) is a :class:`Task`, built by :mod:`.lm` and
@@ -157,6 +162,9 @@ class _Loop:
     start: int = 0
     resumed: list[int] = field(default_factory=list)
     preempted: bool = False
+    pending: list[tuple[dict[str, Any], Tensor]] = field(default_factory=list)  # metrics rows, loss on device
+    last_finite: float = math.nan
+    prefetched: tuple[int, tuple[Tensor, Tensor]] | None = None
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -166,7 +174,10 @@ class _Loop:
         )
         bf16 = spec.precision == "bf16"
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
-        self.step_model = torch.compile(self.task.model) if spec.compile else self.task.model
+        compiled = spec.compile and self.device.type == "cuda"
+        if spec.compile and not compiled:
+            log.info("compile: true applies on CUDA; the training step runs eager on %s", self.device)
+        self.step_model = torch.compile(self.task.model) if compiled else self.task.model
         self.measured = lnp_steps(spec.steps, spec.lnp["per_decade"], spec.lnp["width"])
         self.evaluated = set(eval_steps(spec.steps, spec.eval["per_decade"]))
 
@@ -183,6 +194,7 @@ class _Loop:
         log.info("resuming from checkpoint %s at step %d of %d", ckpt, self.start, self.spec.steps)
 
     def checkpoint(self, next_step: int) -> Path:
+        self.flush()
         state = {
             "optimizer": self.task.optimizer.state_dict(),
             "scheduler": self.sched.state_dict(),
@@ -197,46 +209,71 @@ class _Loop:
         """Tokens or images consumed by the end of ``step``."""
         return (step + 1) * self.task.units
 
-    def step(self, step: int, last_finite: float) -> tuple[float, float]:
-        """One training step (LNP measured in it if ``step`` is in a window); its loss and lr."""
+    def batch(self, step: int) -> tuple[Tensor, Tensor]:
+        """Step ``step``'s batch on the device; on a GPU from pinned memory, copied asynchronously,
+        and prepared during the previous step (:meth:`prefetch`)."""
+        if self.prefetched is not None and self.prefetched[0] == step:
+            cpu = self.prefetched[1]
+        else:
+            cpu = self.task.order.batch(step)
+        self.prefetched = None
+        if self.device.type != "cuda":
+            return tuple(t.to(self.device) for t in cpu)
+        return tuple(t.pin_memory().to(self.device, non_blocking=True) for t in cpu)
+
+    def prefetch(self, step: int) -> None:
+        """Read step ``step``'s batch from disk while the GPU works on the current one."""
+        if self.device.type == "cuda" and step < self.spec.steps:
+            self.prefetched = (step, self.task.order.batch(step))
+
+    def step(self, step: int) -> float:
+        """One training step (LNP measured in it if ``step`` is in a window); its learning rate.
+
+        The loss stays on the device (no host sync): :meth:`flush` reads it, at log steps,
+        before a measurement and before a checkpoint."""
         t_step = time.perf_counter()
-        x, y = (t.to(self.device) for t in self.task.order.batch(step))
+        x, y = self.batch(step)
         with self.autocast():
             logits = self.step_model(x).logits
         loss = self.task.loss(logits, y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(
-                f"step {step}: training loss {loss.item()}; last finite loss {last_finite:.6g} at "
-                f"step {step - 1}. Lower the learning rate; the last good checkpoint in "
-                f"{self.state_dir} is kept"
-            )
         loss.backward()
+        self.prefetch(step + 1)
         lnp_s = self.measure(step, x, y) if step in self.measured else 0.0
         self.task.optimizer.step()
         lr = self.sched.get_last_lr()[0]
         self.sched.step()
         self.task.optimizer.zero_grad(set_to_none=True)
-        value = loss.item()
         unit = self.task.unit_name
-        self.rows["metrics"].append(
-            {
-                "step": step,
-                unit: self.seen(step),
-                "loss": value,
-                "lr": lr,
-                "step_s": time.perf_counter() - t_step,
-                "lnp_s": lnp_s,
-            }
-        )
+        row = {"step": step, unit: self.seen(step), "loss": None, "lr": lr, "step_s": 0.0, "lnp_s": lnp_s}
+        self.rows["metrics"].append(row)
+        self.pending.append((row, loss.detach()))
+        row["step_s"] = time.perf_counter() - t_step
         if step in self.evaluated:
             test_loss = _evaluate(
                 self.step_model, self.task.loss, self.task.test_set, self.spec.eval["batch"], self.device, self.autocast
             )
             self.rows["eval"].append({"step": step, unit: self.seen(step), "test_loss": test_loss})
-        return value, lr
+        return lr
+
+    def flush(self) -> float:
+        """Read the losses still on the device into the metrics rows (one host sync); the last one.
+        A non-finite loss stops the run, naming its step: no checkpoint is written after it."""
+        if self.pending:
+            values = torch.stack([loss for _, loss in self.pending]).tolist()
+            for (row, _), value in zip(self.pending, values):
+                if not math.isfinite(value):
+                    raise NonFiniteLoss(
+                        f"step {row['step']}: training loss {value}; last finite loss {self.last_finite:.6g} at "
+                        f"step {row['step'] - 1}. Lower the learning rate; the last good checkpoint in "
+                        f"{self.state_dir} is kept"
+                    )
+                row["loss"] = self.last_finite = value
+            self.pending.clear()
+        return self.last_finite
 
     def measure(self, step: int, x: Tensor, y: Tensor) -> float:
         """LNP of this step's update, with the gradient just computed; its seconds."""
+        self.flush()  # a non-finite loss stops the run here, not inside the measurement
         t_lnp, spec = time.perf_counter(), self.spec
         gen = torch.Generator(device=self.device).manual_seed(spec.seed * 1_000_003 + step)
         other = self.task.measure_set.draw(spec.lnp["measure_batch"], spec.data_seed, step)
@@ -254,9 +291,11 @@ class _Loop:
         self.rows["lnp"].append(row)
         return time.perf_counter() - t_lnp
 
-    def progress(self, step: int, loss: float, lr: float, t0: float) -> None:
+    def progress(self, step: int, lr: float, t0: float) -> None:
+        """Every ``log_every`` steps and at the end: read the losses, log the rate and the ETA."""
         if (step + 1) % self.spec.log_every and step + 1 != self.spec.steps:
             return
+        loss = self.flush()
         per_step, unit = self.task.units, self.task.unit_name
         rate = (step + 1 - self.start) * per_step / (time.perf_counter() - t0)
         eta = (self.spec.steps - step - 1) * per_step / rate
@@ -293,11 +332,11 @@ def run(
     )
     previous = signal.signal(signal.SIGTERM, loop.on_sigterm)
     task.model.train()
-    last_finite, t0 = math.nan, time.perf_counter()
+    t0 = time.perf_counter()
     try:
         for step in range(loop.start, spec.steps):
-            last_finite, lr = loop.step(step, last_finite)
-            loop.progress(step, last_finite, lr, t0)
+            lr = loop.step(step)
+            loop.progress(step, lr, t0)
             if loop.preempted:
                 loop.checkpoint(step + 1)
                 raise Preempted(f"stopped by SIGTERM after step {step}; rerun to resume from {state_dir}")
