@@ -33,9 +33,6 @@ def check_settings(config):
             )
 
 
-check_settings(config)
-
-
 def fmt_alpha(alpha):
     """The wildcard text of an alpha: '1.5', '2'."""
     return f"{alpha:g}"
@@ -73,6 +70,7 @@ if VIT is not None and config["data"].get(VIT["dataset"], {}).get("kind") != "im
         f"config key vit.dataset: {VIT['dataset']!r} is not an image data set under data "
         f"(have: {', '.join(datasets_with('image'))})"
     )
+check_settings(config)  # after the checks above, which name unknown data sets
 PARAMETRIZATIONS = ("standard", "mup")
 VIT_SIZES = sorted({s for p in PARAMETRIZATIONS for s in (VIT[p]["sizes"] if VIT else {})})
 
