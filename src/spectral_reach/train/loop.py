@@ -21,7 +21,6 @@ What differs between run kinds (model, data, loss) is a :class:`Task`, built by 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -33,16 +32,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-import pandas as pd
 import torch
 import transformers
 from torch import Tensor
 
 from ..data import FixedSet, TrainOrder
-from ..io import atomic_file
 from ..lnp import LogitsOnly, measure
 from . import checkpoint
 from .device import LNP_PRECISIONS, lnp_precision
+from .outputs import write_outputs
 from .schedule import eval_steps, lnp_steps, lr_factor
 
 log = logging.getLogger(__name__)
@@ -347,38 +345,6 @@ def run(
     finally:
         signal.signal(signal.SIGTERM, previous)
     seen = {task.unit_name: spec.steps * task.units}
-    summary = _write_outputs(spec, task.model, loop.rows, out_dir, n_params, loop.resumed, seen)
+    summary = write_outputs(spec, task.model, loop.rows, out_dir, n_params, loop.resumed, seen)
     shutil.rmtree(state_dir, ignore_errors=True)
-    return summary
-
-
-def _write_outputs(
-    spec: Any,
-    model: torch.nn.Module,
-    rows: dict[str, list],
-    out_dir: Path,
-    n_params: int,
-    resumed: list[int],
-    seen: dict[str, int],
-) -> dict[str, Any]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    shutil.rmtree(out_dir / "model", ignore_errors=True)
-    tmp.rename(out_dir / "model")
-    for name, table in rows.items():
-        with atomic_file(out_dir / f"{name}.parquet") as tmp:
-            pd.DataFrame(table).to_parquet(tmp, index=False)
-    metrics = pd.DataFrame(rows["metrics"])
-    summary = {
-        "params": n_params,
-        "steps": spec.steps,
-        **seen,
-        "final_test_loss": rows["eval"][-1]["test_loss"],
-        "train_s": float(metrics["step_s"].sum()),
-        "lnp_s": float(metrics["lnp_s"].sum()),
-        "resumed_at": resumed,
-    }
-    (out_dir / "done.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
