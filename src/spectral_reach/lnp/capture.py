@@ -237,7 +237,7 @@ class ParameterUses(TorchFunctionMode):
                 params[pos] = id(leaf)
             elif id(leaf) in self.derived:
                 derived[pos] = self.derived[id(leaf)]
-            elif leaf.dim() > 0 and leaf.shape[0] == self.batch_size:
+            elif batch_dim(leaf, self.batch_size) == 0:
                 batched.append(pos)
             if id(leaf) in self.activations and leaf.dim() > 0:
                 rows.append(leaf.shape[0])

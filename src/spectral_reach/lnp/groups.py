@@ -82,7 +82,7 @@ class Recording:
     calls: dict[str, list[ModuleCall]]  # each owning module's calls
     uses: ParameterUses
     rule: Callable[[nn.Module], NormRule | None]
-    param: Callable[[int], nn.Parameter]
+    by_id: dict[int, nn.Parameter]  # the trainable parameters by id
     demoted: set[str]  # modules whose replay failed before: measured by call replay
 
 
@@ -151,7 +151,7 @@ def _tied_group(rec: Recording, pid: int, touches: list[Call], hard: set[int]) -
         emb.versions + head.versions,
         [0, 0],
         rule=TiedEmbeddingHead(),
-        call=ModuleCall((rec.param(pid), emb_args[0], emb_kw.get("padding_idx"), head_args[0]), {}, None),
+        call=ModuleCall((rec.by_id[pid], emb_args[0], emb_kw.get("padding_idx"), head_args[0]), {}, None),
         calls=[emb, head],
     )
 
@@ -179,13 +179,9 @@ def _module_group(rec: Recording, name: str, module: nn.Module) -> Group | None:
                 return None
             if not any(t is out for _, t in touches[0].outputs):
                 return None
-        if (
-            not isinstance(out, Tensor)
-            or not call.args
-            or not isinstance(call.args[0], Tensor)
-            or call.args[0].dim() == 0
-            or call.args[0].shape[0] != b
-        ):
+        if not isinstance(out, Tensor) or not call.args or not isinstance(call.args[0], Tensor):
+            return None
+        if batch_dim(call.args[0], b) != 0:
             return None
         inputs = tuple(a for a in call.args if isinstance(a, Tensor))
         return Group(
@@ -203,7 +199,7 @@ def _module_group(rec: Recording, name: str, module: nn.Module) -> Group | None:
     inside = {id(p): n for n, p in module.named_parameters(remove_duplicate=False)}
     if not mine or not mine <= inside.keys() or not (direct & uses.touches.keys()) <= mine:
         return None
-    if not any(t.dim() > 0 and t.shape[0] == b for t in ins):
+    if not any(batch_dim(t, b) == 0 for t in ins):
         return None
     return Group(
         name,

@@ -92,6 +92,7 @@ class PerSampleNorms:
     #: Probe vectors that will follow the current forward pass (rules amortise caches over them).
     passes: int = field(default=1, init=False)
     _params: dict[int, str] = field(default_factory=dict, init=False)
+    _by_id: dict[int, nn.Parameter] = field(default_factory=dict, init=False)
     _owning: dict[str, nn.Module] = field(default_factory=dict, init=False)
     _handles: list[Any] = field(default_factory=list, init=False)
     _stack: list[str] = field(default_factory=list, init=False)
@@ -106,12 +107,10 @@ class PerSampleNorms:
     def __post_init__(self) -> None:
         check_model(self.model)
         self._params = {id(p): n for n, p in self.model.named_parameters() if p.requires_grad}
+        self._by_id = {id(p): p for p in self.model.parameters() if p.requires_grad}
         for name, module in self.model.named_modules():
             if any(p.requires_grad for p in module.parameters(recurse=False)):
                 self._owning[name] = module
-
-    def _param(self, pid: int) -> nn.Parameter:
-        return next(p for p in self.model.parameters() if id(p) == pid)
 
     @property
     def owning(self) -> list[str]:
@@ -211,11 +210,12 @@ class PerSampleNorms:
             self._calls,
             self._uses,
             self._rule,
-            self._param,
+            self._by_id,
             _DEMOTED.get(self.model, set()),
         )
         self._groups = plan(rec, output)
         self._stack.clear()
+        self._check_versions()  # outputs change only during the recorded forward pass, now over
 
     def _check_versions(self) -> None:
         for g in self._groups:
@@ -268,14 +268,13 @@ class PerSampleNorms:
             return g.rule.sq_norms(g.module, self._context(g), grads[0] if len(grads) == 1 else grads).to(torch.float64)
         return sum(
             p.reshape(b, -1).pow(2).sum(1, dtype=accumulation_dtype(p)).to(torch.float64)
-            for p in replay_group(g, self.model, grads, self._batch).values()
+            for p in replay_group(g, self._by_id, grads, self._batch).values()
         )
 
     def jvp_sq_norms(self, output: Tensor, v: Tensor) -> Tensor:
         """``||J_i^T v_i||^2`` for each sample ``i``: one backward pass of ``sum_i v_i . f_i``."""
         if self._output is not output:
             self.plan(output)
-        self._check_versions()
         b = v.shape[0]
         total = torch.zeros(b, dtype=torch.float64, device=v.device)
         groups = [g for g in self._groups if not g.exact]
@@ -306,12 +305,10 @@ class PerSampleNorms:
             return
         from .hutchinson import rademacher
 
-        self._check_versions()
         b = output.shape[0]
         v = torch.zeros_like(output)
         v[0] = rademacher(output.shape[1:], generator, output.dtype, output.device)
-        by_id = {id(p): p for p in self.model.parameters() if p.requires_grad}
-        params = [by_id[pid] for g in self._groups for pid in g.params]
+        params = [self._by_id[pid] for g in self._groups for pid in g.params]
         per_group, param_grads = self._grads(output, v, self._groups, params)
         low = output.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(output.device.type)
         rtol = 5e-2 if low else 1e-6 if output.dtype == torch.float64 else 1e-3

@@ -19,13 +19,14 @@ that for layers used once through their own forward.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call, grad, vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from .capture import batch_dim
 from .errors import UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -91,9 +92,10 @@ def per_sample_grads(
         ) from err
 
 
-def replay_group(g: Group, model: nn.Module, grads: list[Tensor | None], batch: int) -> dict[int, Tensor]:
-    """Per-sample gradients ``(b, *shape)`` of a replayed group's parameters."""
-    params = {id(p): p.detach() for p in model.parameters() if id(p) in g.params}
+def replay_group(g: Group, by_id: Mapping[int, Tensor], grads: list[Tensor | None], batch: int) -> dict[int, Tensor]:
+    """Per-sample gradients ``(b, *shape)`` of a replayed group's parameters (``by_id``: the
+    model's trainable parameters by id)."""
+    params = {pid: by_id[pid].detach() for pid in g.params}
     if g.how == "module replay":
         return _module_replay(g, params, grads, batch)
     out: dict[int, Tensor] = {}
@@ -120,7 +122,7 @@ def replay_group(g: Group, model: nn.Module, grads: list[Tensor | None], batch: 
 
 def _module_replay(g: Group, params: dict[int, Tensor], grads: list[Tensor | None], batch: int) -> dict[int, Tensor]:
     leaves, spec = tree_flatten((g.call.args, g.call.kwargs))
-    pos = [i for i, t in enumerate(leaves) if isinstance(t, Tensor) and t.dim() > 0 and t.shape[0] == batch]
+    pos = [i for i, t in enumerate(leaves) if isinstance(t, Tensor) and batch_dim(t, batch) == 0]
     flat_out = tree_flatten(g.call.output)[0]
     picks = [next(i for i, t in enumerate(flat_out) if t is x) for x in g.targets]
     keys = tuple(g.params)
