@@ -42,4 +42,4 @@ bench: setup
 	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
-	rm -rf results figures logs benchmarks/*/ .snakemake report.html report.zip
+	rm -rf results figures logs .snakemake report.html report.zip

@@ -15,6 +15,8 @@ if not config:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/runs.smk"
+include: "workflow/rules/targets.smk"
 include: "workflow/rules/rfm.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/lm.smk"

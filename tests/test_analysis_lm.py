@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -20,6 +21,47 @@ from spectral_reach.figures import (
 )
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "workflow/report"
+
+
+def _fake_run(folder: Path, params: int, losses: list[float], test_loss: float) -> dict[str, str]:
+    """A finished run's files, as the training loop writes them, with known values."""
+    folder.mkdir(parents=True)
+    steps = np.arange(len(losses))
+    pd.DataFrame({"step": steps, "loss": losses, "tokens": 64 * (steps + 1)}).to_parquet(folder / "metrics.parquet")
+    lnp = {c: np.linspace(0.1, 0.4, len(losses)) for c in ("delta", "chi_loss", "chi_net", "chi_pos", "loss")}
+    pd.DataFrame({"step": steps, "window": steps // 2, "tokens": 64 * (steps + 1), **lnp}).to_parquet(
+        folder / "lnp.parquet"
+    )
+    pd.DataFrame(
+        {"step": [0, len(losses) - 1], "tokens": [64, 64 * len(losses)], "test_loss": [5.0, test_loss]}
+    ).to_parquet(folder / "eval.parquet")
+    done = {"params": params, "tokens": 64 * len(losses), "final_test_loss": test_loss, "train_s": 1.0, "lnp_s": 0.5}
+    (folder / "done.json").write_text(json.dumps(done))
+    return {
+        name: str(folder / f"{name}.{'json' if name == 'done' else 'parquet'}")
+        for name in ("done", "metrics", "lnp", "eval")
+    }
+
+
+def test_lm_summary_reads_the_files_the_rule_names(tmp_path):
+    from spectral_reach.cli import main
+
+    a = _fake_run(tmp_path / "a", 100, [4.0, 3.0, 2.0, 1.0], 1.5)
+    b = _fake_run(tmp_path / "b", 300, [3.0, 2.0, 1.0, 0.5], 0.9)
+    keys = json.dumps([{"size": "s", "seed": 0}, {"size": "l", "seed": 1}])
+    files = [arg for name in ("done", "metrics", "lnp", "eval") for arg in (f"--{name}", a[name], b[name])]
+    out = {k: str(tmp_path / f"{k}.parquet") for k in ("runs", "lnp", "curves")}
+    outs = [arg for k, v in out.items() for arg in (f"--out-{k}", v)]
+    main(["lm-summary", "--keys", keys, *files, "--final-fraction", "0.5", "--raw-steps", "2", *outs])
+    runs = pd.read_parquet(out["runs"])
+    assert runs[["size", "seed", "params"]].values.tolist() == [["s", 0, 100], ["l", 1, 300]]
+    assert runs["final_train_loss"].tolist() == [1.5, 0.75]  # mean of the last half of the steps
+    assert runs["final_test_loss"].tolist() == [1.5, 0.9] and runs["first_tokens"].tolist() == [64, 64]
+    windows = pd.read_parquet(out["lnp"])
+    assert windows[windows["size"] == "l"]["step"].tolist() == [0, 1, 2.5]  # two raw steps, then window 1's mean
+    assert len(pd.read_parquet(out["curves"])) == 4
+    with pytest.raises(SystemExit, match="--eval: 1 files for 2 runs"):
+        main(["lm-summary", "--keys", keys, *files[:-1], "--final-fraction", "0.5", "--raw-steps", "2", *outs])
 
 
 def test_power_law_recovers_known_parameters():

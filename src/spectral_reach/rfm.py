@@ -153,13 +153,13 @@ def theory(alphas: list[float], dim: int, kernel_samples: int, teacher_draws: in
     return pd.DataFrame(rows)
 
 
-def deviations(measured: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """Per alpha: mean and std over seeds, the relative deviation from each prediction, and
-    (when measured) the largest error of the KTA identity."""
-    stats = measured.groupby("alpha")[["chi_loss", "chi_net", "chi_pos"]].agg(["mean", "std"])
+def deviations(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """Per alpha: mean and std over seeds of ``runs`` (:func:`run`), the relative deviation from
+    each prediction, and (where ``runs`` has it) the largest error of the KTA identity."""
+    stats = runs.groupby("alpha")[["chi_loss", "chi_net", "chi_pos"]].agg(["mean", "std"])
     stats.columns = [f"{c}_{s}" for c, s in stats.columns]
-    if "kta_identity_abs_err" in measured:
-        stats["kta_identity_max_abs_err"] = measured.groupby("alpha")["kta_identity_abs_err"].max()
+    if "kta_identity_abs_err" in runs:
+        stats["kta_identity_max_abs_err"] = runs.groupby("alpha")["kta_identity_abs_err"].max()
     out = stats.reset_index().merge(curves, on="alpha")
     out["dev_chi_loss"] = out["chi_loss_mean"] / out["chi_loss"] - 1
     out["dev_chi_net"] = out["chi_net_mean"] / out["chi_net"] - 1

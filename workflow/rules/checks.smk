@@ -11,7 +11,7 @@ rule hutchinson_cv:
     log:
         "logs/hutchinson_cv/hutchinson_cv.log",
     benchmark:
-        "benchmarks/hutchinson_cv/hutchinson_cv.tsv"
+        "logs/benchmarks/hutchinson_cv/hutchinson_cv.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -34,7 +34,7 @@ rule entk_spectrum:
     log:
         "logs/entk_spectrum/entk_spectrum.log",
     benchmark:
-        "benchmarks/entk_spectrum/entk_spectrum.tsv"
+        "logs/benchmarks/entk_spectrum/entk_spectrum.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -63,7 +63,7 @@ rule fig06:
     log:
         "logs/fig06/fig06.log",
     benchmark:
-        "benchmarks/fig06/fig06.tsv"
+        "logs/benchmarks/fig06/fig06.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -87,7 +87,7 @@ rule fig12:
     log:
         "logs/fig12/fig12.log",
     benchmark:
-        "benchmarks/fig12/fig12.tsv"
+        "logs/benchmarks/fig12/fig12.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:

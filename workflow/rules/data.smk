@@ -10,7 +10,7 @@ rule stories_generate:
     log:
         "logs/stories_generate/{dataset}.log",
     benchmark:
-        "benchmarks/stories_generate/{dataset}.tsv"
+        "logs/benchmarks/stories_generate/{dataset}.tsv"
     wildcard_constraints:
         dataset=constraint(datasets_with("text", "generate")),
     conda:
@@ -34,7 +34,7 @@ rule stories_download:
     log:
         "logs/stories_download/{dataset}_{split}.log",
     benchmark:
-        "benchmarks/stories_download/{dataset}_{split}.tsv"
+        "logs/benchmarks/stories_download/{dataset}_{split}.tsv"
     wildcard_constraints:
         dataset=constraint(datasets_with("text", "hub")),
         split="train|test",
@@ -56,7 +56,7 @@ rule tokenizer_train:
     log:
         "logs/tokenizer_train/{dataset}.log",
     benchmark:
-        "benchmarks/tokenizer_train/{dataset}.tsv"
+        "logs/benchmarks/tokenizer_train/{dataset}.tsv"
     wildcard_constraints:
         dataset=constraint([d for d in datasets_with("text") if config["data"][d]["tokenizer"] is None]),
     conda:
@@ -81,7 +81,7 @@ rule stories_tokenize:
     log:
         "logs/stories_tokenize/{dataset}.log",
     benchmark:
-        "benchmarks/stories_tokenize/{dataset}.tsv"
+        "logs/benchmarks/stories_tokenize/{dataset}.tsv"
     wildcard_constraints:
         dataset=constraint(datasets_with("text")),
     conda:
@@ -101,7 +101,7 @@ rule images_generate:
     log:
         "logs/images_generate/{dataset}_part{part}.log",
     benchmark:
-        "benchmarks/images_generate/{dataset}_part{part}.tsv"
+        "logs/benchmarks/images_generate/{dataset}_part{part}.tsv"
     wildcard_constraints:
         dataset=constraint(datasets_with("image", "generate")),
         part=r"\d+",
@@ -122,7 +122,7 @@ rule cifar5m_download:
     log:
         "logs/cifar5m_download/{dataset}_part{part}.log",
     benchmark:
-        "benchmarks/cifar5m_download/{dataset}_part{part}.tsv"
+        "logs/benchmarks/cifar5m_download/{dataset}_part{part}.tsv"
     wildcard_constraints:
         dataset=constraint(datasets_with("image", "download")),
         part=r"\d+",
@@ -153,7 +153,7 @@ rule images_convert:
     log:
         "logs/images_convert/{dataset}.log",
     benchmark:
-        "benchmarks/images_convert/{dataset}.tsv"
+        "logs/benchmarks/images_convert/{dataset}.tsv"
     wildcard_constraints:
         dataset=constraint(datasets_with("image")),
     conda:

@@ -13,7 +13,7 @@ rule lm_train:
     log:
         "logs/lm_train/{dataset}/{size}/seed{seed}.log",
     benchmark:
-        "benchmarks/lm_train/{dataset}/{size}/seed{seed}.tsv"
+        "logs/benchmarks/lm_train/{dataset}/{size}/seed{seed}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     threads: 1
@@ -35,7 +35,7 @@ rule lm_train:
 
 rule lm_summary:
     input:
-        done=lambda w: [f"{lm_run_dir(w.dataset, s, seed)}/done.json" for s, seed in lm_runs(w.dataset)],
+        unpack(lambda w: run_files([lm_run_dir(w.dataset, *run) for run in lm_runs(w.dataset)], RUN_FILES)),
     output:
         runs="results/lm/{dataset}/summary/runs.csv",
         lnp="results/lm/{dataset}/summary/lnp_windows.parquet",
@@ -43,15 +43,16 @@ rule lm_summary:
     log:
         "logs/lm_summary/{dataset}.log",
     benchmark:
-        "benchmarks/lm_summary/{dataset}.tsv"
+        "logs/benchmarks/lm_summary/{dataset}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
-        runs=lambda w: json.dumps([[s, int(seed), lm_run_dir(w.dataset, s, seed)] for s, seed in lm_runs(w.dataset)]),
+        run_keys=lambda w: json.dumps([{"size": s, "seed": int(seed)} for s, seed in lm_runs(w.dataset)]),
         final_fraction=config["analysis"]["final_loss_fraction"],
         raw_steps=config["analysis"]["raw_steps"],
     shell:
-        "spectral-reach lm-summary --runs {params.runs:q} --final-fraction {params.final_fraction}"
+        "spectral-reach lm-summary --keys {params.run_keys:q} --done {input.done} --metrics {input.metrics}"
+        " --lnp {input.lnp} --eval {input.eval} --final-fraction {params.final_fraction}"
         " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-lnp {output.lnp}"
         " --out-curves {output.curves} > {log} 2>&1"
 
@@ -63,7 +64,7 @@ rule lm_table:
     log:
         "logs/lm_table/{dataset}.log",
     benchmark:
-        "benchmarks/lm_table/{dataset}.tsv"
+        "logs/benchmarks/lm_table/{dataset}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -94,7 +95,7 @@ rule lm_isocompute:
     log:
         "logs/lm_isocompute/{dataset}.log",
     benchmark:
-        "benchmarks/lm_isocompute/{dataset}.tsv"
+        "logs/benchmarks/lm_isocompute/{dataset}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -117,7 +118,7 @@ rule fig01:
     log:
         "logs/fig01/fig01.log",
     benchmark:
-        "benchmarks/fig01/fig01.tsv"
+        "logs/benchmarks/fig01/fig01.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -143,7 +144,7 @@ rule fig07:
     log:
         "logs/fig07/fig07.log",
     benchmark:
-        "benchmarks/fig07/fig07.tsv"
+        "logs/benchmarks/fig07/fig07.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -169,7 +170,7 @@ rule fig08:
     log:
         "logs/fig08/fig08.log",
     benchmark:
-        "benchmarks/fig08/fig08.tsv"
+        "logs/benchmarks/fig08/fig08.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -197,7 +198,7 @@ for _fig in ("fig10", "fig11"):
         log:
             f"logs/{_fig}/{_fig}.log",
         benchmark:
-            f"benchmarks/{_fig}/{_fig}.tsv"
+            f"logs/benchmarks/{_fig}/{_fig}.tsv"
         conda:
             "../../envs/spectral-reach.yaml"
         params:

@@ -16,7 +16,7 @@ rule probe_train:
     log:
         "logs/probe_train/{dataset}/{size}/seed{seed}_{backbone}.log",
     benchmark:
-        "benchmarks/probe_train/{dataset}/{size}/seed{seed}_{backbone}.tsv"
+        "logs/benchmarks/probe_train/{dataset}/{size}/seed{seed}_{backbone}.tsv"
     wildcard_constraints:
         backbone="pretrained|random",
     conda:
@@ -42,11 +42,8 @@ rule probe_train:
 
 rule probe_summary:
     input:
-        done=lambda w: [
-            f"results/probe/{w.dataset}/{s}/seed{seed}/{b}/done.json"
-            for s, seed in probe_runs(w.dataset)
-            for b in ("pretrained", "random")
-        ],
+        pretrained=lambda w: [f"{probe_dir(w.dataset, *run)}/pretrained/lnp.parquet" for run in probe_runs(w.dataset)],
+        random=lambda w: [f"{probe_dir(w.dataset, *run)}/random/lnp.parquet" for run in probe_runs(w.dataset)],
         runs="results/lm/{dataset}/summary/runs.csv",
     output:
         ratios="results/probe/{dataset}/summary/ratios.csv",
@@ -54,19 +51,18 @@ rule probe_summary:
     log:
         "logs/probe_summary/{dataset}.log",
     benchmark:
-        "benchmarks/probe_summary/{dataset}.tsv"
+        "logs/benchmarks/probe_summary/{dataset}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
-        runs=lambda w: json.dumps(
-            [[s, int(seed), f"results/probe/{w.dataset}/{s}/seed{seed}"] for s, seed in probe_runs(w.dataset)]
-        ),
+        run_keys=lambda w: json.dumps([{"size": s, "seed": int(seed)} for s, seed in probe_runs(w.dataset)]),
         steps=lambda w: config["lm"][w.dataset]["steps"],
         top_fraction=config["probe"]["top_fraction"],
         time_windows=json.dumps(config["probe"]["time_windows"]),
         raw_steps=config["analysis"]["raw_steps"],
     shell:
-        "spectral-reach probe-summary --runs {params.runs:q} --lm-runs {input.runs} --steps {params.steps}"
+        "spectral-reach probe-summary --keys {params.run_keys:q} --pretrained {input.pretrained}"
+        " --random {input.random} --lm-runs {input.runs} --steps {params.steps}"
         " --top-fraction {params.top_fraction} --time-windows {params.time_windows:q}"
         " --raw-steps {params.raw_steps} --out-ratios {output.ratios} --out-lnp {output.lnp} > {log} 2>&1"
 
@@ -82,7 +78,7 @@ rule fig04:
     log:
         "logs/fig04/fig04.log",
     benchmark:
-        "benchmarks/fig04/fig04.tsv"
+        "logs/benchmarks/fig04/fig04.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -105,7 +101,7 @@ rule fig05:
     log:
         "logs/fig05/fig05.log",
     benchmark:
-        "benchmarks/fig05/fig05.tsv"
+        "logs/benchmarks/fig05/fig05.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:

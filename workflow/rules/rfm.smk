@@ -7,7 +7,7 @@ rule rfm_lnp:
     log:
         "logs/rfm_lnp/alpha{alpha}.log",
     benchmark:
-        "benchmarks/rfm_lnp/alpha{alpha}.tsv"
+        "logs/benchmarks/rfm_lnp/alpha{alpha}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     threads: 1
@@ -25,7 +25,7 @@ rule rfm_theory:
     log:
         "logs/rfm_theory/theory.log",
     benchmark:
-        "benchmarks/rfm_theory/theory.tsv"
+        "logs/benchmarks/rfm_theory/theory.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -41,28 +41,29 @@ rule rfm_theory:
 
 rule rfm_summary:
     input:
-        measured=expand("results/rfm/alpha{alpha}.parquet", alpha=ALPHAS),
+        lnp=expand("results/rfm/alpha{alpha}.parquet", alpha=ALPHAS),
         theory="results/rfm/theory.csv",
     output:
-        measured="results/rfm/lnp.parquet",
+        lnp="results/rfm/lnp.parquet",
         csv=report("results/rfm/deviations.csv", caption="../report/rfm_deviations.rst", category="Fig. 3"),
         md="results/rfm/deviations.md",
     log:
         "logs/rfm_summary/summary.log",
     benchmark:
-        "benchmarks/rfm_summary/summary.tsv"
+        "logs/benchmarks/rfm_summary/summary.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     shell:
-        "spectral-reach rfm-summary --measured {input.measured} --theory {input.theory}"
-        " --out-measured {output.measured} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+        "spectral-reach rfm-summary --lnp {input.lnp} --theory {input.theory}"
+        " --out-lnp {output.lnp} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
 
 
 rule fig03:
     input:
         template=caption_template("fig03"),
-        measured="results/rfm/lnp.parquet",
+        lnp="results/rfm/lnp.parquet",
         theory="results/rfm/theory.csv",
+        deviations="results/rfm/deviations.csv",
     output:
         caption=caption("fig03"),
         pdf="figures/fig03_rfm.pdf",
@@ -70,7 +71,7 @@ rule fig03:
     log:
         "logs/fig03/fig03.log",
     benchmark:
-        "benchmarks/fig03/fig03.tsv"
+        "logs/benchmarks/fig03/fig03.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -78,7 +79,8 @@ rule fig03:
         input_dim=config["rfm"]["input_dim"],
     shell:
         figure_command(
-            "spectral-reach fig03 --measured {input.measured} --theory {input.theory} --input-dim {params.input_dim}"
+            "spectral-reach fig03 --lnp {input.lnp} --theory {input.theory} --deviations {input.deviations}"
+            " --input-dim {params.input_dim}"
         )
 
 

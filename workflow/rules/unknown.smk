@@ -11,7 +11,7 @@ rule unknown_run:
     log:
         "logs/unknown_run/{kind}/{a}/{b}/seed{seed}/{file}.log",
     benchmark:
-        "benchmarks/unknown_run/{kind}/{a}/{b}/seed{seed}/{file}.tsv"
+        "logs/benchmarks/unknown_run/{kind}/{a}/{b}/seed{seed}/{file}.tsv"
     wildcard_constraints:
         kind=not_one_of(f"{k}/{r}" for k, rs in configured_runs().items() for r in rs) + "(?:lm|probe|vit)",
         a="[^/]+",
@@ -33,7 +33,7 @@ rule unknown_dataset:
     log:
         "logs/unknown_dataset/{dataset}/{file}.log",
     benchmark:
-        "benchmarks/unknown_dataset/{dataset}/{file}.tsv"
+        "logs/benchmarks/unknown_dataset/{dataset}/{file}.tsv"
     wildcard_constraints:
         dataset=not_one_of(config["data"]) + "[^/]+",
         file=".+",

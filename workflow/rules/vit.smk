@@ -18,7 +18,7 @@ rule vit_train:
     log:
         "logs/vit_train/{par}/{vsize}/seed{seed}.log",
     benchmark:
-        "benchmarks/vit_train/{par}/{vsize}/seed{seed}.tsv"
+        "logs/benchmarks/vit_train/{par}/{vsize}/seed{seed}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     threads: 1
@@ -40,7 +40,7 @@ rule vit_train:
 
 rule vit_summary:
     input:
-        done=[f"{vit_run_dir(*run)}/done.json" for run in vit_runs()],
+        **run_files([vit_run_dir(*run) for run in vit_runs()], pick(RUN_FILES, ["done", "metrics", "lnp"])),
     output:
         runs="results/vit/summary/runs.csv",
         curves="results/vit/summary/curves.parquet",
@@ -48,15 +48,16 @@ rule vit_summary:
     log:
         "logs/vit_summary/summary.log",
     benchmark:
-        "benchmarks/vit_summary/summary.tsv"
+        "logs/benchmarks/vit_summary/summary.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
-        runs=json.dumps([[p, s, int(seed), vit_run_dir(p, s, seed)] for p, s, seed in vit_runs()]),
+        run_keys=json.dumps([{"parametrization": p, "size": s, "seed": int(seed)} for p, s, seed in vit_runs()]),
         final_fraction=config["analysis"]["final_loss_fraction"],
         raw_steps=config["analysis"]["raw_steps"],
     shell:
-        "spectral-reach vit-summary --runs {params.runs:q} --final-fraction {params.final_fraction}"
+        "spectral-reach vit-summary --keys {params.run_keys:q} --done {input.done} --metrics {input.metrics}"
+        " --lnp {input.lnp} --final-fraction {params.final_fraction}"
         " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-curves {output.curves}"
         " --out-lnp {output.lnp} > {log} 2>&1"
 
@@ -68,7 +69,7 @@ rule vit_table:
     log:
         "logs/vit_table/table.log",
     benchmark:
-        "benchmarks/vit_table/table.tsv"
+        "logs/benchmarks/vit_table/table.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:
@@ -102,7 +103,7 @@ rule fig09:
     log:
         "logs/fig09/fig09.log",
     benchmark:
-        "benchmarks/fig09/fig09.tsv"
+        "logs/benchmarks/fig09/fig09.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
     params:

@@ -1,4 +1,4 @@
-"""Summary tables of finished training runs (language models, probes, ViTs), read from run folders.
+"""Summary tables of finished training runs (language models, probes, ViTs), read from their files.
 
 Per run: parameters, what it saw (tokens or images), the final train loss (mean over the last
 ``final_fraction`` of steps), the final test loss and timings; its LNP curve
@@ -11,6 +11,7 @@ the ViTs of Fig. 9).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -19,20 +20,33 @@ import pandas as pd
 from .lm import final_train_loss, lnp_windows
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """What a finished run wrote that a summary reads, and the columns that name the run."""
+
+    key: dict
+    done: str | Path
+    metrics: str | Path
+    lnp: str | Path
+    eval: str | Path | None = None
+
+
 def summarise(
-    runs: Sequence[tuple[dict, str | Path]], final_fraction: float, raw_steps: int, unit: str, curves: str
+    runs: Sequence[RunFiles], final_fraction: float, raw_steps: int, unit: str, curves: str
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """``(runs, lnp windows, loss curves)`` of ``runs``: ``(key columns, run folder)`` pairs."""
+    """``(runs, lnp windows, loss curves)`` of ``runs``."""
     if curves not in ("test", "train"):
         raise ValueError(f"curves must be 'test' or 'train', not {curves!r}")
     rows, windows, loss_curves = [], [], []
-    for key, path in runs:
-        path = Path(path)
-        done = json.loads((path / "done.json").read_text())
-        metrics = pd.read_parquet(path / "metrics.parquet")
+    for run in runs:
+        key = run.key
+        done = json.loads(Path(run.done).read_text())
+        metrics = pd.read_parquet(run.metrics)
         row = {**key, "params": done["params"], unit: done[unit]}
         if curves == "test":
-            ev = pd.read_parquet(path / "eval.parquet")
+            if run.eval is None:
+                raise ValueError(f"run {key}: test-loss curves need its eval table")
+            ev = pd.read_parquet(run.eval)
             row[f"first_{unit}"] = int(ev[unit].iloc[0])
             loss_curves.append(ev.assign(**key))
         else:
@@ -49,5 +63,5 @@ def summarise(
                 "lnp_s": done["lnp_s"],
             }
         )
-        windows.append(lnp_windows(pd.read_parquet(path / "lnp.parquet"), raw_steps, unit).assign(**key))
+        windows.append(lnp_windows(pd.read_parquet(run.lnp), raw_steps, unit).assign(**key))
     return pd.DataFrame(rows), pd.concat(windows, ignore_index=True), pd.concat(loss_curves, ignore_index=True)

@@ -44,6 +44,25 @@ def figure(
     )
 
 
+def run_files(a: argparse.Namespace, tables: tuple[str, ...]) -> list:
+    """The runs a summary reads: ``--keys`` (a JSON list naming each run) and, per name in
+    ``tables``, one ``--<name>`` file per run in the same order."""
+    import json
+
+    from ..analysis.runs import RunFiles
+
+    keys = json.loads(a.keys)
+    for name in tables:
+        if len(getattr(a, name)) != len(keys):
+            raise SystemExit(f"--{name}: {len(getattr(a, name))} files for {len(keys)} runs in --keys")
+    return [RunFiles(key, **{name: getattr(a, name)[i] for name in tables}) for i, key in enumerate(keys)]
+
+
+def run_file_args(tables: tuple[str, ...]) -> dict:
+    """The flags :func:`run_files` reads."""
+    return {"keys": {"help": "JSON list of the columns naming each run"}, **{t: {"nargs": "+"} for t in tables}}
+
+
 def style(a: argparse.Namespace) -> dict:
     return {"width": a.width, "height": a.height, "dpi": a.dpi}
 

@@ -8,9 +8,10 @@ import json
 import pandas as pd
 
 from ..io import write_table
-from .common import by_dataset, caption, command, figure, log, preemptible, style
+from .common import by_dataset, caption, command, figure, log, preemptible, run_file_args, run_files, style
 
 INT, FLOAT = {"type": int}, {"type": float}
+LM_RUN_FILES = ("done", "metrics", "lnp", "eval")
 
 
 def train_lm(a: argparse.Namespace) -> None:
@@ -23,8 +24,9 @@ def train_lm(a: argparse.Namespace) -> None:
 def lm_summary(a: argparse.Namespace) -> None:
     from ..analysis.runs import summarise
 
-    runs = [({"size": size, "seed": seed}, path) for size, seed, path in json.loads(a.runs)]
-    table, windows, curves = summarise(runs, a.final_fraction, a.raw_steps, "tokens", curves="test")
+    table, windows, curves = summarise(
+        run_files(a, LM_RUN_FILES), a.final_fraction, a.raw_steps, "tokens", curves="test"
+    )
     write_table(table, a.out_runs)
     write_table(windows, a.out_lnp)
     write_table(curves, a.out_curves)
@@ -102,7 +104,7 @@ def register(sub) -> None:
         "lm-summary",
         lm_summary,
         "collect the runs of one data set into summary tables",
-        runs={"help": "JSON list of [size, seed, run folder]"},
+        **run_file_args(LM_RUN_FILES),
         final_fraction=FLOAT,
         raw_steps=INT,
         out_runs={},

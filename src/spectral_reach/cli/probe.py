@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import pandas as pd
 
@@ -18,8 +17,14 @@ def probe_summary(a: argparse.Namespace) -> None:
     params = pd.read_csv(a.lm_runs).groupby("size")["params"].first()
     windows = [tuple(w) for w in json.loads(a.time_windows)]
     ratios, curves = [], []
-    for size, seed, path in json.loads(a.runs):
-        tables = {b: pd.read_parquet(Path(path) / b / "lnp.parquet") for b in ("pretrained", "random")}
+    keys = json.loads(a.keys)
+    if not len(keys) == len(a.pretrained) == len(a.random):
+        raise SystemExit(
+            f"{len(keys)} probe pairs in --keys, {len(a.pretrained)} --pretrained, {len(a.random)} --random"
+        )
+    for key, pretrained, random in zip(keys, a.pretrained, a.random):
+        size, seed = key["size"], key["seed"]
+        tables = {"pretrained": pd.read_parquet(pretrained), "random": pd.read_parquet(random)}
         r = probe.ratio(tables["pretrained"], tables["random"], a.steps, a.top_fraction, windows)
         ratios.append(r.assign(size=size, seed=seed, params=params[size]))
         for b, df in tables.items():
@@ -55,7 +60,9 @@ def register(sub) -> None:
         "probe-summary",
         probe_summary,
         "Eq. 12 ratios and LNP windows of the probes of one data set",
-        runs={"help": "JSON list of [size, seed, folder holding pretrained/ and random/]"},
+        keys={"help": "JSON list of {size, seed} of each probe pair"},
+        pretrained={"nargs": "+", "help": "each pair's LNP table on the pretrained backbone"},
+        random={"nargs": "+", "help": "each pair's LNP table on the random backbone"},
         lm_runs={},
         steps={"type": int},
         top_fraction={"type": float},

@@ -28,9 +28,9 @@ def rfm_theory(a: argparse.Namespace) -> None:
 def rfm_summary(a: argparse.Namespace) -> None:
     from .. import rfm
 
-    runs = pd.concat([pd.read_parquet(p) for p in a.measured], ignore_index=True)
+    runs = pd.concat([pd.read_parquet(p) for p in a.lnp], ignore_index=True)
     table = rfm.deviations(runs, pd.read_csv(a.theory))
-    write_table(runs, a.out_measured)
+    write_table(runs, a.out_lnp)
     write_table(table, a.out_csv)
     write_table(
         table[
@@ -53,9 +53,9 @@ def rfm_summary(a: argparse.Namespace) -> None:
 def fig03(a: argparse.Namespace) -> None:
     from ..figures import fig03_rfm
 
-    runs, theory = pd.read_parquet(a.measured), pd.read_csv(a.theory)
-    fig03_rfm.plot(runs, theory, a.input_dim, a.pdf, a.png, **style(a))
-    caption(a, fig03_rfm.caption_values(runs, theory))
+    runs = pd.read_parquet(a.lnp)
+    fig03_rfm.plot(runs, pd.read_csv(a.theory), a.input_dim, a.pdf, a.png, **style(a))
+    caption(a, fig03_rfm.caption_values(runs, pd.read_csv(a.deviations)))
 
 
 def register(sub) -> None:
@@ -89,12 +89,17 @@ def register(sub) -> None:
         "rfm-summary",
         rfm_summary,
         "collect RFM runs; deviation table against theory",
-        measured={"nargs": "+"},
+        lnp={"nargs": "+", "help": "per-alpha LNP tables"},
         theory={},
-        out_measured={},
+        out_lnp={},
         out_csv={},
         out_md={},
     )
     figure(
-        sub, "fig03", fig03, "Fig. 3: RFM spectra and LNP against theory", files=("measured", "theory"), input_dim=INT
+        sub,
+        "fig03",
+        fig03,
+        "Fig. 3: RFM spectra and LNP against theory",
+        files=("lnp", "theory", "deviations"),
+        input_dim=INT,
     )

@@ -8,7 +8,9 @@ import json
 import pandas as pd
 
 from ..io import write_table
-from .common import caption, command, figure, log, preemptible, style
+from .common import caption, command, figure, log, preemptible, run_file_args, run_files, style
+
+VIT_RUN_FILES = ("done", "metrics", "lnp")
 
 
 def train_vit(a: argparse.Namespace) -> None:
@@ -22,10 +24,9 @@ def train_vit(a: argparse.Namespace) -> None:
 def vit_summary(a: argparse.Namespace) -> None:
     from ..analysis.runs import summarise
 
-    runs = [
-        ({"parametrization": par, "size": size, "seed": seed}, path) for par, size, seed, path in json.loads(a.runs)
-    ]
-    table, windows, curves = summarise(runs, a.final_fraction, a.raw_steps, "images", curves="train")
+    table, windows, curves = summarise(
+        run_files(a, VIT_RUN_FILES), a.final_fraction, a.raw_steps, "images", curves="train"
+    )
     write_table(table, a.out_runs)
     write_table(windows, a.out_lnp)
     write_table(curves, a.out_curves)
@@ -65,7 +66,7 @@ def register(sub) -> None:
         "vit-summary",
         vit_summary,
         "collect the ViT runs into summary tables",
-        runs={"help": "JSON list of [parametrization, size, seed, run folder]"},
+        **run_file_args(VIT_RUN_FILES),
         final_fraction={"type": float},
         raw_steps={"type": int},
         out_runs={},

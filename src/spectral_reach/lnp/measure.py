@@ -283,34 +283,23 @@ def measure(
         generator = torch.Generator(device=device).manual_seed(DEFAULT_SEED)
     cross = measure_batch is not None
     with PerSampleNorms(model, rules or {}, allow_random) as norms:
-        side = _measure_side(
-            model,
-            loss_fn,
-            batch,
-            norms,
-            params,
-            hutchinson,
-            generator,
-            need_grad=train_grad is None,
-            count_units=count_units,
-        )
-        grad_b = train_grad if train_grad is not None else side.grad
-        if cross:
-            other = _measure_side(
-                model,
-                loss_fn,
-                measure_batch,
-                norms,
-                params,
-                hutchinson,
-                generator,
-                need_grad=True,
-                count_units=count_units,
-            )
-        else:
-            other = side
-        delta = _dot(grad_b, other.grad if cross else grad_b)
 
+        def side_of(b: Batch, need_grad: bool) -> _Side:
+            return _measure_side(
+                model, loss_fn, b, norms, params, hutchinson, generator, need_grad=need_grad, count_units=count_units
+            )
+
+        side = side_of(batch, need_grad=train_grad is None)
+        other = side_of(measure_batch, need_grad=True) if cross else side
+        grad_b = train_grad if train_grad is not None else side.grad
+        delta = _dot(grad_b, other.grad if cross else grad_b)
+    return _record(side, other, delta, hutchinson, cross)
+
+
+def _record(side: _Side, other: _Side, delta: float, hutchinson: int | None, cross: bool) -> LNPRecord:
+    """The record from the two sides' sums (the module docstring's formulas): with ``g_sq`` =
+    ``||g_B||^2`` and ``j_sq`` = ``||J_B||_F^2``, ``chi_loss = sqrt(n g_sq n' g_sq')``,
+    ``chi_net = sqrt(j_sq / n * j_sq' / n')``, ``chi_pos = delta / sqrt(g_sq g_sq' j_sq j_sq')``."""
     chi_loss_raw = math.sqrt(side.g_sq * other.g_sq)
     chi_net_raw = math.sqrt(side.j_sq * other.j_sq)
     return LNPRecord(

@@ -176,7 +176,8 @@ class _Loop:
         if spec.compile and not compiled:
             log.info("compile: true applies on CUDA; the training step runs eager on %s", self.device)
         self.step_model = torch.compile(self.task.model) if compiled else self.task.model
-        self.measured = lnp_steps(spec.steps, spec.lnp["per_decade"], spec.lnp["width"])
+        # {step: index of the LNP window it belongs to}
+        self.window_of = lnp_steps(spec.steps, spec.lnp["per_decade"], spec.lnp["width"])
         self.evaluated = set(eval_steps(spec.steps, spec.eval["per_decade"]))
 
     def resume(self) -> None:
@@ -236,7 +237,7 @@ class _Loop:
         loss = self.task.loss(logits, y)
         loss.backward()
         self.prefetch(step + 1)
-        lnp_s = self.measure(step, x, y) if step in self.measured else 0.0
+        lnp_s = self.measure(step, x, y) if step in self.window_of else 0.0
         self.task.optimizer.step()
         lr = self.sched.get_last_lr()[0]
         self.sched.step()
@@ -285,7 +286,7 @@ class _Loop:
                 train_grad=[p.grad for p in self.params],
                 generator=gen,
             )
-        row = {"step": step, "window": self.measured[step], self.task.unit_name: self.seen(step), **rec.as_row()}
+        row = {"step": step, "window": self.window_of[step], self.task.unit_name: self.seen(step), **rec.as_row()}
         self.rows["lnp"].append(row)
         return time.perf_counter() - t_lnp
 
@@ -326,7 +327,7 @@ def run(
         spec.steps,
         task.units,
         task.unit_name,
-        len(loop.measured),
+        len(loop.window_of),
     )
     previous = signal.signal(signal.SIGTERM, loop.on_sigterm)
     task.model.train()

@@ -1,0 +1,153 @@
+# What each training run is: the runs a config defines, their folders, their settings (spec, as
+# sorted JSON so that params compare by content), their resources, and the files a summary reads.
+import json
+
+
+def lm_runs(dataset):
+    """``(size, seed)`` of every training run of a data set."""
+    c = config["lm"][dataset]
+    return [(size, seed) for size in c["sizes"] for seed in c["seeds"]]
+
+
+def probe_runs(dataset):
+    """``(size, seed)`` of every probe pair (pretrained and random backbone) of a data set."""
+    return [(size, seed) for size, seed in lm_runs(dataset) if seed in config["probe"]["seeds"]]
+
+
+def check_run(name):
+    """The training run a verification check reads (``checks.<name>``: dataset, size, seed)."""
+    c = config["checks"][name]
+    if (
+        c["dataset"] not in LM_DATASETS
+        or c["size"] not in config["lm"][c["dataset"]]["sizes"]
+        or c["seed"] not in config["lm"][c["dataset"]]["seeds"]
+    ):
+        raise ValueError(
+            f"config checks.{name}: no training run {c['dataset']}/{c['size']}/seed{c['seed']} "
+            f"(datasets {LM_DATASETS}; sizes and seeds under lm.<dataset>)"
+        )
+    return {"dataset": c["dataset"], "size": c["size"], "seed": c["seed"]}
+
+
+for _check in ("hutchinson", "entk"):
+    check_run(_check)
+
+
+def lm_run_dir(dataset, size, seed):
+    return f"results/lm/{dataset}/{size}/seed{seed}"
+
+
+def probe_dir(dataset, size, seed):
+    """The folder of one probe pair: ``pretrained/`` and ``random/`` runs."""
+    return f"results/probe/{dataset}/{size}/seed{seed}"
+
+
+def run_files(dirs, files):
+    """``{name: [<dir>/<file> for each run folder]}``: the files a summary rule reads, as named inputs."""
+    return {name: [f"{d}/{file}" for d in dirs] for name, file in files.items()}
+
+
+RUN_FILES = {"done": "done.json", "metrics": "metrics.parquet", "lnp": "lnp.parquet", "eval": "eval.parquet"}
+
+
+def lm_spec(dataset, size, seed, trainable="all"):
+    """Everything one training run depends on, as sorted JSON (so params compare by content)."""
+    c, d = config["lm"][dataset], config["data"][dataset]
+    shape = {k: v for k, v in c["sizes"][size].items() if k not in ("lr", "resources")}
+    spec = {
+        "size": shape,
+        "vocab_size": d["vocab_size"],
+        "lr": c["sizes"][size]["lr"],
+        "seed": int(seed),
+        "betas": c["optimizer"]["betas"],
+        "eps": c["optimizer"]["eps"],
+        "weight_decay": c["optimizer"]["weight_decay"],
+        "trainable": trainable,
+        **pick(
+            c,
+            [
+                "context_length",
+                "batch_size",
+                "steps",
+                "warmup",
+                "schedule",
+                "data_seed",
+                "lnp",
+                "eval",
+                "checkpoint_every",
+                "log_every",
+                "device",
+                "precision",
+                "compile",
+            ],
+        ),
+    }
+    return json.dumps(spec, sort_keys=True)
+
+
+def lm_resources(dataset, size):
+    """Scheduler resources of a size: the data set's defaults, updated by the size's own."""
+    c = config["lm"][dataset]
+    return {**c["resources"], **c["sizes"][size].get("resources", {})}
+
+
+def lm_resource(name):
+    """The rule-resource callable for ``name`` of a training job; ``runtime`` grows with the attempt."""
+    if name == "runtime":
+        return lambda w, attempt: lm_resources(w.dataset, w.size)["runtime"] * attempt
+    return lambda w: lm_resources(w.dataset, w.size)[name]
+
+
+def vit_runs():
+    """``(parametrization, size, seed)`` of every ViT run."""
+    return [(p, s, seed) for p in PARAMETRIZATIONS for s in VIT[p]["sizes"] for seed in VIT["seeds"]] if VIT else []
+
+
+def vit_run_dir(par, size, seed):
+    return f"results/vit/{par}/{size}/seed{seed}"
+
+
+def vit_spec(par, size, seed):
+    """Everything one ViT run depends on, as sorted JSON."""
+    row = VIT[par]["sizes"][size]
+    mup = {k: VIT["mup"][k] for k in ("base_width", "init_std", "output_mult")} if par == "mup" else None
+    spec = {
+        "size": {k: row[k] for k in ("hidden", "mlp", "heads", "layers", "patch")},
+        "lr": row["lr"],
+        "seed": int(seed),
+        "parametrization": par,
+        "mup": mup,
+        "betas": VIT["optimizer"]["betas"],
+        "eps": VIT["optimizer"]["eps"],
+        "weight_decay": VIT["optimizer"]["weight_decay"],
+        **pick(
+            VIT,
+            [
+                "batch_size",
+                "passes",
+                "steps",
+                "warmup",
+                "schedule",
+                "data_seed",
+                "lnp",
+                "eval",
+                "checkpoint_every",
+                "log_every",
+                "device",
+                "precision",
+                "compile",
+            ],
+        ),
+    }
+    return json.dumps(spec, sort_keys=True)
+
+
+def vit_resource(name):
+    """The rule-resource callable for ``name`` of a ViT job; ``runtime`` grows with the attempt."""
+
+    def value(w):
+        return {**VIT["resources"], **VIT[w.par]["sizes"][w.vsize].get("resources", {})}[name]
+
+    if name == "runtime":
+        return lambda w, attempt: value(w) * attempt
+    return value

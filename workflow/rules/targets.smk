@@ -1,0 +1,66 @@
+# What can be asked for: the default targets (rule all), and the helpers that turn a target naming
+# no configured run or data set into an error listing the valid ones (unknown.smk).
+
+
+def vit_targets():
+    if not VIT:
+        return []
+    return ["results/tables/vit_sizes.md", "figures/fig09_vit.pdf", "figures/fig09_vit.png"]
+
+
+def lm_targets():
+    figs = [
+        "fig01_scaling",
+        "fig04_probe_ratio",
+        "fig05_chi_net",
+        "fig06_hutchinson",
+        "fig07_test_loss",
+        "fig08_isocompute",
+        "fig10_components",
+        "fig11_components",
+        "fig12_entk",
+    ]
+    return (
+        [f"results/tables/lm_sizes_{d}.md" for d in LM_DATASETS]
+        + [f"results/probe/{d}/summary/ratios.csv" for d in LM_DATASETS]
+        + [f"figures/{f}.{ext}" for f in figs for ext in ("pdf", "png")]
+    )
+
+
+def all_targets():
+    return [
+        "results/rfm/deviations.md",
+        "figures/fig03_rfm.pdf",
+        "figures/fig03_rfm.png",
+        *lm_targets(),
+        *vit_targets(),
+    ]
+
+
+def configured_runs():
+    """``{kind: ["<a>/<b>/seed<n>", ...]}`` of every run the config defines, by results folder."""
+    return {
+        "lm": [f"{d}/{s}/seed{seed}" for d in LM_DATASETS for s, seed in lm_runs(d)],
+        "probe": [f"{d}/{s}/seed{seed}" for d in LM_DATASETS for s, seed in probe_runs(d)],
+        "vit": [f"{p}/{s}/seed{seed}" for p, s, seed in vit_runs()],
+    }
+
+
+def not_one_of(prefixes):
+    """A regex that fails at the start of any of ``prefixes`` followed by '/'."""
+    return f"(?!(?:{'|'.join(re.escape(p) for p in prefixes) or '(?!)'})/)"
+
+
+def unknown_run(w):
+    runs = configured_runs()[w.kind]
+    raise ValueError(
+        f"results/{w.kind}/{w.a}/{w.b}/seed{w.seed}: no such {w.kind} run in the config. "
+        f"Valid runs under results/{w.kind}/: {', '.join(runs) or 'none'}"
+    )
+
+
+def unknown_dataset(w):
+    raise ValueError(
+        f"results/data/{w.dataset}: no data set {w.dataset!r} in the config (config key data). "
+        f"Valid data sets: {', '.join(config['data'])}"
+    )
