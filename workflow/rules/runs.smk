@@ -151,3 +151,22 @@ def vit_resource(name):
     if name == "runtime":
         return lambda w, attempt: value(w) * attempt
     return value
+
+
+def forecast_jobs():
+    """One spec per kind of training job (the first seed's), with how many jobs share it."""
+    jobs = []
+    for d in LM_DATASETS:
+        c = config["lm"][d]
+        probes = 2 * len([seed for seed in c["seeds"] if seed in config["probe"]["seeds"]])
+        for size in c["sizes"]:
+            row = {"group": d, "size": size}
+            jobs.append({**row, "rule": "lm_train", "count": len(c["seeds"]), "spec": lm_spec(d, size, c["seeds"][0])})
+            if probes:
+                spec = lm_spec(d, size, c["seeds"][0], trainable="head")
+                jobs.append({**row, "rule": "probe_train", "count": probes, "spec": spec})
+    for p, s, seed in vit_runs():
+        if seed == VIT["seeds"][0]:
+            row = {"group": p, "size": s, "rule": "vit_train", "count": len(VIT["seeds"])}
+            jobs.append({**row, "spec": vit_spec(p, s, seed)})
+    return json.dumps([{**j, "spec": json.loads(j["spec"])} for j in jobs], sort_keys=True)

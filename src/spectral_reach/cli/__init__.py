@@ -1,7 +1,8 @@
 """Command line: one subcommand per kind of workflow rule; arguments mirror the rule's params.
 
 Each module declares the subcommands of one stage next to the functions they call:
-:mod:`.data`, :mod:`.rfm`, :mod:`.lm`, :mod:`.probe`, :mod:`.vit`, :mod:`.checks`.
+:mod:`.data`, :mod:`.rfm`, :mod:`.lm`, :mod:`.probe`, :mod:`.vit`, :mod:`.checks`, and
+:mod:`.forecast` (what the training jobs will cost).
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from . import checks, data, lm, probe, rfm, vit
+from . import checks, data, forecast, lm, probe, rfm, vit
 
-STAGES = (rfm, data, lm, vit, probe, checks)
+STAGES = (rfm, data, lm, vit, probe, checks, forecast)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -78,18 +78,11 @@ def _check_data(spec: RunSpec, data_dir: Path) -> tuple[TrainOrder, FixedSet, Fi
     return order, measure_set, test_set
 
 
-def train(
-    spec: RunSpec,
-    data_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    state_dir: str | os.PathLike,
-    backbone: str | None = None,
-) -> dict[str, Any]:
-    """Run (or resume) one language-model or probe run; writes what :func:`.loop.run` writes."""
-    device = pick_device(spec.device)
+def task(spec: RunSpec, data_dir: str | os.PathLike, device: torch.device, backbone: str | None = None) -> Task:
+    """The run's model, optimizer, data and loss, checked against ``data_dir``."""
     order, measure_set, test_set = _check_data(spec, Path(data_dir))
     model = _model(spec, backbone).to(device)
-    task = Task(
+    return Task(
         model=model,
         optimizer=adamw([p for p in model.parameters() if p.requires_grad], spec, device),
         order=order,
@@ -101,4 +94,15 @@ def train(
         hutchinson=spec.lnp["hutchinson"],
         load_state=lambda path: llama.load(path).state_dict(),
     )
-    return run(task, spec, device, out_dir, state_dir)
+
+
+def train(
+    spec: RunSpec,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    state_dir: str | os.PathLike,
+    backbone: str | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) one language-model or probe run; writes what :func:`.loop.run` writes."""
+    device = pick_device(spec.device)
+    return run(task(spec, data_dir, device, backbone), spec, device, out_dir, state_dir)

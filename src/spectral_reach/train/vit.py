@@ -57,11 +57,9 @@ def _split(data_dir: Path, split: str) -> Images:
     return Images(data_dir / f"{split}_rgb.bin", data_dir / f"{split}_labels.bin")
 
 
-def train_vit(
-    spec: ViTSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike, state_dir: str | os.PathLike
-) -> dict[str, Any]:
-    """Run (or resume) one ViT run; writes what :func:`.loop.run` writes."""
-    data_dir, device = Path(data_dir), pick_device(spec.device)
+def task(spec: ViTSpec, data_dir: str | os.PathLike, device: torch.device) -> Task:
+    """The run's model, optimizer, data and loss, checked against ``data_dir``."""
+    data_dir = Path(data_dir)
     order = TrainOrder(_split(data_dir, "train"), spec.batch_size, spec.data_seed, spec.passes)
     if spec.steps > order.steps:
         raise ValueError(
@@ -78,7 +76,7 @@ def train_vit(
     opt = optimizer(
         model, spec.parametrization, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay
     )
-    task = Task(
+    return Task(
         model=model,
         optimizer=opt,
         order=order,
@@ -90,4 +88,11 @@ def train_vit(
         hutchinson=None,
         load_state=lambda path: load_file(Path(path) / "model.safetensors", device=str(device)),
     )
-    return run(task, spec, device, out_dir, state_dir)
+
+
+def train_vit(
+    spec: ViTSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike, state_dir: str | os.PathLike
+) -> dict[str, Any]:
+    """Run (or resume) one ViT run; writes what :func:`.loop.run` writes."""
+    device = pick_device(spec.device)
+    return run(task(spec, data_dir, device), spec, device, out_dir, state_dir)

@@ -1,0 +1,63 @@
+"""The cost forecast: its schedule counts against a real run's tables, its job list against the
+workflow's jobs, and its timings taken on the job's own model."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pandas as pd
+import pytest
+from test_train import SPEC as LM_SPEC
+from test_vit import SPEC as VIT_SPEC
+from workflow_run import ROOT, snakemake
+
+from spectral_reach.models import llama
+from spectral_reach.train import RunSpec, forecast, train
+
+
+def test_schedule_counts_are_those_of_a_real_run(text_data, tmp_path):
+    spec = RunSpec.from_dict({**LM_SPEC, "steps": 30})
+    train(spec, text_data, tmp_path / "run", tmp_path / "state")
+    h = forecast.job_hours(spec, t_step=0.02, t_lnp=0.5, t_eval=3.0)
+    assert h["n_lnp"] == len(pd.read_parquet(tmp_path / "run/lnp.parquet"))
+    assert h["n_eval"] == len(pd.read_parquet(tmp_path / "run/eval.parquet"))
+    seconds = 30 * 0.02 + h["n_lnp"] * 0.5 + h["n_eval"] * 3.0
+    assert h["hours"] == pytest.approx(seconds / 3600, rel=1e-12)
+    assert h["lnp_fraction"] == pytest.approx(h["n_lnp"] * 0.5 / seconds, rel=1e-12)
+
+
+def test_every_job_kind_is_timed_on_its_own_model():
+    jobs = [
+        {"rule": "lm_train", "group": "toy", "size": "s", "count": 3, "spec": {**LM_SPEC, "device": "cpu"}},
+        {
+            "rule": "probe_train",
+            "group": "toy",
+            "size": "s",
+            "count": 6,
+            "spec": {**LM_SPEC, "device": "cpu", "trainable": "head"},
+        },
+        {"rule": "vit_train", "group": "standard", "size": "w24", "count": 1, "spec": VIT_SPEC},
+    ]
+    table = forecast.forecast(jobs, warmup=1, repeats=2)
+    assert table["rule"].tolist() == ["lm_train", "probe_train", "vit_train"]
+    n_lm = llama.count_parameters(LM_SPEC["size"], LM_SPEC["vocab_size"])
+    assert table["params"].tolist()[:2] == [n_lm, n_lm]
+    for col in ("t_step", "t_lnp", "t_eval", "hours"):
+        assert (table[col] > 0).all(), col
+    assert (table["hours_all"] == table["hours"] * table["count"]).all()
+    text = forecast.report(table, "CPU")
+    assert f"**{table['hours_all'].sum():.3g}**" in text
+
+
+def test_the_forecast_rule_covers_every_training_job_of_the_paper_config(tmp_path):
+    out = snakemake(ROOT, "results/forecast/forecast.md", "-n", "-p", "--configfile", "config/paper.yaml").stdout
+    jobs = json.loads(re.search(r"--jobs '(.*?)' --warmup", out).group(1))
+    counts = Counter()
+    for job in jobs:
+        counts[job["rule"]] += job["count"]
+    planned = snakemake(ROOT, "-n", "-q", "rules", "--configfile", "config/paper.yaml").stdout
+    for rule in ("lm_train", "probe_train", "vit_train"):
+        assert counts[rule] == int(re.search(rf"^{rule}\s+(\d+)$", planned, re.M).group(1)), rule
+    assert len({json.dumps(j["spec"], sort_keys=True) for j in jobs}) == len(jobs)
