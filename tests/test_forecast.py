@@ -36,6 +36,7 @@ def test_every_job_kind_is_timed_on_its_own_model():
             "group": "toy",
             "size": "s",
             "count": 6,
+            "runs_per_gpu": 2,
             "spec": {**LM_SPEC, "device": "cpu", "trainable": "head"},
         },
         {"rule": "vit_train", "group": "standard", "size": "w24", "count": 1, "spec": VIT_SPEC},
@@ -46,9 +47,12 @@ def test_every_job_kind_is_timed_on_its_own_model():
     assert table["params"].tolist()[:2] == [n_lm, n_lm]
     for col in ("t_step", "t_lnp", "t_eval", "hours"):
         assert (table[col] > 0).all(), col
-    assert (table["hours_all"] == table["hours"] * table["count"]).all()
+    packed = table.iloc[1]
+    assert table["gain"].tolist()[::2] == [1.0, 1.0] and packed["gain"] > 0  # two processes stepped at once
+    assert (table["device_hours"] == table["hours"] / table["gain"]).all()
+    assert (table["device_hours_all"] == table["device_hours"] * table["count"]).all()
     text = forecast.report(table, "CPU")
-    assert f"**{table['hours_all'].sum():.3g}**" in text
+    assert f"**{table['device_hours_all'].sum():.3g}**" in text
 
 
 def test_the_forecast_rule_covers_every_training_job_of_the_paper_config(tmp_path):

@@ -21,6 +21,14 @@ def check_settings(config):
             )
         if run["warmup"] >= run["steps"]:
             raise ValueError(f"{key}.warmup={run['warmup']} must be below {key}.steps={run['steps']}")
+    blocks = [(f"lm.{d}.sizes.{s}", lm_resources(d, s)) for d in LM_DATASETS for s in config["lm"][d]["sizes"]]
+    blocks += [(f"vit.{p}.sizes.{s}", vit_resources(p, s)) for p in PARAMETRIZATIONS if VIT for s in VIT[p]["sizes"]]
+    for key, r in blocks:
+        if r.get("runs_per_gpu", 1) > 1 and r.get("gpu") != 1:
+            raise ValueError(
+                f"{key}.runs_per_gpu={r['runs_per_gpu']} with gpu={r.get('gpu')}: runs share one GPU, so "
+                f"set {key}.gpu: 1, or runs_per_gpu: 1"
+            )
     vit = config.get("vit")
     parts = config["data"].get(vit["dataset"], {}) if vit else {}
     generated = parts.get("source", {}).get("generate")
@@ -71,8 +79,20 @@ if VIT is not None and config["data"].get(VIT["dataset"], {}).get("kind") != "im
         f"config key vit.dataset: {VIT['dataset']!r} is not an image data set under data "
         f"(have: {', '.join(datasets_with('image'))})"
     )
-check_settings(config)  # after the checks above, which name unknown data sets
 PARAMETRIZATIONS = ("standard", "mup")
+
+
+def lm_resources(dataset, size):
+    """Scheduler resources of a size: the data set's defaults, updated by the size's own."""
+    c = config["lm"][dataset]
+    return {**c["resources"], **c["sizes"][size].get("resources", {})}
+
+
+def vit_resources(par, size):
+    return {**VIT["resources"], **VIT[par]["sizes"][size].get("resources", {})}
+
+
+check_settings(config)  # after the checks above, which name unknown data sets
 VIT_SIZES = sorted({s for p in PARAMETRIZATIONS for s in (VIT[p]["sizes"] if VIT else {})})
 
 for _fig in ("fig10", "fig11"):

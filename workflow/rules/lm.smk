@@ -14,6 +14,8 @@ rule lm_train:
         "logs/lm_train/{dataset}/{size}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/lm_train/{dataset}/{size}/seed{seed}.tsv"
+    group:
+        lambda w: pack_group(lm_resources(w.dataset, w.size))
     conda:
         "../../envs/spectral-reach.yaml"
     threads: 1
@@ -22,6 +24,8 @@ rule lm_train:
         mem_mb=lm_resource("mem_mb"),
         runtime=lm_resource("runtime"),
         cpus_per_gpu=lm_resource("cpus_per_gpu"),
+        gres=lm_resource("gres"),
+        gpu_share=lm_resource("gpu_share"),
     params:
         spec=lambda w: lm_spec(w.dataset, w.size, w.seed),
         # Resume checkpoints: not an output, so Snakemake does not delete them before a rerun.

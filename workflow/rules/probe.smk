@@ -19,6 +19,8 @@ rule probe_train:
         "logs/benchmarks/probe_train/{dataset}/{size}/seed{seed}_{backbone}.tsv"
     wildcard_constraints:
         backbone="pretrained|random",
+    group:
+        lambda w: pack_group(lm_resources(w.dataset, w.size))
     conda:
         "../../envs/spectral-reach.yaml"
     threads: 1
@@ -27,6 +29,8 @@ rule probe_train:
         mem_mb=lm_resource("mem_mb"),
         runtime=lm_resource("runtime"),
         cpus_per_gpu=lm_resource("cpus_per_gpu"),
+        gres=lm_resource("gres"),
+        gpu_share=lm_resource("gpu_share"),
     params:
         spec=lambda w: lm_spec(w.dataset, w.size, w.seed, trainable="head"),
         backbone=lambda w: (

@@ -85,17 +85,33 @@ def lm_spec(dataset, size, seed, trainable="all"):
     return json.dumps(spec, sort_keys=True)
 
 
-def lm_resources(dataset, size):
-    """Scheduler resources of a size: the data set's defaults, updated by the size's own."""
-    c = config["lm"][dataset]
-    return {**c["resources"], **c["sizes"][size].get("resources", {})}
+def training_resource(r, name, attempt):
+    """Resource ``name`` of a training job whose config resources are ``r``; ``runtime`` grows with
+    the attempt. A job with ``runs_per_gpu: k > 1`` shares its GPU with k - 1 others: it takes
+    ``100 / k`` of ``gpu_share`` (a workstation runs as many as fit ``--resources gpu_share=100``
+    per GPU), and for SLURM it asks for the string ``gres: gpu:1`` instead of ``gpu: 1``, which a
+    group job of k packed runs (group ``gpu_pack<k>``, see profiles/slurm) asks for once, while
+    memory adds up; its CPUs are a k-th of the GPU's. ``None`` leaves the resource out."""
+    k = r.get("runs_per_gpu", 1)
+    values = {
+        "gpu": r["gpu"] if k == 1 else None,
+        "gres": f"gpu:{r['gpu']}" if k > 1 else None,
+        "gpu_share": 100 * r["gpu"] // k,
+        "cpus_per_gpu": max(1, r["cpus_per_gpu"] // k),
+        "runtime": r["runtime"] * attempt,
+    }
+    return values[name] if name in values else r[name]
+
+
+def pack_group(r):
+    """The job group of packed runs: ``gpu_pack<k>`` for ``runs_per_gpu: k > 1``, else none."""
+    k = r.get("runs_per_gpu", 1)
+    return f"gpu_pack{k}" if k > 1 else None
 
 
 def lm_resource(name):
-    """The rule-resource callable for ``name`` of a training job; ``runtime`` grows with the attempt."""
-    if name == "runtime":
-        return lambda w, attempt: lm_resources(w.dataset, w.size)["runtime"] * attempt
-    return lambda w: lm_resources(w.dataset, w.size)[name]
+    """The rule-resource callable for ``name`` of a language-model or probe job."""
+    return lambda w, attempt: training_resource(lm_resources(w.dataset, w.size), name, attempt)
 
 
 def vit_runs():
@@ -143,14 +159,8 @@ def vit_spec(par, size, seed):
 
 
 def vit_resource(name):
-    """The rule-resource callable for ``name`` of a ViT job; ``runtime`` grows with the attempt."""
-
-    def value(w):
-        return {**VIT["resources"], **VIT[w.par]["sizes"][w.vsize].get("resources", {})}[name]
-
-    if name == "runtime":
-        return lambda w, attempt: value(w) * attempt
-    return value
+    """The rule-resource callable for ``name`` of a ViT job."""
+    return lambda w, attempt: training_resource(vit_resources(w.par, w.vsize), name, attempt)
 
 
 def forecast_jobs():
@@ -160,13 +170,14 @@ def forecast_jobs():
         c = config["lm"][d]
         probes = 2 * len([seed for seed in c["seeds"] if seed in config["probe"]["seeds"]])
         for size in c["sizes"]:
-            row = {"group": d, "size": size}
+            row = {"group": d, "size": size, "runs_per_gpu": lm_resources(d, size).get("runs_per_gpu", 1)}
             jobs.append({**row, "rule": "lm_train", "count": len(c["seeds"]), "spec": lm_spec(d, size, c["seeds"][0])})
             if probes:
                 spec = lm_spec(d, size, c["seeds"][0], trainable="head")
                 jobs.append({**row, "rule": "probe_train", "count": probes, "spec": spec})
     for p, s, seed in vit_runs():
         if seed == VIT["seeds"][0]:
-            row = {"group": p, "size": s, "rule": "vit_train", "count": len(VIT["seeds"])}
+            k = vit_resources(p, s).get("runs_per_gpu", 1)
+            row = {"group": p, "size": s, "rule": "vit_train", "count": len(VIT["seeds"]), "runs_per_gpu": k}
             jobs.append({**row, "spec": vit_spec(p, s, seed)})
     return json.dumps([{**j, "spec": json.loads(j["spec"])} for j in jobs], sort_keys=True)

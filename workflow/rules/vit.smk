@@ -19,6 +19,8 @@ rule vit_train:
         "logs/vit_train/{par}/{vsize}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/vit_train/{par}/{vsize}/seed{seed}.tsv"
+    group:
+        lambda w: pack_group(vit_resources(w.par, w.vsize))
     conda:
         "../../envs/spectral-reach.yaml"
     threads: 1
@@ -27,6 +29,8 @@ rule vit_train:
         mem_mb=vit_resource("mem_mb"),
         runtime=vit_resource("runtime"),
         cpus_per_gpu=vit_resource("cpus_per_gpu"),
+        gres=vit_resource("gres"),
+        gpu_share=vit_resource("gpu_share"),
     params:
         spec=lambda w: vit_spec(w.par, w.vsize, w.seed),
         # Resume checkpoints: not an output, so Snakemake does not delete them before a rerun.

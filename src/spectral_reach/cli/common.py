@@ -44,6 +44,34 @@ def figure(
     )
 
 
+def summary(sub, name: str, help: str, tables: tuple[str, ...], unit: str, curves: str) -> None:
+    """A summary command: each run's ``tables`` (:func:`run_files`) into the runs, LNP-window and
+    loss-curve tables of :func:`..analysis.runs.summarise` (``unit``: tokens or images)."""
+
+    def fn(a: argparse.Namespace) -> None:
+        from ..analysis.runs import summarise
+        from ..io import write_table
+
+        table, windows, loss_curves = summarise(run_files(a, tables), a.final_fraction, a.raw_steps, unit, curves)
+        write_table(table, a.out_runs)
+        write_table(windows, a.out_lnp)
+        write_table(loss_curves, a.out_curves)
+        log.info("runs:\n%s", table.to_string())
+
+    command(
+        sub,
+        name,
+        fn,
+        help,
+        **run_file_args(tables),
+        final_fraction={"type": float},
+        raw_steps={"type": int},
+        out_runs={},
+        out_lnp={},
+        out_curves={},
+    )
+
+
 def run_files(a: argparse.Namespace, tables: tuple[str, ...]) -> list:
     """The runs a summary reads: ``--keys`` (a JSON list naming each run) and, per name in
     ``tables``, one ``--<name>`` file per run in the same order."""

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from ..io import write_table
-from .common import by_dataset, caption, command, figure, log, preemptible, run_file_args, run_files, style
+from .common import by_dataset, caption, command, figure, log, preemptible, style, summary
 
 INT, FLOAT = {"type": int}, {"type": float}
 LM_RUN_FILES = ("done", "metrics", "lnp", "eval")
@@ -19,18 +19,6 @@ def train_lm(a: argparse.Namespace) -> None:
 
     spec = RunSpec.from_dict(json.loads(a.spec))
     preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir, a.backbone))
-
-
-def lm_summary(a: argparse.Namespace) -> None:
-    from ..analysis.runs import summarise
-
-    table, windows, curves = summarise(
-        run_files(a, LM_RUN_FILES), a.final_fraction, a.raw_steps, "tokens", curves="test"
-    )
-    write_table(table, a.out_runs)
-    write_table(windows, a.out_lnp)
-    write_table(curves, a.out_curves)
-    log.info("runs:\n%s", table.to_string())
 
 
 def lm_table(a: argparse.Namespace) -> None:
@@ -99,18 +87,7 @@ def register(sub) -> None:
         state_dir={},
         backbone={"default": None},
     )
-    command(
-        sub,
-        "lm-summary",
-        lm_summary,
-        "collect the runs of one data set into summary tables",
-        **run_file_args(LM_RUN_FILES),
-        final_fraction=FLOAT,
-        raw_steps=INT,
-        out_runs={},
-        out_lnp={},
-        out_curves={},
-    )
+    summary(sub, "lm-summary", "collect the runs of one data set into summary tables", LM_RUN_FILES, "tokens", "test")
     command(
         sub,
         "lm-table",

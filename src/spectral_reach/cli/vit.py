@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from ..io import write_table
-from .common import caption, command, figure, log, preemptible, run_file_args, run_files, style
+from .common import caption, command, figure, log, preemptible, style, summary
 
 VIT_RUN_FILES = ("done", "metrics", "lnp")
 
@@ -19,18 +19,6 @@ def train_vit(a: argparse.Namespace) -> None:
 
     spec = ViTSpec.from_dict(json.loads(a.spec))
     preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir))
-
-
-def vit_summary(a: argparse.Namespace) -> None:
-    from ..analysis.runs import summarise
-
-    table, windows, curves = summarise(
-        run_files(a, VIT_RUN_FILES), a.final_fraction, a.raw_steps, "images", curves="train"
-    )
-    write_table(table, a.out_runs)
-    write_table(windows, a.out_lnp)
-    write_table(curves, a.out_curves)
-    log.info("runs:\n%s", table.to_string())
 
 
 def vit_table(a: argparse.Namespace) -> None:
@@ -61,18 +49,7 @@ def register(sub) -> None:
         out_dir={},
         state_dir={},
     )
-    command(
-        sub,
-        "vit-summary",
-        vit_summary,
-        "collect the ViT runs into summary tables",
-        **run_file_args(VIT_RUN_FILES),
-        final_fraction={"type": float},
-        raw_steps={"type": int},
-        out_runs={},
-        out_curves={},
-        out_lnp={},
-    )
+    summary(sub, "vit-summary", "collect the ViT runs into summary tables", VIT_RUN_FILES, "images", "train")
     command(
         sub,
         "vit-table",

@@ -13,13 +13,16 @@ compilation, LNP settings) on random data of its shape:
 
 with ``n_lnp`` and ``n_eval`` the measured and evaluated steps of the job's full schedule
 (:func:`.schedule.lnp_steps`, :func:`.schedule.eval_steps`). Data loading, checkpoints and
-start-up are left out, so the forecast is a lower bound of the wall time.
+start-up are left out, so the forecast is a lower bound of the wall time. A size that packs k runs
+on one device (``runs_per_gpu``) is timed again as k processes stepping at once; their aggregate
+gain divides its device-hours.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -40,6 +43,23 @@ from .schedule import eval_steps, lnp_steps
 log = logging.getLogger(__name__)
 
 VIT_RULE = "vit_train"
+REPORT_COLUMNS = (
+    "rule",
+    "group",
+    "size",
+    "params",
+    "count",
+    "steps",
+    "t_step_ms",
+    "t_lnp_ms",
+    "t_eval",
+    "lnp_percent",
+    "hours",
+    "runs_per_gpu",
+    "gain",
+    "device_hours",
+    "device_hours_all",
+)
 
 
 def spec_of(rule: str, spec: dict[str, Any]) -> lm.RunSpec | vit.ViTSpec:
@@ -79,20 +99,26 @@ def _median_seconds(fn: Callable[[], Any], repeats: int, device: torch.device) -
     return statistics.median(times)
 
 
+def _loop(rule: str, full: lm.RunSpec | vit.ViTSpec, steps: int, folder: Path) -> _Loop:
+    """The job's training loop on random data for ``steps`` steps, measuring and evaluating nowhere."""
+    short = dataclasses.replace(full, steps=steps)
+    device = pick_device(full.device)
+    synthetic_data(short, folder)
+    task = vit.task(short, folder, device) if rule == VIT_RULE else lm.task(short, folder, device)
+    loop = _Loop(task, short, device, folder / "state")
+    loop.window_of, loop.evaluated = {}, set()
+    return loop
+
+
 def time_job(rule: str, spec: dict[str, Any], warmup: int, repeats: int) -> dict[str, float]:
     """``t_step``, ``t_lnp``, ``t_eval`` (seconds) and the parameter count of one job kind."""
     full = spec_of(rule, spec)
-    short = dataclasses.replace(full, steps=warmup + 2 * repeats + 1)
-    device = pick_device(full.device)
     with tempfile.TemporaryDirectory() as tmp:
-        synthetic_data(short, Path(tmp))
-        task = vit.task(short, tmp, device) if rule == VIT_RULE else lm.task(short, tmp, device)
-        loop = _Loop(task, short, device, Path(tmp) / "state")
-        loop.window_of, loop.evaluated = {}, set()
-        steps = iter(range(short.steps))
+        loop = _loop(rule, full, warmup + 2 * repeats + 1, Path(tmp))
+        steps = iter(range(loop.spec.steps))
         for _ in range(warmup):
             loop.step(next(steps))
-        t_step = _median_seconds(lambda: loop.step(next(steps)), repeats, device)
+        t_step = _median_seconds(lambda: loop.step(next(steps)), repeats, loop.device)
         lnp_s = []
         for _ in range(repeats + 1):
             s = next(steps)
@@ -102,16 +128,39 @@ def time_job(rule: str, spec: dict[str, Any], warmup: int, repeats: int) -> dict
         loop.flush()
 
         def evaluate() -> float:
-            return _evaluate(loop.step_model, task.loss, task.test_set, full.eval["batch"], device, loop.autocast)
+            test = loop.task.test_set
+            return _evaluate(loop.step_model, loop.task.loss, test, full.eval["batch"], loop.device, loop.autocast)
 
         evaluate()
-        t_eval = _median_seconds(evaluate, 1, device)
+        t_eval = _median_seconds(evaluate, 1, loop.device)
     return {
-        "params": sum(p.numel() for p in task.model.parameters()),
+        "params": sum(p.numel() for p in loop.task.model.parameters()),
         "t_step": t_step,
         "t_lnp": statistics.median(lnp_s[1:]),
         "t_eval": t_eval,
     }
+
+
+def _packed_step(rule: str, spec: dict[str, Any], warmup: int, repeats: int, barrier: Any) -> float:
+    """One of k processes sharing the device: warm up, wait for the others, time ``repeats`` steps."""
+    full = spec_of(rule, spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        loop = _loop(rule, full, warmup + repeats, Path(tmp))
+        for s in range(warmup):
+            loop.step(s)
+        barrier.wait()
+        steps = iter(range(warmup, warmup + repeats))
+        return _median_seconds(lambda: loop.step(next(steps)), repeats, loop.device)
+
+
+def packing_gain(rule: str, spec: dict[str, Any], k: int, t_step: float, warmup: int, repeats: int) -> float:
+    """Aggregate throughput of k runs sharing the device over one run alone: ``k t_step / t_k``,
+    with ``t_k`` the median step time of k processes stepping at once."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Manager().Barrier(k)
+    with ctx.Pool(k) as pool:
+        times = pool.starmap(_packed_step, [(rule, spec, warmup, repeats, barrier)] * k)
+    return k * t_step / statistics.median(times)
 
 
 def job_hours(spec: lm.RunSpec | vit.ViTSpec, t_step: float, t_lnp: float, t_eval: float) -> dict[str, float]:
@@ -124,17 +173,39 @@ def job_hours(spec: lm.RunSpec | vit.ViTSpec, t_step: float, t_lnp: float, t_eva
 
 def forecast(jobs: list[dict[str, Any]], warmup: int, repeats: int) -> pd.DataFrame:
     """One row per job kind: ``jobs`` items hold ``rule``, ``group`` (data set or
-    parametrization), ``size``, ``count`` (jobs of this kind) and ``spec`` (the rule's params)."""
+    parametrization), ``size``, ``count`` (jobs of this kind), ``runs_per_gpu`` and ``spec`` (the
+    rule's params). A job that shares its device with k - 1 others costs ``hours / gain`` of it
+    (:func:`packing_gain`)."""
     rows = []
     for job in jobs:
-        spec = spec_of(job["rule"], job["spec"])
+        spec, k = spec_of(job["rule"], job["spec"]), job.get("runs_per_gpu", 1)
         t = time_job(job["rule"], job["spec"], warmup, repeats)
         h = job_hours(spec, t["t_step"], t["t_lnp"], t["t_eval"])
-        row = {k: job[k] for k in ("rule", "group", "size", "count")}
+        gain = packing_gain(job["rule"], job["spec"], k, t["t_step"], warmup, repeats) if k > 1 else 1.0
+        device_hours = h["hours"] / gain
         rows.append(
-            {**row, "params": t["params"], "steps": spec.steps, **t, **h, "hours_all": h["hours"] * job["count"]}
+            {
+                **{key: job[key] for key in ("rule", "group", "size", "count")},
+                "params": t["params"],
+                "steps": spec.steps,
+                **t,
+                **h,
+                "runs_per_gpu": k,
+                "gain": gain,
+                "device_hours": device_hours,
+                "device_hours_all": device_hours * job["count"],
+            }
         )
-        log.info("%s %s %s: %.3g h per job, %d jobs", job["rule"], job["group"], job["size"], h["hours"], job["count"])
+        log.info(
+            "%s %s %s: %.3g device-hours a job (%d a device, gain %.2f), %d jobs",
+            job["rule"],
+            job["group"],
+            job["size"],
+            device_hours,
+            k,
+            gain,
+            job["count"],
+        )
     return pd.DataFrame(rows)
 
 
@@ -144,23 +215,8 @@ def report(table: pd.DataFrame, device: str) -> str:
         t_step_ms=table["t_step"] * 1e3,
         t_lnp_ms=table["t_lnp"] * 1e3,
         lnp_percent=table["lnp_fraction"] * 100,
-    )[
-        [
-            "rule",
-            "group",
-            "size",
-            "params",
-            "count",
-            "steps",
-            "t_step_ms",
-            "t_lnp_ms",
-            "t_eval",
-            "lnp_percent",
-            "hours",
-            "hours_all",
-        ]
-    ]
-    totals = table.groupby("rule")["hours_all"].sum()
+    )[list(REPORT_COLUMNS)]
+    totals = table.groupby("rule")["device_hours_all"].sum()
     lines = [
         f"# Forecast on {device}",
         "",
