@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -32,6 +30,7 @@ from spectral_reach.lnp import LogitsOnly, measure
 from spectral_reach.models import llama
 from spectral_reach.models.llama import lm_loss
 from spectral_reach.train.device import lnp_precision
+from spectral_reach.train.forecast import median_seconds
 from spectral_reach.train.schedule import lnp_steps
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,16 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def timed(fn, repeats: int, device: torch.device) -> float:
     """Median seconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
     fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return median_seconds(fn, repeats, device)
 
 
 COMPONENTS = ("delta", "chi_loss", "chi_net", "chi_pos")

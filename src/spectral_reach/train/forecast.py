@@ -86,7 +86,8 @@ def synthetic_data(spec: lm.RunSpec | vit.ViTSpec, folder: Path) -> None:
         write_memmap(folder / f"{split}.bin", tokens, np.uint16, kind="stream", vocab_size=spec.vocab_size)
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
+def median_seconds(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls, the device synchronised around each."""
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
@@ -118,7 +119,7 @@ def time_job(rule: str, spec: dict[str, Any], warmup: int, repeats: int) -> dict
         steps = iter(range(loop.spec.steps))
         for _ in range(warmup):
             loop.step(next(steps))
-        t_step = _median_seconds(lambda: loop.step(next(steps)), repeats, loop.device)
+        t_step = median_seconds(lambda: loop.step(next(steps)), repeats, loop.device)
         lnp_s = []
         for _ in range(repeats + 1):
             s = next(steps)
@@ -132,7 +133,7 @@ def time_job(rule: str, spec: dict[str, Any], warmup: int, repeats: int) -> dict
             return _evaluate(loop.step_model, loop.task.loss, test, full.eval["batch"], loop.device, loop.autocast)
 
         evaluate()
-        t_eval = _median_seconds(evaluate, 1, loop.device)
+        t_eval = median_seconds(evaluate, 1, loop.device)
     return {
         "params": sum(p.numel() for p in loop.task.model.parameters()),
         "t_step": t_step,
@@ -150,7 +151,7 @@ def _packed_step(rule: str, spec: dict[str, Any], warmup: int, repeats: int, bar
             loop.step(s)
         barrier.wait()
         steps = iter(range(warmup, warmup + repeats))
-        return _median_seconds(lambda: loop.step(next(steps)), repeats, loop.device)
+        return median_seconds(lambda: loop.step(next(steps)), repeats, loop.device)
 
 
 def packing_gain(rule: str, spec: dict[str, Any], k: int, t_step: float, warmup: int, repeats: int) -> float:
