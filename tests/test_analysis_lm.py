@@ -50,9 +50,10 @@ def test_lm_summary_reads_the_files_the_rule_names(tmp_path):
     b = _fake_run(tmp_path / "b", 300, [3.0, 2.0, 1.0, 0.5], 0.9)
     keys = json.dumps([{"size": "s", "seed": 0}, {"size": "l", "seed": 1}])
     files = [arg for name in ("done", "metrics", "lnp", "eval") for arg in (f"--{name}", a[name], b[name])]
-    out = {k: str(tmp_path / f"{k}.parquet") for k in ("runs", "lnp", "curves")}
+    out = {k: str(tmp_path / f"{k}.parquet") for k in ("runs", "lnp", "curves", "fits")}
     outs = [arg for k, v in out.items() for arg in (f"--out-{k}", v)]
-    main(["lm-summary", "--keys", keys, *files, "--final-fraction", "0.5", "--raw-steps", "2", *outs])
+    settings = ["--final-fraction", "0.5", "--raw-steps", "2", "--fit-max-rel-error", "1.0"]
+    main(["lm-summary", "--keys", keys, *files, *settings, *outs])
     runs = pd.read_parquet(out["runs"])
     assert runs[["size", "seed", "params"]].values.tolist() == [["s", 0, 100], ["l", 1, 300]]
     assert runs["final_train_loss"].tolist() == [1.5, 0.75]  # mean of the last half of the steps
@@ -60,8 +61,10 @@ def test_lm_summary_reads_the_files_the_rule_names(tmp_path):
     windows = pd.read_parquet(out["lnp"])
     assert windows[windows["size"] == "l"]["step"].tolist() == [0, 1, 2.5]  # two raw steps, then window 1's mean
     assert len(pd.read_parquet(out["curves"])) == 4
+    fits = pd.read_parquet(out["fits"])  # two runs cannot determine three parameters
+    assert fits["loss"].tolist() == ["train", "test"] and not fits["determined"].any()
     with pytest.raises(SystemExit, match="--eval: 1 files for 2 runs"):
-        main(["lm-summary", "--keys", keys, *files[:-1], "--final-fraction", "0.5", "--raw-steps", "2", *outs])
+        main(["lm-summary", "--keys", keys, *files[:-1], *settings, *outs])
 
 
 def test_power_law_recovers_known_parameters():
@@ -96,11 +99,11 @@ def test_undetermined_fit_is_drawn_and_captioned_as_no_fit(tmp_path):
             "seed": [0, 1] * 3,
             "params": n,
             "final_test_loss": [4.25, 4.26, 4.27, 4.28, 4.23, 4.22],
+            "final_train_loss": [4.05, 4.06, 4.07, 4.08, 4.03, 4.02],
         }
     )
-    fits = fig07_test_loss.plot(
-        {"twin": runs}, tmp_path / "f.pdf", tmp_path / "f.png", width=6, height=3, dpi=50, max_rel_error=1.0
-    )
+    fits = lm.loss_fits(runs, 1.0).query("loss == 'test'").assign(dataset="twin")
+    fig07_test_loss.plot({"twin": runs}, fits, tmp_path / "f.pdf", tmp_path / "f.png", width=6, height=3, dpi=50)
     assert not fits["determined"].iloc[0]
     caption.render(TEMPLATES / "fig07.rst", tmp_path / "c.rst", fig07_test_loss.caption_values({"twin": runs}, fits))
     text = (tmp_path / "c.rst").read_text()
@@ -216,16 +219,14 @@ def tables():
 def test_figure_scripts_run_on_small_tables(tables, tmp_path):
     runs, windows, curves = tables
     kw = dict(width=8, height=4, dpi=50)
-    fits = fig01_scaling.plot(
-        {"a": (runs, windows), "b": (runs, windows)},
-        tmp_path / "f1.pdf",
-        tmp_path / "f1.png",
-        **kw,
-        max_rel_error=1.0,
+    fits = lm.loss_fits(runs, 1.0).set_index("loss")
+    assert fits.loc["train", "alpha"] == pytest.approx(0.4, rel=0.2) and fits.loc["train", "determined"]
+    train = pd.DataFrame([{**fits.loc["train"], "dataset": d} for d in ("a", "b")])
+    fig01_scaling.plot(
+        {"a": (runs, windows), "b": (runs, windows)}, train, tmp_path / "f1.pdf", tmp_path / "f1.png", **kw
     )
-    assert fits["alpha"].tolist() == pytest.approx([0.4, 0.4], rel=0.2)
-    assert fits["determined"].all()
-    fig07_test_loss.plot({"a": runs}, tmp_path / "f7.pdf", tmp_path / "f7.png", **kw, max_rel_error=1.0)
+    test = pd.DataFrame([{**fits.loc["test"], "dataset": "a"}])
+    fig07_test_loss.plot({"a": runs}, test, tmp_path / "f7.pdf", tmp_path / "f7.png", **kw)
     budgets = lm.budgets(runs, 2)
     iso = (lm.isocompute(curves, runs, budgets, "test_loss"), lm.isocompute(windows, runs, budgets, "chi_pos"))
     assert len(iso[0]) == 2 * 6

@@ -242,7 +242,7 @@ def test_report_holds_every_figure_and_table(workdir):
     for table in (
         "deviations.csv",
         "lm_sizes_stories.csv",
-        "fig01_fits.csv",
+        "fits.csv",
         "entk_shift.csv",
         "hutchinson_cv.csv",
         "vit_sizes.csv",
@@ -251,9 +251,9 @@ def test_report_holds_every_figure_and_table(workdir):
     # every figure's caption carries this run's numbers: Fig. 1's fit, the ViTs' final losses
     html = zipfile.ZipFile(workdir / "report.zip").read("report/report.html").decode()
     assert html.count("Measured in this run") == len(FIGURES)
-    fits = pd.read_csv(workdir / "results/figures/fig01_fits.csv").set_index("dataset")
+    fits = pd.read_csv(workdir / "results/lm/stories/summary/fits.csv").set_index("loss")
     caption = (workdir / "results/report/fig01.rst").read_text()
-    stories = fits.loc["stories"]
+    stories = fits.loc["train"]
     if stories["determined"]:
         assert f"stories: ``alpha = {stories['alpha']:.2g} +- {stories['alpha_err']:.1g}``" in caption
     else:  # CI scale: two sizes, so no fit determines its parameters; the caption says why

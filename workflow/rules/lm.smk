@@ -44,6 +44,7 @@ rule lm_summary:
         runs="results/lm/{dataset}/summary/runs.csv",
         lnp="results/lm/{dataset}/summary/lnp_windows.parquet",
         curves="results/lm/{dataset}/summary/curves.parquet",
+        fits=report("results/lm/{dataset}/summary/fits.csv", caption="../report/fits.rst", category="Figs. 1 and 7"),
     log:
         "logs/lm_summary/{dataset}.log",
     benchmark:
@@ -54,11 +55,13 @@ rule lm_summary:
         run_keys=lambda w: json.dumps([{"size": s, "seed": int(seed)} for s, seed in lm_runs(w.dataset)]),
         final_fraction=config["analysis"]["final_loss_fraction"],
         raw_steps=config["analysis"]["raw_steps"],
+        fit_max_rel_error=config["analysis"]["fit_max_rel_error"],
     shell:
         "spectral-reach lm-summary --keys {params.run_keys:q} --done {input.done} --metrics {input.metrics}"
         " --lnp {input.lnp} --eval {input.eval} --final-fraction {params.final_fraction}"
         " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-lnp {output.lnp}"
-        " --out-curves {output.curves} > {log} 2>&1"
+        " --out-curves {output.curves} --fit-max-rel-error {params.fit_max_rel_error} --out-fits {output.fits}"
+        " > {log} 2>&1"
 
 
 rule lm_table:
@@ -114,11 +117,11 @@ rule fig01:
         template=caption_template("fig01"),
         runs=expand("results/lm/{dataset}/summary/runs.csv", dataset=LM_DATASETS),
         lnp=expand("results/lm/{dataset}/summary/lnp_windows.parquet", dataset=LM_DATASETS),
+        fits=expand("results/lm/{dataset}/summary/fits.csv", dataset=LM_DATASETS),
     output:
         caption=caption("fig01"),
         pdf="figures/fig01_scaling.pdf",
         png=report("figures/fig01_scaling.png", caption=report_caption("fig01"), category="Fig. 1"),
-        fits=report("results/figures/fig01_fits.csv", caption="../report/fits.rst", category="Fig. 1"),
     log:
         "logs/fig01/fig01.log",
     benchmark:
@@ -127,12 +130,10 @@ rule fig01:
         "../../envs/spectral-reach.yaml"
     params:
         style=figure_style("fig01"),
-        fit_max_rel_error=config["analysis"]["fit_max_rel_error"],
         datasets=LM_DATASETS,
     shell:
         figure_command(
-            "spectral-reach fig01 --datasets {params.datasets} --runs {input.runs} --lnp {input.lnp} --fits {output.fits}"
-            " --fit-max-rel-error {params.fit_max_rel_error}"
+            "spectral-reach fig01 --datasets {params.datasets} --runs {input.runs} --lnp {input.lnp} --fits {input.fits}"
         )
 
 
@@ -140,11 +141,11 @@ rule fig07:
     input:
         template=caption_template("fig07"),
         runs=expand("results/lm/{dataset}/summary/runs.csv", dataset=LM_DATASETS),
+        fits=expand("results/lm/{dataset}/summary/fits.csv", dataset=LM_DATASETS),
     output:
         caption=caption("fig07"),
         pdf="figures/fig07_test_loss.pdf",
         png=report("figures/fig07_test_loss.png", caption=report_caption("fig07"), category="Fig. 7"),
-        fits=report("results/figures/fig07_fits.csv", caption="../report/fits.rst", category="Fig. 7"),
     log:
         "logs/fig07/fig07.log",
     benchmark:
@@ -153,13 +154,9 @@ rule fig07:
         "../../envs/spectral-reach.yaml"
     params:
         style=figure_style("fig07"),
-        fit_max_rel_error=config["analysis"]["fit_max_rel_error"],
         datasets=LM_DATASETS,
     shell:
-        figure_command(
-            "spectral-reach fig07 --datasets {params.datasets} --runs {input.runs} --fits {output.fits}"
-            " --fit-max-rel-error {params.fit_max_rel_error}"
-        )
+        figure_command("spectral-reach fig07 --datasets {params.datasets} --runs {input.runs} --fits {input.fits}")
 
 
 rule fig08:

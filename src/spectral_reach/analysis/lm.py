@@ -40,10 +40,13 @@ def lnp_windows(lnp: pd.DataFrame, raw_steps: int, unit: str = "tokens") -> pd.D
 
 
 def power_law(n: np.ndarray, loss: np.ndarray) -> dict[str, float]:
-    """Fit ``L = E + A N^-alpha``; returns E, A, alpha and their standard errors (NaN without spare points)."""
+    """Fit ``L = E + A N^-alpha``; returns E, A, alpha and their standard errors (NaN without spare
+    points; every value NaN with fewer points than parameters)."""
     from scipy.optimize import OptimizeWarning, curve_fit
 
     n, loss = np.asarray(n, float), np.asarray(loss, float)
+    if len(n) < 3:
+        return {**dict.fromkeys(("E", "E_err", "A", "alpha", "alpha_err"), np.nan), "points": len(n)}
     x = n / n.min()
 
     def f(x, e, a, alpha):
@@ -75,6 +78,17 @@ def fit_verdict(fit: dict[str, float], loss: np.ndarray, max_rel_error: float) -
     if not 0 <= fit["E"] <= loss.min():
         return {"determined": False, "reason": f"E = {fit['E']:.3g} outside [0, {loss.min():.3g}]"}
     return {"determined": True, "reason": ""}
+
+
+def loss_fits(runs: pd.DataFrame, max_rel_error: float) -> pd.DataFrame:
+    """``L(N) = E + A N^-alpha`` fitted on every run's final train loss and final test loss (one
+    row each, ``loss`` = train or test), with the verdict of :func:`fit_verdict`."""
+    rows = []
+    for loss in ("train", "test"):
+        values = runs[f"final_{loss}_loss"].to_numpy(float)
+        fit = power_law(runs["params"].to_numpy(float), values)
+        rows.append({"loss": loss, **fit, **fit_verdict(fit, values, max_rel_error)})
+    return pd.DataFrame(rows)
 
 
 def isocompute(curves: pd.DataFrame, runs: pd.DataFrame, budgets: list[float], column: str) -> pd.DataFrame:

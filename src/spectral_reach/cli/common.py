@@ -44,9 +44,10 @@ def figure(
     )
 
 
-def summary(sub, name: str, help: str, tables: tuple[str, ...], unit: str, curves: str) -> None:
+def summary(sub, name: str, help: str, tables: tuple[str, ...], unit: str, curves: str, fits: bool = False) -> None:
     """A summary command: each run's ``tables`` (:func:`run_files`) into the runs, LNP-window and
-    loss-curve tables of :func:`..analysis.runs.summarise` (``unit``: tokens or images)."""
+    loss-curve tables of :func:`..analysis.runs.summarise` (``unit``: tokens or images); with
+    ``fits``, also the power-law fits of the final losses (:func:`..analysis.lm.loss_fits`)."""
 
     def fn(a: argparse.Namespace) -> None:
         from ..analysis.runs import summarise
@@ -57,6 +58,12 @@ def summary(sub, name: str, help: str, tables: tuple[str, ...], unit: str, curve
         write_table(windows, a.out_lnp)
         write_table(loss_curves, a.out_curves)
         log.info("runs:\n%s", table.to_string())
+        if fits:
+            from ..analysis.lm import loss_fits
+
+            fitted = loss_fits(table, a.fit_max_rel_error)
+            write_table(fitted, a.out_fits)
+            log.info("fits:\n%s", fitted.to_string())
 
     command(
         sub,
@@ -69,6 +76,7 @@ def summary(sub, name: str, help: str, tables: tuple[str, ...], unit: str, curve
         out_runs={},
         out_lnp={},
         out_curves={},
+        **({"fit_max_rel_error": {"type": float}, "out_fits": {}} if fits else {}),
     )
 
 

@@ -39,24 +39,29 @@ def lm_isocompute(a: argparse.Namespace) -> None:
     write_table(lm.isocompute(pd.read_parquet(a.lnp), runs, budgets, "chi_pos"), a.out_pos)
 
 
+def read_fits(a: argparse.Namespace, loss: str) -> pd.DataFrame:
+    """The ``loss`` (train or test) fit of each data set, from the fits tables its summary wrote."""
+    tables = by_dataset(a.datasets, a.fits).items()
+    fits = [pd.read_csv(f).assign(dataset=n) for n, f in tables]
+    return pd.concat([f[f["loss"] == loss] for f in fits], ignore_index=True)
+
+
 def fig01(a: argparse.Namespace) -> None:
     from ..figures import fig01_scaling
 
     data = {n: (pd.read_csv(r), pd.read_parquet(w)) for n, r, w in zip(a.datasets, a.runs, a.lnp)}
-    fits = fig01_scaling.plot(data, a.pdf, a.png, **style(a), max_rel_error=a.fit_max_rel_error)
-    write_table(fits, a.fits)
+    fits = read_fits(a, "train")
+    fig01_scaling.plot(data, fits, a.pdf, a.png, **style(a))
     caption(a, fig01_scaling.caption_values(data, fits))
-    log.info("fits:\n%s", fits.to_string())
 
 
 def fig07(a: argparse.Namespace) -> None:
     from ..figures import fig07_test_loss
 
     data = {n: pd.read_csv(r) for n, r in by_dataset(a.datasets, a.runs).items()}
-    fits = fig07_test_loss.plot(data, a.pdf, a.png, **style(a), max_rel_error=a.fit_max_rel_error)
-    write_table(fits, a.fits)
+    fits = read_fits(a, "test")
+    fig07_test_loss.plot(data, fits, a.pdf, a.png, **style(a))
     caption(a, fig07_test_loss.caption_values(data, fits))
-    log.info("fits:\n%s", fits.to_string())
 
 
 def fig08(a: argparse.Namespace) -> None:
@@ -87,7 +92,9 @@ def register(sub) -> None:
         state_dir={},
         backbone={"default": None},
     )
-    summary(sub, "lm-summary", "collect the runs of one data set into summary tables", LM_RUN_FILES, "tokens", "test")
+    summary(
+        sub, "lm-summary", "collect the runs of one data set into summary tables", LM_RUN_FILES, "tokens", "test", True
+    )
     command(
         sub,
         "lm-table",
@@ -116,18 +123,14 @@ def register(sub) -> None:
         "fig01",
         fig01,
         "Fig. 1: loss scaling and chi_pos dynamics",
-        files=("fits",),
-        lists=("datasets", "runs", "lnp"),
-        fit_max_rel_error=FLOAT,
+        lists=("datasets", "runs", "lnp", "fits"),
     )
     figure(
         sub,
         "fig07",
         fig07,
         "Fig. 7: test-loss scaling",
-        files=("fits",),
-        lists=("datasets", "runs"),
-        fit_max_rel_error=FLOAT,
+        lists=("datasets", "runs", "fits"),
     )
     figure(sub, "fig08", fig08, "Fig. 8: isocompute curves", lists=("datasets", "loss", "pos"))
     figure(

@@ -24,22 +24,18 @@ def chi_pos_panel(ax: plt.Axes, windows: pd.DataFrame, order: list[str]) -> None
     ax.legend(title="size", fontsize="x-small")
 
 
-def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], pdf: str, png: str, *, width: float, height: float,
-         dpi: int, max_rel_error: float) -> pd.DataFrame:
-    """``data``: data set -> (runs, lnp windows). Returns the power-law fits with their verdicts
-    (``max_rel_error``: :func:`..analysis.lm.fit_verdict`)."""
+def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], fits: pd.DataFrame, pdf: str, png: str, *,
+         width: float, height: float, dpi: int) -> None:
+    """``data``: data set -> (runs, lnp windows); ``fits``: each data set's train-loss fit."""
     style.setup()
     fig, axes = plt.subplots(2, len(data), figsize=(width, height), squeeze=False)
-    fits = []
     for col, (name, (runs, windows)) in enumerate(data.items()):
         order = list(dict.fromkeys(runs.sort_values("params")["size"]))
-        fit = scaling_panel(axes[0, col], runs, "final_train_loss", name, max_rel_error)
+        scaling_panel(axes[0, col], runs, "final_train_loss", name, fits.set_index("dataset").loc[name].to_dict())
         axes[0, col].set_ylabel("final train loss")
-        fits.append({"dataset": name, "loss": "train", **fit})
         chi_pos_panel(axes[1, col], windows, order)
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
-    return pd.DataFrame(fits)
 
 
 def caption_values(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], fits: pd.DataFrame) -> dict:

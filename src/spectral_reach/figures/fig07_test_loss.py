@@ -10,18 +10,16 @@ from . import style
 from .panels import scaling_panel
 
 
-def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, height: float, dpi: int,
-         max_rel_error: float) -> pd.DataFrame:
-    """``data``: data set -> runs table. Returns the fits with their verdicts."""
+def plot(data: dict[str, pd.DataFrame], fits: pd.DataFrame, pdf: str, png: str, *, width: float, height: float,
+         dpi: int) -> None:
+    """``data``: data set -> runs table; ``fits``: each data set's test-loss fit."""
     style.setup()
     fig, axes = plt.subplots(1, len(data), figsize=(width, height), squeeze=False)
-    fits = []
     for ax, (name, runs) in zip(axes[0], data.items()):
-        fits.append({"dataset": name, "loss": "test", **scaling_panel(ax, runs, "final_test_loss", name, max_rel_error)})
+        scaling_panel(ax, runs, "final_test_loss", name, fits.set_index("dataset").loc[name].to_dict())
         ax.set_ylabel("final test loss")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
-    return pd.DataFrame(fits)
 
 
 def caption_values(data: dict[str, pd.DataFrame], fits: pd.DataFrame) -> dict:

@@ -7,16 +7,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..analysis.lm import fit_verdict, power_law
 from . import style
 
 
-def scaling_panel(ax: plt.Axes, runs: pd.DataFrame, column: str, title: str, max_rel_error: float) -> dict:
-    """Loss of every run vs parameters with the fitted ``E + A N^-alpha``; returns the fit and its
-    verdict (:func:`.analysis.lm.fit_verdict`). A fit that does not determine its parameters is not
-    drawn: the panel says "no power-law fit" and why."""
-    fit = power_law(runs["params"].to_numpy(), runs[column].to_numpy())
-    fit = {**fit, **fit_verdict(fit, runs[column].to_numpy(), max_rel_error)}
+def scaling_panel(ax: plt.Axes, runs: pd.DataFrame, column: str, title: str, fit: dict) -> None:
+    """Loss of every run vs parameters with the fitted ``E + A N^-alpha`` (``fit``: a row of
+    :func:`..analysis.lm.loss_fits`). A fit that does not determine its parameters is not drawn:
+    the panel says "no power-law fit" and why."""
     sns.scatterplot(runs, x="params", y=column, hue="size", ax=ax, legend=False, palette="viridis")
     if fit["determined"]:
         n = np.geomspace(runs["params"].min() * 0.8, runs["params"].max() * 1.25, 100)
@@ -27,4 +24,3 @@ def scaling_panel(ax: plt.Axes, runs: pd.DataFrame, column: str, title: str, max
         ax.text(0.03, 0.04, f"no power-law fit: {fit['reason']}", transform=ax.transAxes, fontsize="x-small")
     ax.set(xscale="log", yscale="log", xlabel="parameters N", title=title)
     style.tidy_log_axes(ax)
-    return fit
