@@ -84,3 +84,29 @@ def test_probe_on_a_tied_backbone_trains_a_fresh_untied_head(text_data, tmp_path
     assert not torch.equal(probed.lm_head.weight, probed.model.embed_tokens.weight)
     lnp = pd.read_parquet(tmp_path / "probe" / "lnp.parquet")
     assert lnp["chi_net"].notna().all() and (lnp["chi_pos"].abs() <= 1).all()
+
+
+def test_a_probe_step_does_no_backward_work_in_the_backbone():
+    """The backward graph of a probe's loss reaches the head and nothing else: every node that
+    accumulates a gradient is the head's weight, and no node belongs to a backbone layer."""
+    from spectral_reach.train import lm as lm_train
+
+    spec = RunSpec.from_dict({**SPEC, "trainable": "head"})
+    model = lm_train._model(spec, None)
+    x = torch.randint(0, SPEC["vocab_size"], (2, SPEC["context_length"] - 1))
+    nodes = list(_graph(lm_loss(model(x).logits, x)))
+    leaves = [node.variable for node in nodes if hasattr(node, "variable")]
+    assert len(leaves) == 1 and leaves[0] is model.lm_head.weight
+    full = lm_loss(llama.build(SPEC["size"], SPEC["vocab_size"], SPEC["context_length"], 0)(x).logits, x)
+    assert len(nodes) < 10 < len(list(_graph(full)))  # the head's matmul and the loss, against a whole Llama
+
+
+def _graph(loss: torch.Tensor):
+    seen, todo = set(), [loss.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        yield node
+        todo += [next_fn for next_fn, _ in node.next_functions]
