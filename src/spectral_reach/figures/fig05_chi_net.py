@@ -24,7 +24,8 @@ def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]], pdf: 
                      palette="viridis")
         ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel="χ_net", title=name, xlim=(0, None))
         style.tidy_log_axes(ax)
-        ax.legend(fontsize="x-small")
+        # below the panel: with the paper's 7-8 sizes and two line styles it would cover the curves
+        sns.move_legend(ax, "upper center", bbox_to_anchor=(0.5, -0.3), ncol=4, fontsize="x-small", frameon=False)
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
 

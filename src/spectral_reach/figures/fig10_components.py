@@ -23,6 +23,7 @@ def plot(windows: pd.DataFrame, runs: pd.DataFrame, title: str, pdf: str, png: s
         sns.lineplot(df, x="step", y=col, hue="size", hue_order=order, errorbar="sd", ax=ax, palette="viridis",
                      legend=ax is axes[-1])
         ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel=label, xlim=(0, None))
+    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small")  # beside the data
     fig.suptitle(title)
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)

@@ -1,0 +1,229 @@
+"""Every scale-dependent figure drawn at the paper config's size: its sizes, seeds, step counts,
+measurement windows and evaluations (config/paper.yaml), on synthetic values with the paper's
+trends. Each axis of each drawn figure must show its tick labels without overlap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from spectral_reach.analysis import lm
+from spectral_reach.figures import (
+    fig01_scaling,
+    fig04_probe_ratio,
+    fig05_chi_net,
+    fig07_test_loss,
+    fig08_isocompute,
+    fig09_vit,
+    fig10_components,
+    style,
+)
+from spectral_reach.train.schedule import eval_steps, lnp_steps
+
+PAPER = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/paper.yaml").read_text())
+
+
+def overlapping_tick_labels(fig: plt.Figure) -> list[str]:
+    """``"<axes title> <x|y>: 'a' / 'b'"`` for every pair of visible tick labels that overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            lo, hi = sorted(axis.get_view_interval())
+            ticks = [
+                (t.label1.get_window_extent(renderer), t.label1.get_text())
+                for t in axis.get_major_ticks() + axis.get_minor_ticks()
+                if t.label1.get_visible() and t.label1.get_text() and lo <= t.get_loc() <= hi
+            ]
+            ticks.sort(key=lambda b: b[0].x0 if name == "x" else b[0].y0)
+            for (a, ta), (b, tb) in zip(ticks, ticks[1:]):
+                if a.overlaps(b):
+                    found.append(f"{ax.get_title()} {name}: {ta!r} / {tb!r}")
+    return found
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plotting functions save, kept open for inspection."""
+    figures = []
+    monkeypatch.setattr(style, "save", lambda fig, pdf, png, dpi: figures.append(fig))
+    yield figures
+    for fig in figures:
+        plt.close(fig)
+
+
+def _lm_tables(dataset: str, seed_rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Runs, LNP windows (as lm_summary writes them) and test-loss curves of one data set."""
+    c = PAPER["lm"][dataset]
+    per_step = c["batch_size"] * c["context_length"]
+    windows = lnp_steps(c["steps"], c["lnp"]["per_decade"], c["lnp"]["width"])
+    evals = np.array(eval_steps(c["steps"], c["eval"]["per_decade"]))
+    runs, lnp, curves = [], [], []
+    for size in c["sizes"]:
+        n = lm.label_params(size)
+        for seed in c["seeds"]:
+            final = 1.5 + 40 * n**-0.3 + seed_rng.normal(0, 0.005)
+            steps = np.array(sorted(windows))
+            raw = pd.DataFrame(
+                {
+                    "step": steps,
+                    "window": [windows[s] for s in steps],
+                    "tokens": (steps + 1) * per_step,
+                    "delta": 1e-3 / (1 + steps),
+                    "chi_loss": 1 / (1 + steps / 1e3),
+                    "chi_net": 1e2 * n**0.5 * (1 + steps / 1e4),
+                    "chi_pos": 1e-4 * (1 + steps) ** -0.7 * n**-0.2 * np.exp(seed_rng.normal(0, 0.1, len(steps))),
+                    "loss": final + 5 / (1 + steps / 100),
+                }
+            )
+            lnp.append(lm.lnp_windows(raw, 40).assign(size=size, seed=seed))
+            curves.append(
+                pd.DataFrame(
+                    {
+                        "size": size,
+                        "seed": seed,
+                        "tokens": (evals + 1) * per_step,
+                        "test_loss": final + 5 / (1 + evals / 100),
+                    }
+                )
+            )
+            runs.append(
+                {
+                    "size": size,
+                    "seed": seed,
+                    "params": n,
+                    "tokens": c["steps"] * per_step,
+                    "first_tokens": per_step,
+                    "final_train_loss": final,
+                    "final_test_loss": final + 0.05,
+                }
+            )
+    return pd.DataFrame(runs), pd.concat(lnp, ignore_index=True), pd.concat(curves, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def paper_tables():
+    rng = np.random.default_rng(0)
+    return {d: _lm_tables(d, rng) for d in PAPER["datasets"]}
+
+
+def _fits(tables, loss: str) -> pd.DataFrame:
+    rows = [lm.loss_fits(runs, 1.0).query(f"loss == '{loss}'").assign(dataset=d) for d, (runs, _, _) in tables.items()]
+    return pd.concat(rows, ignore_index=True)
+
+
+def _style(name: str) -> dict:
+    return {k: PAPER["figures"][name][k] for k in ("width", "height", "dpi")}
+
+
+def test_language_model_figures(paper_tables, drawn, tmp_path):
+    data = {d: (runs, lnp) for d, (runs, lnp, _) in paper_tables.items()}
+    fig01_scaling.plot(data, _fits(paper_tables, "train"), "f.pdf", "f.png", **_style("fig01"))
+    fig07_test_loss.plot({d: r for d, (r, _) in data.items()}, _fits(paper_tables, "test"), "f", "f", **_style("fig07"))
+    iso = {}
+    for d, (runs, lnp, curves) in paper_tables.items():
+        budgets = lm.budgets(runs, PAPER["analysis"]["isocompute_budgets"])
+        iso[d] = (lm.isocompute(curves, runs, budgets, "test_loss"), lm.isocompute(lnp, runs, budgets, "chi_pos"))
+    fig08_isocompute.plot(iso, "f", "f", **_style("fig08"))
+    for name in ("fig10", "fig11"):
+        dataset = PAPER["figures"][name]["dataset"]
+        runs, lnp, _ = paper_tables[dataset]
+        fig10_components.plot(lnp, runs, dataset, "f", "f", **_style(name))
+    assert len(drawn) == 5
+    assert [overlapping_tick_labels(fig) for fig in drawn] == [[]] * 5
+
+
+def test_probe_figures(paper_tables, drawn):
+    ratios, fig05_data = {}, {}
+    for d, (runs, lnp, _) in paper_tables.items():
+        rows = []
+        for size, n in runs.groupby("size")["params"].first().items():
+            for seed in PAPER["probe"]["seeds"]:
+                for t0, t1 in PAPER["probe"]["time_windows"]:
+                    rows.append(
+                        {
+                            "t0": t0,
+                            "t1": t1,
+                            "ratio": 0.3 * (1 + t0) * (n / 1e6) ** -0.1,
+                            "size": size,
+                            "seed": seed,
+                            "params": n,
+                        }
+                    )
+        ratios[d] = pd.DataFrame(rows)
+        probe = lnp.assign(backbone="random", chi_net=lnp.groupby("size")["chi_net"].transform("first"))
+        fig05_data[d] = (lnp, probe, runs)
+    fig04_probe_ratio.plot(ratios, "f", "f", **_style("fig04"))
+    fig05_chi_net.plot(fig05_data, "f", "f", **_style("fig05"))
+    assert [overlapping_tick_labels(fig) for fig in drawn] == [[]] * 2
+
+
+def test_vit_figure(drawn):
+    v = PAPER["vit"]
+    windows = lnp_steps(v["steps"], v["lnp"]["per_decade"], v["lnp"]["width"])
+    steps = np.array(sorted(windows))
+    runs, lnp, curves = [], [], []
+    for par in ("standard", "mup"):
+        for size in v[par]["sizes"]:
+            n = lm.label_params(size)
+            for seed in v["seeds"]:
+                final = 0.5 + 20 * n**-0.3
+                runs.append(
+                    {
+                        "parametrization": par,
+                        "size": size,
+                        "seed": seed,
+                        "params": n,
+                        "images": v["steps"] * v["batch_size"],
+                        "final_train_loss": final,
+                        "final_test_loss": final,
+                    }
+                )
+                raw = pd.DataFrame(
+                    {
+                        "step": steps,
+                        "window": [windows[s] for s in steps],
+                        "images": (steps + 1) * v["batch_size"],
+                        "delta": 1e-3,
+                        "chi_loss": 1.0,
+                        "chi_net": 1e3,
+                        "chi_pos": 1e-3 * (1 + steps) ** -0.5 * n**-0.1,
+                        "loss": final,
+                    }
+                )
+                lnp.append(lm.lnp_windows(raw, 40, "images").assign(parametrization=par, size=size, seed=seed))
+                every = np.arange(0, v["steps"], 50)
+                curves.append(
+                    pd.DataFrame(
+                        {
+                            "parametrization": par,
+                            "size": size,
+                            "seed": seed,
+                            "step": every,
+                            "images": (every + 1) * v["batch_size"],
+                            "loss": final + 2 / (1 + every / 500),
+                        }
+                    )
+                )
+    fig09_vit.plot(pd.DataFrame(runs), pd.concat(lnp), pd.concat(curves), "f", "f", **_style("fig09"))
+    assert [overlapping_tick_labels(fig) for fig in drawn] == [[]]
+
+
+def test_the_overlap_check_finds_overlapping_labels():
+    from matplotlib import ticker
+
+    style.setup()  # the figures' own (small) fonts
+    fig, ax = plt.subplots(figsize=(2.5, 1.5))
+    ax.set_xscale("log")
+    ax.set_xlim(1.5e4, 9e4)  # labelling every minor tick, as matplotlib does on short log ranges
+    ax.xaxis.set_minor_formatter(ticker.LogFormatterSciNotation(labelOnlyBase=False))
+    assert any(" x: " in found for found in overlapping_tick_labels(fig))
+    style.readable_log_ticks(ax.xaxis, 1.5e4, 9e4)  # what every figure applies to such axes
+    assert overlapping_tick_labels(fig) == []
+    plt.close(fig)
