@@ -28,7 +28,9 @@ def test_schedule_counts_are_those_of_a_real_run(text_data, tmp_path):
     assert h["lnp_fraction"] == pytest.approx(h["n_lnp"] * 0.5 / seconds, rel=1e-12)
 
 
-def test_every_job_kind_is_timed_on_its_own_model():
+def test_every_job_kind_is_timed_on_its_own_model(tmp_path):
+    from spectral_reach.cli import main
+
     jobs = [
         {"rule": "lm_train", "group": "toy", "size": "s", "count": 3, "spec": {**LM_SPEC, "device": "cpu"}},
         {
@@ -41,7 +43,7 @@ def test_every_job_kind_is_timed_on_its_own_model():
         },
         {"rule": "vit_train", "group": "standard", "size": "w24", "count": 1, "spec": VIT_SPEC},
     ]
-    table = forecast.forecast(jobs, warmup=1, repeats=2)
+    table = pd.DataFrame([forecast.forecast_row(job, warmup=1, repeats=2) for job in jobs])
     assert table["rule"].tolist() == ["lm_train", "probe_train", "vit_train"]
     n_lm = llama.count_parameters(LM_SPEC["size"], LM_SPEC["vocab_size"])
     assert table["params"].tolist()[:2] == [n_lm, n_lm]
@@ -51,13 +53,18 @@ def test_every_job_kind_is_timed_on_its_own_model():
     assert table["gain"].tolist()[::2] == [1.0, 1.0] and packed["gain"] > 0  # two processes stepped at once
     assert (table["device_hours"] == table["hours"] / table["gain"]).all()
     assert (table["device_hours_all"] == table["device_hours"] * table["count"]).all()
-    text = forecast.report(table, "CPU")
-    assert f"**{table['device_hours_all'].sum():.3g}**" in text
+    tables = []
+    for i, row in table.iterrows():  # as forecast-job writes them, then put together
+        tables.append(str(tmp_path / f"{i}.csv"))
+        row.to_frame().T.assign(device="CPU").to_csv(tables[-1], index=False)
+    main(["forecast", "--tables", *tables, "--out-csv", str(tmp_path / "f.csv"), "--out-md", str(tmp_path / "f.md")])
+    text = (tmp_path / "f.md").read_text()
+    assert text.startswith("# Forecast on CPU") and f"**{table['device_hours_all'].sum():.3g}**" in text
 
 
-def test_the_forecast_rule_covers_every_training_job_of_the_paper_config(tmp_path):
+def test_the_forecast_rules_cover_every_training_job_of_the_paper_config():
     out = snakemake(ROOT, "results/forecast/forecast.md", "-n", "-p", "--configfile", "config/paper.yaml").stdout
-    jobs = json.loads(re.search(r"--jobs '(.*?)' --warmup", out).group(1))
+    jobs = [json.loads(m) for m in re.findall(r"forecast-job --job '(.*?)' --warmup", out)]
     counts = Counter()
     for job in jobs:
         counts[job["rule"]] += job["count"]
@@ -65,3 +72,5 @@ def test_the_forecast_rule_covers_every_training_job_of_the_paper_config(tmp_pat
     for rule in ("lm_train", "probe_train", "vit_train"):
         assert counts[rule] == int(re.search(rf"^{rule}\s+(\d+)$", planned, re.M).group(1)), rule
     assert len({json.dumps(j["spec"], sort_keys=True) for j in jobs}) == len(jobs)
+    packed = {(j["rule"], j["group"], j["size"]) for j in jobs if j["runs_per_gpu"] == 4}
+    assert ("lm_train", "simplestories", "1.2M") in packed and ("probe_train", "cifar5m", "102.6K") in packed

@@ -1,24 +1,45 @@
-# What the config's training jobs will cost on the device that runs this rule (not part of the
+# What the config's training jobs will cost on the device that runs these rules (not part of the
 # default target): snakemake results/forecast/forecast.md [--configfile config/paper.yaml].
+# One job per kind of training job, so a forecast cut short keeps what it timed.
 
 
-rule forecast:
+rule forecast_job:
     output:
-        csv="results/forecast/forecast.csv",
-        md="results/forecast/forecast.md",
+        "results/forecast/jobs/{kind}/{group}/{size}.csv",
     log:
-        "logs/forecast/forecast.log",
+        "logs/forecast/{kind}/{group}/{size}.log",
     benchmark:
-        "logs/benchmarks/forecast/forecast.tsv"
+        "logs/benchmarks/forecast/{kind}/{group}/{size}.tsv"
+    wildcard_constraints:
+        kind="lm_train|probe_train|vit_train",
+        size="[^/]+",  # language-model or ViT sizes
     conda:
         "../../envs/spectral-reach.yaml"
     threads: 1
     resources:
         **config["forecast"]["resources"],
     params:
-        jobs=forecast_jobs(),
+        job=forecast_job,
         warmup=config["forecast"]["warmup"],
         repeats=config["forecast"]["repeats"],
     shell:
-        "spectral-reach forecast --jobs {params.jobs:q} --warmup {params.warmup} --repeats {params.repeats}"
-        " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+        "spectral-reach forecast-job --job {params.job:q} --warmup {params.warmup} --repeats {params.repeats}"
+        " --out {output} > {log} 2>&1"
+
+
+rule forecast:
+    input:
+        [f"results/forecast/jobs/{kind}/{group}/{size}.csv" for kind, group, size in forecast_jobs()],
+    output:
+        csv="results/forecast/forecast.csv",
+        md="results/forecast/forecast.md",
+    log:
+        "logs/forecast/forecast.log",
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach forecast --tables {input} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+
+
+localrules:
+    forecast,

@@ -164,20 +164,31 @@ def vit_resource(name):
 
 
 def forecast_jobs():
-    """One spec per kind of training job (the first seed's), with how many jobs share it."""
-    jobs = []
+    """``{(rule, group, size): job}``: one spec per kind of training job (the first seed's), with how
+    many jobs share it and how many share a GPU; group is the data set or parametrization."""
+    jobs = {}
     for d in LM_DATASETS:
         c = config["lm"][d]
         probes = 2 * len([seed for seed in c["seeds"] if seed in config["probe"]["seeds"]])
         for size in c["sizes"]:
-            row = {"group": d, "size": size, "runs_per_gpu": lm_resources(d, size).get("runs_per_gpu", 1)}
-            jobs.append({**row, "rule": "lm_train", "count": len(c["seeds"]), "spec": lm_spec(d, size, c["seeds"][0])})
+            k = lm_resources(d, size).get("runs_per_gpu", 1)
+            jobs["lm_train", d, size] = {
+                "count": len(c["seeds"]),
+                "runs_per_gpu": k,
+                "spec": lm_spec(d, size, c["seeds"][0]),
+            }
             if probes:
                 spec = lm_spec(d, size, c["seeds"][0], trainable="head")
-                jobs.append({**row, "rule": "probe_train", "count": probes, "spec": spec})
+                jobs["probe_train", d, size] = {"count": probes, "runs_per_gpu": k, "spec": spec}
     for p, s, seed in vit_runs():
         if seed == VIT["seeds"][0]:
             k = vit_resources(p, s).get("runs_per_gpu", 1)
-            row = {"group": p, "size": s, "rule": "vit_train", "count": len(VIT["seeds"]), "runs_per_gpu": k}
-            jobs.append({**row, "spec": vit_spec(p, s, seed)})
-    return json.dumps([{**j, "spec": json.loads(j["spec"])} for j in jobs], sort_keys=True)
+            jobs["vit_train", p, s] = {"count": len(VIT["seeds"]), "runs_per_gpu": k, "spec": vit_spec(p, s, seed)}
+    return jobs
+
+
+def forecast_job(w):
+    """One job kind's entry for ``spectral-reach forecast-job``, as sorted JSON."""
+    job = forecast_jobs()[w.kind, w.group, w.size]
+    row = {"rule": w.kind, "group": w.group, "size": w.size, **job, "spec": json.loads(job["spec"])}
+    return json.dumps(row, sort_keys=True)

@@ -5,34 +5,53 @@ from __future__ import annotations
 import argparse
 import json
 
+import pandas as pd
+
 from ..io import atomic_file, write_table
 from .common import command, log
 
 INT = {"type": int}
 
 
-def forecast(a: argparse.Namespace) -> None:
+def forecast_job(a: argparse.Namespace) -> None:
     import torch
 
     from ..train import forecast as fc
 
-    table = fc.forecast(json.loads(a.jobs), a.warmup, a.repeats)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    write_table(table.assign(device=device), a.out_csv)
+    row = fc.forecast_row(json.loads(a.job), a.warmup, a.repeats)
+    write_table(pd.DataFrame([{**row, "device": device}]), a.out)
+    log.info("%s", row)
+
+
+def forecast(a: argparse.Namespace) -> None:
+    from ..train import forecast as fc
+
+    table = pd.concat([pd.read_csv(t) for t in a.tables], ignore_index=True)
+    write_table(table, a.out_csv)
+    devices = ", ".join(sorted(set(table["device"])))
     with atomic_file(a.out_md) as tmp:
-        tmp.write_text(fc.report(table, device))
-    log.info("\n%s", fc.report(table, device))
+        tmp.write_text(fc.report(table, devices))
+    log.info("\n%s", fc.report(table, devices))
 
 
 def register(sub) -> None:
     command(
         sub,
-        "forecast",
-        forecast,
-        "time a few steps of every kind of training job; device-hours per job and in total",
-        jobs={"help": "JSON list of {rule, group, size, count, spec}"},
+        "forecast-job",
+        forecast_job,
+        "time a few steps of one kind of training job; its device-hours",
+        job={"help": "JSON {rule, group, size, count, runs_per_gpu, spec}"},
         warmup=INT,
         repeats=INT,
+        out={},
+    )
+    command(
+        sub,
+        "forecast",
+        forecast,
+        "the timed job kinds together: device-hours per job and in total, per rule",
+        tables={"nargs": "+", "help": "the forecast-job tables"},
         out_csv={},
         out_md={},
     )

@@ -172,42 +172,26 @@ def job_hours(spec: lm.RunSpec | vit.ViTSpec, t_step: float, t_lnp: float, t_eva
     return {"n_lnp": n_lnp, "n_eval": n_eval, "lnp_fraction": n_lnp * t_lnp / seconds, "hours": seconds / 3600}
 
 
-def forecast(jobs: list[dict[str, Any]], warmup: int, repeats: int) -> pd.DataFrame:
-    """One row per job kind: ``jobs`` items hold ``rule``, ``group`` (data set or
-    parametrization), ``size``, ``count`` (jobs of this kind), ``runs_per_gpu`` and ``spec`` (the
-    rule's params). A job that shares its device with k - 1 others costs ``hours / gain`` of it
-    (:func:`packing_gain`)."""
-    rows = []
-    for job in jobs:
-        spec, k = spec_of(job["rule"], job["spec"]), job.get("runs_per_gpu", 1)
-        t = time_job(job["rule"], job["spec"], warmup, repeats)
-        h = job_hours(spec, t["t_step"], t["t_lnp"], t["t_eval"])
-        gain = packing_gain(job["rule"], job["spec"], k, t["t_step"], warmup, repeats) if k > 1 else 1.0
-        device_hours = h["hours"] / gain
-        rows.append(
-            {
-                **{key: job[key] for key in ("rule", "group", "size", "count")},
-                "params": t["params"],
-                "steps": spec.steps,
-                **t,
-                **h,
-                "runs_per_gpu": k,
-                "gain": gain,
-                "device_hours": device_hours,
-                "device_hours_all": device_hours * job["count"],
-            }
-        )
-        log.info(
-            "%s %s %s: %.3g device-hours a job (%d a device, gain %.2f), %d jobs",
-            job["rule"],
-            job["group"],
-            job["size"],
-            device_hours,
-            k,
-            gain,
-            job["count"],
-        )
-    return pd.DataFrame(rows)
+def forecast_row(job: dict[str, Any], warmup: int, repeats: int) -> dict[str, Any]:
+    """One job kind timed: ``job`` holds ``rule``, ``group`` (data set or parametrization),
+    ``size``, ``count`` (jobs of this kind), ``runs_per_gpu`` and ``spec`` (the rule's params). A
+    job that shares its device with k - 1 others costs ``hours / gain`` of it (:func:`packing_gain`)."""
+    spec, k = spec_of(job["rule"], job["spec"]), job.get("runs_per_gpu", 1)
+    t = time_job(job["rule"], job["spec"], warmup, repeats)
+    h = job_hours(spec, t["t_step"], t["t_lnp"], t["t_eval"])
+    gain = packing_gain(job["rule"], job["spec"], k, t["t_step"], warmup, repeats) if k > 1 else 1.0
+    device_hours = h["hours"] / gain
+    return {
+        **{key: job[key] for key in ("rule", "group", "size", "count")},
+        "params": t["params"],
+        "steps": spec.steps,
+        **t,
+        **h,
+        "runs_per_gpu": k,
+        "gain": gain,
+        "device_hours": device_hours,
+        "device_hours_all": device_hours * job["count"],
+    }
 
 
 def report(table: pd.DataFrame, device: str) -> str:
