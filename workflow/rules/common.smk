@@ -24,7 +24,7 @@ def check_settings(config):
     blocks = [(f"lm.{d}.sizes.{s}", lm_resources(d, s)) for d in LM_DATASETS for s in config["lm"][d]["sizes"]]
     blocks += [(f"vit.{p}.sizes.{s}", vit_resources(p, s)) for p in PARAMETRIZATIONS if VIT for s in VIT[p]["sizes"]]
     for key, r in blocks:
-        if r.get("runs_per_gpu", 1) > 1 and r.get("gpu") != 1:
+        if r["runs_per_gpu"] > 1 and r.get("gpu") != 1:
             raise ValueError(
                 f"{key}.runs_per_gpu={r['runs_per_gpu']} with gpu={r.get('gpu')}: runs share one GPU, so "
                 f"set {key}.gpu: 1, or runs_per_gpu: 1"
@@ -83,13 +83,14 @@ PARAMETRIZATIONS = ("standard", "mup")
 
 
 def lm_resources(dataset, size):
-    """Scheduler resources of a size: the data set's defaults, updated by the size's own."""
+    """Scheduler resources of a size: the data set's defaults, updated by the size's own (one run
+    per GPU unless they say otherwise)."""
     c = config["lm"][dataset]
-    return {**c["resources"], **c["sizes"][size].get("resources", {})}
+    return {"runs_per_gpu": 1, **c["resources"], **c["sizes"][size].get("resources", {})}
 
 
 def vit_resources(par, size):
-    return {**VIT["resources"], **VIT[par]["sizes"][size].get("resources", {})}
+    return {"runs_per_gpu": 1, **VIT["resources"], **VIT[par]["sizes"][size].get("resources", {})}
 
 
 check_settings(config)  # after the checks above, which name unknown data sets

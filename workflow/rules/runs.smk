@@ -92,7 +92,7 @@ def training_resource(r, name, attempt):
     per GPU), and for SLURM it asks for the string ``gres: gpu:1`` instead of ``gpu: 1``, which a
     group job of k packed runs (group ``gpu_pack<k>``, see profiles/slurm) asks for once, while
     memory adds up; its CPUs are a k-th of the GPU's. ``None`` leaves the resource out."""
-    k = r.get("runs_per_gpu", 1)
+    k = r["runs_per_gpu"]
     values = {
         "gpu": r["gpu"] if k == 1 else None,
         "gres": f"gpu:{r['gpu']}" if k > 1 else None,
@@ -105,7 +105,7 @@ def training_resource(r, name, attempt):
 
 def pack_group(r):
     """The job group of packed runs: ``gpu_pack<k>`` for ``runs_per_gpu: k > 1``, else none."""
-    k = r.get("runs_per_gpu", 1)
+    k = r["runs_per_gpu"]
     return f"gpu_pack{k}" if k > 1 else None
 
 
@@ -171,7 +171,7 @@ def forecast_jobs():
         c = config["lm"][d]
         probes = 2 * len([seed for seed in c["seeds"] if seed in config["probe"]["seeds"]])
         for size in c["sizes"]:
-            k = lm_resources(d, size).get("runs_per_gpu", 1)
+            k = lm_resources(d, size)["runs_per_gpu"]
             jobs["lm_train", d, size] = {
                 "count": len(c["seeds"]),
                 "runs_per_gpu": k,
@@ -182,7 +182,7 @@ def forecast_jobs():
                 jobs["probe_train", d, size] = {"count": probes, "runs_per_gpu": k, "spec": spec}
     for p, s, seed in vit_runs():
         if seed == VIT["seeds"][0]:
-            k = vit_resources(p, s).get("runs_per_gpu", 1)
+            k = vit_resources(p, s)["runs_per_gpu"]
             jobs["vit_train", p, s] = {"count": len(VIT["seeds"]), "runs_per_gpu": k, "spec": vit_spec(p, s, seed)}
     return jobs
 

@@ -50,10 +50,11 @@ def summary(sub, name: str, help: str, tables: tuple[str, ...], unit: str, curve
     ``fits``, also the power-law fits of the final losses (:func:`..analysis.lm.loss_fits`)."""
 
     def fn(a: argparse.Namespace) -> None:
-        from ..analysis.runs import summarise
+        from ..analysis.runs import RunFiles, summarise
         from ..io import write_table
 
-        table, windows, loss_curves = summarise(run_files(a, tables), a.final_fraction, a.raw_steps, unit, curves)
+        runs = [RunFiles(key, **files) for key, files in run_files(a, tables)]
+        table, windows, loss_curves = summarise(runs, a.final_fraction, a.raw_steps, unit, curves)
         write_table(table, a.out_runs)
         write_table(windows, a.out_lnp)
         write_table(loss_curves, a.out_curves)
@@ -80,18 +81,16 @@ def summary(sub, name: str, help: str, tables: tuple[str, ...], unit: str, curve
     )
 
 
-def run_files(a: argparse.Namespace, tables: tuple[str, ...]) -> list:
-    """The runs a summary reads: ``--keys`` (a JSON list naming each run) and, per name in
-    ``tables``, one ``--<name>`` file per run in the same order."""
+def run_files(a: argparse.Namespace, tables: tuple[str, ...]) -> list[tuple[dict, dict[str, str]]]:
+    """``(key, {table: file})`` of every run a summary reads: ``--keys`` (a JSON list naming each
+    run) and, per name in ``tables``, one ``--<name>`` file per run in the same order."""
     import json
-
-    from ..analysis.runs import RunFiles
 
     keys = json.loads(a.keys)
     for name in tables:
         if len(getattr(a, name)) != len(keys):
             raise SystemExit(f"--{name}: {len(getattr(a, name))} files for {len(keys)} runs in --keys")
-    return [RunFiles(key, **{name: getattr(a, name)[i] for name in tables}) for i, key in enumerate(keys)]
+    return [(key, {name: getattr(a, name)[i] for name in tables}) for i, key in enumerate(keys)]
 
 
 def run_file_args(tables: tuple[str, ...]) -> dict:

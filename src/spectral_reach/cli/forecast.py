@@ -29,10 +29,10 @@ def forecast(a: argparse.Namespace) -> None:
 
     table = pd.concat([pd.read_csv(t) for t in a.tables], ignore_index=True)
     write_table(table, a.out_csv)
-    devices = ", ".join(sorted(set(table["device"])))
+    text = fc.report(table, ", ".join(sorted(set(table["device"]))))
     with atomic_file(a.out_md) as tmp:
-        tmp.write_text(fc.report(table, devices))
-    log.info("\n%s", fc.report(table, devices))
+        tmp.write_text(text)
+    log.info("\n%s", text)
 
 
 def register(sub) -> None:

@@ -8,7 +8,9 @@ import json
 import pandas as pd
 
 from ..io import write_table
-from .common import by_dataset, caption, command, figure, log, style
+from .common import by_dataset, caption, command, figure, log, run_files, style
+
+BACKBONES = ("pretrained", "random")
 
 
 def probe_summary(a: argparse.Namespace) -> None:
@@ -17,14 +19,9 @@ def probe_summary(a: argparse.Namespace) -> None:
     params = pd.read_csv(a.lm_runs).groupby("size")["params"].first()
     windows = [tuple(w) for w in json.loads(a.time_windows)]
     ratios, curves = [], []
-    keys = json.loads(a.keys)
-    if not len(keys) == len(a.pretrained) == len(a.random):
-        raise SystemExit(
-            f"{len(keys)} probe pairs in --keys, {len(a.pretrained)} --pretrained, {len(a.random)} --random"
-        )
-    for key, pretrained, random in zip(keys, a.pretrained, a.random):
+    for key, files in run_files(a, BACKBONES):
         size, seed = key["size"], key["seed"]
-        tables = {"pretrained": pd.read_parquet(pretrained), "random": pd.read_parquet(random)}
+        tables = {b: pd.read_parquet(path) for b, path in files.items()}
         r = probe.ratio(tables["pretrained"], tables["random"], a.steps, a.top_fraction, windows)
         ratios.append(r.assign(size=size, seed=seed, params=params[size]))
         for b, df in tables.items():

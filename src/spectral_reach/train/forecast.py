@@ -111,18 +111,24 @@ def _loop(rule: str, full: lm.RunSpec | vit.ViTSpec, steps: int, folder: Path) -
     return loop
 
 
+def _step_time(loop: _Loop, warmup: int, repeats: int, ready: Callable[[], Any] = lambda: None) -> float:
+    """Median seconds of ``repeats`` training steps after ``warmup`` untimed ones (steps 0, 1, ...);
+    ``ready()`` runs between the two."""
+    for s in range(warmup):
+        loop.step(s)
+    ready()
+    steps = iter(range(warmup, warmup + repeats))
+    return median_seconds(lambda: loop.step(next(steps)), repeats, loop.device)
+
+
 def time_job(rule: str, spec: dict[str, Any], warmup: int, repeats: int) -> dict[str, float]:
     """``t_step``, ``t_lnp``, ``t_eval`` (seconds) and the parameter count of one job kind."""
     full = spec_of(rule, spec)
     with tempfile.TemporaryDirectory() as tmp:
         loop = _loop(rule, full, warmup + 2 * repeats + 1, Path(tmp))
-        steps = iter(range(loop.spec.steps))
-        for _ in range(warmup):
-            loop.step(next(steps))
-        t_step = median_seconds(lambda: loop.step(next(steps)), repeats, loop.device)
+        t_step = _step_time(loop, warmup, repeats)
         lnp_s = []
-        for _ in range(repeats + 1):
-            s = next(steps)
+        for s in range(warmup + repeats, loop.spec.steps):
             loop.window_of = {s: 0}
             loop.step(s)
             lnp_s.append(loop.rows["metrics"][-1]["lnp_s"])
@@ -146,12 +152,7 @@ def _packed_step(rule: str, spec: dict[str, Any], warmup: int, repeats: int, bar
     """One of k processes sharing the device: warm up, wait for the others, time ``repeats`` steps."""
     full = spec_of(rule, spec)
     with tempfile.TemporaryDirectory() as tmp:
-        loop = _loop(rule, full, warmup + repeats, Path(tmp))
-        for s in range(warmup):
-            loop.step(s)
-        barrier.wait()
-        steps = iter(range(warmup, warmup + repeats))
-        return median_seconds(lambda: loop.step(next(steps)), repeats, loop.device)
+        return _step_time(_loop(rule, full, warmup + repeats, Path(tmp)), warmup, repeats, barrier.wait)
 
 
 def packing_gain(rule: str, spec: dict[str, Any], k: int, t_step: float, warmup: int, repeats: int) -> float:
