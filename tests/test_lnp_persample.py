@@ -1,5 +1,8 @@
 """Per-sample squared norms of every layer rule against torch.func per-sample gradients."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from models import EmbedLinear, tiny_llama
@@ -8,7 +11,7 @@ from torch.func import functional_call, grad, vmap
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from spectral_reach.lnp import PerSampleNorms
-from spectral_reach.lnp.rules import LinearRule, linear_strategy
+from spectral_reach.lnp.rules import LinearRule, LlamaRMSNormRule, linear_strategy
 
 
 def vmap_sq_norms(model: nn.Module, inputs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -59,6 +62,15 @@ def test_llama_layer_rules_match_vmap(layer):
     got = hook_sq_norms(model, ids, v, rules)
     want = vmap_sq_norms(model, ids, v)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=0)
+
+
+def test_llama_rmsnorm_rule_is_found_without_the_package_importing_transformers():
+    with PerSampleNorms(tiny_llama(), {}) as norms:
+        found = {type(norms._rule(m)) for m in norms.model.modules() if isinstance(m, LlamaRMSNorm)}
+    assert found == {LlamaRMSNormRule}
+    code = "import sys, spectral_reach.lnp, spectral_reach.rfm; print(sorted(m for m in sys.modules if m.startswith('transformers')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_whole_llama_matches_vmap_in_fp32():

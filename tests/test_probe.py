@@ -3,12 +3,17 @@ and the Eq. 12 ratio with its top-10% filter equals a hand computation."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
 from test_train import SPEC
 
 from spectral_reach.analysis import probe
+from spectral_reach.figures import caption
+from spectral_reach.figures import fig04_probe_ratio as fig04
 from spectral_reach.lnp import LogitsOnly, measure
 from spectral_reach.models import llama
 from spectral_reach.train import RunSpec, lm_loss, train
@@ -63,6 +68,28 @@ def test_top_fraction_filter_and_ratio_by_hand():
     out = probe.ratio(pre, rnd, steps=10, fraction=0.3, windows=[(0.0, 0.5), (0.5, 1.0), (0.0, 1.0)])
     assert out["chi_pos_pretrained"].tolist() == pytest.approx([4.5, 0.7, 2.6])
     assert out["ratio"].tolist() == pytest.approx([0.5, 0.5, 0.5])
+
+
+def test_ratio_of_a_non_positive_mean_is_undefined_and_the_caption_says_so(tmp_path):
+    """Cross-variant chi_pos can be negative: a ratio with a negative mean is NaN with a note, never
+    a negative number drawn on a log axis, and Fig. 4's caption counts it as undefined."""
+    pre = pd.DataFrame({"step": range(4), "window": [0, 0, 1, 1], "chi_pos": [2.0, 1.0, 3.0, 1.0]})
+    rnd = pre.assign(chi_pos=[4.0, 1.0, -2.0, -5.0])
+    out = probe.ratio(pre, rnd, steps=4, fraction=0.5, windows=[(0.0, 0.5), (0.5, 1.0)])
+    assert out["ratio"].iloc[0] == pytest.approx(0.5) and out["note"].iloc[0] == ""
+    assert math.isnan(out["ratio"].iloc[1]) and "mean chi_pos(random) = -2" in out["note"].iloc[1]
+    ratios = pd.concat([out.assign(size=s, seed=0, params=p) for s, p in (("s", 10), ("m", 20))])
+    ratios.loc[(ratios["size"] == "m") & (ratios["t0"] == 0.5), "ratio"] = 2.0
+    ((early, late),) = [d["windows"] for d in fig04.caption_values({"twin": ratios})["datasets"]]
+    assert early["below"] and early["undefined"] == 0
+    assert late["undefined"] == 1 and not late["below"] and math.isnan(late["ratio"][0])
+    template = Path(__file__).resolve().parents[1] / "workflow/report/fig04.rst"
+    caption.render(template, tmp_path / "fig04.rst", fig04.caption_values({"twin": ratios}))
+    text = (tmp_path / "fig04.rst").read_text()
+    assert (
+        "0.5 / 0.5 (below 1 at every size)" in text
+        and "nan / 2 (not below 1 at every size with a ratio; at 1 size" in text
+    )
 
 
 def test_probe_on_a_tied_backbone_trains_a_fresh_untied_head(text_data, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -186,3 +187,21 @@ def test_short_run_tables_and_resume(image_data, tmp_path, parametrization):
 def test_bad_settings_name_the_key(image_data, tmp_path, change, message):
     with pytest.raises((ValueError, DataError), match=message):
         train_vit(ViTSpec.from_dict({**SPEC, **change}), image_data, tmp_path / "o", tmp_path / "s")
+
+
+def test_hutchinson_option_estimates_the_exact_sum(image_data, tmp_path):
+    """``lnp.hutchinson: K`` (the classifier counted exactly, the rest from K probe vectors) against
+    the exact sum over the 10 classes, on the same training trajectory: delta and chi_loss equal,
+    ``||J||^2`` within the estimator's spread."""
+    tables = {}
+    for k in (None, 8):
+        spec = ViTSpec.from_dict({**SPEC, "steps": 10, "lnp": {**SPEC["lnp"], "hutchinson": k}})
+        train_vit(spec, image_data, tmp_path / f"k{k}", tmp_path / f"s{k}")
+        tables[k] = pd.read_parquet(tmp_path / f"k{k}" / "lnp.parquet")
+    exact, probed = tables[None], tables[8]
+    assert (exact["hutchinson"] == 0).all() and (probed["hutchinson"] == 8).all() and len(probed) == len(exact) > 3
+    assert np.allclose(probed["delta"], exact["delta"], rtol=1e-6)
+    assert np.allclose(probed["chi_loss"], exact["chi_loss"], rtol=1e-6)
+    ratio = probed["j_sq"] / exact["j_sq"]
+    assert ratio.between(0.75, 1.33).all() and abs(ratio.mean() - 1) < 0.1, ratio.tolist()
+    assert not np.allclose(ratio, 1, rtol=1e-9)  # estimated, not the exact sum again

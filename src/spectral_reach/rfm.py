@@ -108,13 +108,13 @@ def run_seed(alpha: float, n: int, dim: int, width: int, seed: int) -> dict[str,
     x = sample_data(n, spectrum, g)
     model = RandomFeatureModel(torch.randn(width, dim, generator=g, dtype=torch.float64))
     with torch.no_grad():
-        y = model.features(x) @ torch.randn(width, 1, generator=g, dtype=torch.float64)
+        phi = model.features(x)  # the teacher's features, and the readout's Jacobian J = phi
+        y = phi @ torch.randn(width, 1, generator=g, dtype=torch.float64)
         y = y / y.pow(2).mean().sqrt()
     record = measure(model, half_mse, (x, y), hutchinson=None)
     with torch.no_grad():
-        phi = model.features(x)
-        theta = phi @ phi.T  # eNTK of the readout: J = phi
-        grad_out = (model(x) - y).reshape(-1) / n
+        theta = phi @ phi.T  # eNTK of the readout
+        grad_out = (model.readout(phi) - y).reshape(-1) / n
     kta = kernel_target_alignment(theta, grad_out)
     kta_form = kta * float(theta.norm() / torch.trace(theta))
     return dict(

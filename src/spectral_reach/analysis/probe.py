@@ -5,6 +5,10 @@ one), which discounts the late-training overfitting that lowers ``chi_pos`` for 
 than reach; then, per time window ``[t0, t1)`` of normalized training time ``t = step / steps``,
 
     ratio = < chi_pos(pretrained backbone) >_kept, t in window  /  < chi_pos(random backbone) >_kept, t in window
+
+In the cross variant ``chi_pos`` can be negative (the step on ``B`` raises the loss on ``B'``). A
+ratio of a negative or zero mean says nothing about reach (and has no place on a log axis): it is
+NaN, and ``note`` says which mean it was.
 """
 
 from __future__ import annotations
@@ -34,13 +38,15 @@ def ratio(
     }
     for t0, t1 in windows:
         means = {n: k.loc[(k["t"] >= t0) & (k["t"] < t1), "chi_pos"].mean() for n, k in kept.items()}
+        bad = [f"mean chi_pos({n}) = {m:.3g}" for n, m in means.items() if not m > 0]
         rows.append(
             {
                 "t0": t0,
                 "t1": t1,
                 "chi_pos_pretrained": means["pretrained"],
                 "chi_pos_random": means["random"],
-                "ratio": means["pretrained"] / means["random"],
+                "ratio": math.nan if bad else means["pretrained"] / means["random"],
+                "note": "; ".join(bad) + (", not positive: no ratio" if bad else ""),
             }
         )
     return pd.DataFrame(rows)

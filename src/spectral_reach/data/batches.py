@@ -46,10 +46,11 @@ class Contexts:
     def get(self, index: np.ndarray) -> tuple[Tensor, Tensor]:
         """``(inputs, targets)`` as contiguous int64 tensors of shape ``(len(index), L - 1)``."""
         L = self.context_length
+        index = np.asarray(index)
         if self.kind == "stream":
-            rows = np.stack([self.tokens[i * L : (i + 1) * L] for i in index])
+            rows = self.tokens[index[:, None] * L + np.arange(L)]
         else:
-            rows = np.stack([self.tokens[i, :L] for i in index])
+            rows = self.tokens[index, :L]
         ctx = torch.from_numpy(rows.astype(np.int64))
         return ctx[:, :-1].contiguous(), ctx[:, 1:].contiguous()
 
@@ -75,8 +76,9 @@ class Images:
         return len(self.images)
 
     def get(self, index: np.ndarray) -> tuple[Tensor, Tensor]:
-        x = torch.from_numpy(np.stack([self.images[i] for i in index])).permute(0, 3, 1, 2).float() / 127.5 - 1
-        return x.contiguous(), torch.from_numpy(np.asarray(self.labels[np.asarray(index)], dtype=np.int64))
+        index = np.asarray(index)
+        x = torch.from_numpy(self.images[index]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        return x.contiguous(), torch.from_numpy(np.asarray(self.labels[index], dtype=np.int64))
 
 
 class TrainOrder:

@@ -28,14 +28,24 @@ def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, hei
 
 
 def caption_values(data: dict[str, pd.DataFrame]) -> dict:
-    """Per data set and time window: the seed-mean ratio per size and whether every size is below 1."""
+    """Per data set and time window: the seed-mean ratio per size (NaN where a seed's ratio is
+    undefined), whether every defined one is below 1, and how many sizes have none."""
     out = []
     for name, ratios in data.items():
         sizes = list(by_size(ratios).index)
         windows = []
         for (t0, t1), g in ratios.groupby(["t0", "t1"]):
-            mean = g.groupby("size")["ratio"].mean()
+            mean = g.groupby("size")["ratio"].agg(lambda r: r.mean(skipna=False))
             values = [float(mean[s]) for s in sizes]
-            windows.append({"t0": float(t0), "t1": float(t1), "ratio": values, "below": all(v < 1 for v in values)})
+            defined = [v for v in values if v == v]
+            windows.append(
+                {
+                    "t0": float(t0),
+                    "t1": float(t1),
+                    "ratio": values,
+                    "below": bool(defined) and all(v < 1 for v in defined),
+                    "undefined": len(values) - len(defined),
+                }
+            )
         out.append({"name": name, "sizes": sizes, "seeds": int(ratios["seed"].nunique()), "windows": windows})
     return {"datasets": out}

@@ -42,7 +42,7 @@ from .capture import ParameterUses
 from .errors import UnsupportedModelError
 from .groups import Group, ModuleCall, Recording, opacus_rule, plan
 from .replay import replay_group
-from .rules import RULES, NormRule, accumulation_dtype
+from .rules import NormRule, accumulation_dtype, rule_for
 
 __all__ = ["PerSampleNorms", "UnsupportedModelError"]
 
@@ -118,7 +118,7 @@ class PerSampleNorms:
         return list(self._owning)
 
     def _rule(self, module: nn.Module) -> NormRule | None:
-        return self.rules.get(type(module)) or RULES.get(type(module)) or opacus_rule(module)
+        return self.rules.get(type(module)) or rule_for(type(module)) or opacus_rule(module)
 
     def __enter__(self) -> "PerSampleNorms":
         for name, module in self.model.named_modules():

@@ -283,12 +283,16 @@ RULES: dict[type, NormRule] = {
     nn.BatchNorm3d: BatchNormEvalRule(),
 }
 
-try:
-    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+#: Rules for types of other libraries, by ``module.qualname``: found without importing the library
+#: (importing transformers' Llama module takes seconds; a model holding one has imported it).
+RULES_BY_NAME: dict[str, NormRule] = {
+    "transformers.models.llama.modeling_llama.LlamaRMSNorm": LlamaRMSNormRule(),
+}
 
-    RULES[LlamaRMSNorm] = LlamaRMSNormRule()
-except ImportError:  # transformers is optional for the measurement itself
-    pass
+
+def rule_for(module_type: type) -> NormRule | None:
+    """The rule registered for ``module_type`` (exactly that type), by type or by qualified name."""
+    return RULES.get(module_type) or RULES_BY_NAME.get(f"{module_type.__module__}.{module_type.__qualname__}")
 
 
 def register_norm_rule(module_type: type, rule: NormRule) -> None:

@@ -20,7 +20,7 @@ from torch import Tensor
 from ..data import FixedSet, Images, TrainOrder
 from ..models import vit
 from .device import pick_device
-from .loop import BaseSpec, Task, run
+from .loop import BaseSpec, Task, fused, run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +74,13 @@ def task(spec: ViTSpec, data_dir: str | os.PathLike, device: torch.device) -> Ta
     test_set = FixedSet(_split(data_dir, "test"), spec.eval["test_images"], "eval.test_images")
     model = vit.build(spec.size, spec.seed, spec.parametrization, spec.mup).to(device)
     opt = optimizer(
-        model, spec.parametrization, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay
+        model,
+        spec.parametrization,
+        lr=spec.lr,
+        betas=spec.betas,
+        eps=spec.eps,
+        weight_decay=spec.weight_decay,
+        fused=fused(device),
     )
     return Task(
         model=model,
@@ -85,7 +91,7 @@ def task(spec: ViTSpec, data_dir: str | os.PathLike, device: torch.device) -> Ta
         loss=classification_loss,
         units=spec.batch_size,
         unit_name="images",
-        hutchinson=None,
+        hutchinson=spec.lnp.get("hutchinson"),
         load_state=lambda path: load_file(Path(path) / "model.safetensors", device=str(device)),
     )
 
