@@ -5,6 +5,8 @@ pretrained features let the probe reach further into the spectral tail."""
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -37,7 +39,7 @@ def caption_values(data: dict[str, pd.DataFrame]) -> dict:
         for (t0, t1), g in ratios.groupby(["t0", "t1"]):
             mean = g.groupby("size")["ratio"].agg(lambda r: r.mean(skipna=False))
             values = [float(mean[s]) for s in sizes]
-            defined = [v for v in values if v == v]
+            defined = [v for v in values if not math.isnan(v)]
             windows.append(
                 {
                     "t0": float(t0),

@@ -20,7 +20,7 @@ from torch import Tensor
 from ..data import FixedSet, Images, TrainOrder
 from ..models import vit
 from .device import pick_device
-from .loop import BaseSpec, Task, fused, run
+from .loop import BaseSpec, Task, adamw_settings, run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,15 +73,7 @@ def task(spec: ViTSpec, data_dir: str | os.PathLike, device: torch.device) -> Ta
         )
     test_set = FixedSet(_split(data_dir, "test"), spec.eval["test_images"], "eval.test_images")
     model = vit.build(spec.size, spec.seed, spec.parametrization, spec.mup).to(device)
-    opt = optimizer(
-        model,
-        spec.parametrization,
-        lr=spec.lr,
-        betas=spec.betas,
-        eps=spec.eps,
-        weight_decay=spec.weight_decay,
-        fused=fused(device),
-    )
+    opt = optimizer(model, spec.parametrization, **adamw_settings(spec, device))
     return Task(
         model=model,
         optimizer=opt,
