@@ -131,3 +131,30 @@ def test_batchnorm_in_eval_mode_matches_vmap():
     x = torch.randn(5, 2, 6, dtype=torch.float64)
     v = torch.randn(5, 2, dtype=torch.float64)
     torch.testing.assert_close(hook_sq_norms(model, x, v), vmap_sq_norms(model, x, v), rtol=1e-10, atol=0)
+
+
+def test_plan_is_verified_once_per_model_through_fresh_wrappers(monkeypatch):
+    """``measure(LogitsOnly(model), ...)`` at every step: the one-sample check of the plan runs on
+    the first measurement of each batch shape only; a second model is checked again. Each
+    backward pass of the per-sample machinery is counted: per side one check + K probes."""
+    from spectral_reach.lnp import LogitsOnly, measure
+
+    passes = []
+    real = PerSampleNorms._grads
+    monkeypatch.setattr(PerSampleNorms, "_grads", lambda self, *a, **k: passes.append(1) or real(self, *a, **k))
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randint(0, 32, (3, 8), generator=g), torch.randint(0, 32, (3, 8), generator=g))
+    other = (torch.randint(0, 32, (2, 8), generator=g), torch.randint(0, 32, (2, 8), generator=g))
+
+    def loss(f, y):
+        return nn.functional.cross_entropy(f.reshape(-1, f.shape[-1]), y.reshape(-1))
+
+    torch.manual_seed(0)
+    first, second = tiny_llama().model, tiny_llama().model
+    counts, records = [], []
+    for model in (first, first, second):
+        passes.clear()
+        records.append(measure(LogitsOnly(model), loss, batch, other, hutchinson=2))
+        counts.append(len(passes))
+    assert counts == [2 * (1 + 2), 2 * 2, 2 * (1 + 2)]
+    assert records[1] == records[0]  # the check changes no number

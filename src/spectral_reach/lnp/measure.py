@@ -336,5 +336,11 @@ class LogitsOnly(nn.Module):
         super().__init__()
         self.model = model
 
+    @property
+    def cache_owner(self) -> nn.Module:
+        """The wrapped model, on which the per-sample machinery keys its per-model checks: a
+        wrapper made afresh at each step verifies its plan once, as the model itself would."""
+        return self.model
+
     def forward(self, inputs: Tensor) -> Tensor:
         return self.model(inputs).logits

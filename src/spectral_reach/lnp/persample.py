@@ -46,6 +46,11 @@ from .rules import NormRule, accumulation_dtype, rule_for
 
 __all__ = ["PerSampleNorms", "UnsupportedModelError"]
 
+# The three caches below are per model, keyed on its ``cache_owner`` where it has one: a wrapper
+# made afresh for each measurement (``measure(LogitsOnly(model), ...)``) then shares the caches of
+# the model it wraps, and the plan is verified once per model, not at every step (that check cost
+# a demo language model 23% of its LNP time).
+
 #: Models whose forward structure (by signature) has passed :meth:`PerSampleNorms.verify`.
 _VERIFIED: "weakref.WeakKeyDictionary[nn.Module, set]" = weakref.WeakKeyDictionary()
 #: Modules (by name, per model) whose module replay failed: their parameters use call replay.
@@ -103,9 +108,11 @@ class PerSampleNorms:
     _groups: list[Group] = field(default_factory=list, init=False)
     _batch: int = field(default=0, init=False)
     _output: Tensor | None = field(default=None, init=False)
+    _owner: nn.Module = field(init=False)
 
     def __post_init__(self) -> None:
         check_model(self.model)
+        self._owner = getattr(self.model, "cache_owner", self.model)
         self._params = {id(p): n for n, p in self.model.named_parameters() if p.requires_grad}
         self._by_id = {id(p): p for p in self.model.parameters() if p.requires_grad}
         for name, module in self.model.named_modules():
@@ -157,7 +164,7 @@ class PerSampleNorms:
             args_kwargs = tree_unflatten([t.detach() if isinstance(t, Tensor) else t for t in leaves], spec)
             versions = {id(t): t._version for t in tree_flatten(output)[0] if isinstance(t, Tensor)}
             self._calls.setdefault(name, []).append(ModuleCall(*args_kwargs, output, versions))
-            if isinstance(output, Tensor) and output.requires_grad and name in _CLONED.get(self.model, ()):
+            if isinstance(output, Tensor) and output.requires_grad and name in _CLONED.get(self._owner, ()):
                 # a later in-place op (ReLU(inplace=True)) then changes the copy, not ours
                 returned = output.clone()
                 self._returned[id(output)] = returned
@@ -201,7 +208,7 @@ class PerSampleNorms:
             for call in calls:
                 for t in tree_flatten(call.output)[0]:
                     if isinstance(t, Tensor) and t._version != call.versions[id(t)]:
-                        _CLONED.setdefault(self.model, set()).add(name)
+                        _CLONED.setdefault(self._owner, set()).add(name)
                         raise RecordAgain(name)
         rec = Recording(
             self._params,
@@ -211,7 +218,7 @@ class PerSampleNorms:
             self._uses,
             self._rule,
             self._by_id,
-            _DEMOTED.get(self.model, set()),
+            _DEMOTED.get(self._owner, set()),
         )
         self._groups = plan(rec, output)
         self._stack.clear()
@@ -301,7 +308,7 @@ class PerSampleNorms:
             torch.is_autocast_enabled(output.device.type),
             tuple((g.name, g.how, len(g.targets)) for g in self._groups),
         )
-        if signature in _VERIFIED.get(self.model, set()):
+        if signature in _VERIFIED.get(self._owner, set()):
             return
         from .hutchinson import rademacher
 
@@ -329,7 +336,7 @@ class PerSampleNorms:
             except UnsupportedModelError:
                 if g.how != "module replay":
                     raise
-                _DEMOTED.setdefault(self.model, set()).add(g.name)  # its calls are replayed instead
+                _DEMOTED.setdefault(self._owner, set()).add(g.name)  # its calls are replayed instead
                 self._groups.clear()
                 self.plan(output)
                 return self.verify(output, generator)
@@ -339,4 +346,4 @@ class PerSampleNorms:
                     f"gradient of one sample ({want:.6g}). Its rule does not fit how the module uses "
                     "its parameters; remove the rule registered for it (the replay then measures it)."
                 )
-        _VERIFIED.setdefault(self.model, set()).add(signature)
+        _VERIFIED.setdefault(self._owner, set()).add(signature)
