@@ -44,9 +44,11 @@ def test_uneven_heads_build_save_and_load(tmp_path):
     assert llama.build(size, 50, 32, seed=0).state_dict()["lm_head.weight"].equal(model.state_dict()["lm_head.weight"])
 
 
-def test_padded_attention_equals_the_plain_path():
-    """Head size 6 (not a multiple of 8) takes the padded SDPA route; outputs and gradients equal unpadded SDPA's."""
-    size = {"layers": 2, "hidden": 30, "ff": 40, "heads": 5}
+@pytest.mark.parametrize("hidden, heads", [(30, 5), (16, 2)])
+def test_padded_attention_equals_the_plain_path(hidden, heads):
+    """Head size 6 (not a multiple of 8) and 8 (below CPU_MIN_HEAD) take the padded SDPA route, padded
+    to 16 on CPU; outputs and gradients equal unpadded SDPA's."""
+    size = {"layers": 2, "hidden": hidden, "ff": 40, "heads": heads}
     padded = llama.build(size, 50, 32, seed=0).double()
     plain = llama.build(size, 50, 32, seed=0).double()
     plain.config._attn_implementation = "sdpa"  # the same model through SDPA without padding
@@ -58,6 +60,12 @@ def test_padded_attention_equals_the_plain_path():
     gb = torch.autograd.grad(b.pow(2).sum(), list(plain.parameters()))
     for u, v in zip(ga, gb):
         torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
+
+
+def test_padded_head_sizes():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [llama.padded_head(d, cuda) for d in (6, 8, 16, 76)] == [8, 8, 16, 80]
+    assert [llama.padded_head(d, cpu) for d in (6, 8, 16, 24, 76)] == [16, 16, 16, 24, 80]
 
 
 def test_paper_rows_with_head_size_76_take_the_padded_route():
