@@ -40,6 +40,7 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/lnp_cost.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/job_startup.py
 
 clean:
 	rm -rf results figures logs .snakemake report.html report.zip
