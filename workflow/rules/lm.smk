@@ -14,6 +14,7 @@ rule lm_train:
         "logs/lm_train/{dataset}/{size}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/lm_train/{dataset}/{size}/seed{seed}.tsv"
+    priority: 1  # long jobs before summaries and figures: none starts last, alone on a core
     group:
         lambda w: pack_group(lm_resources(w.dataset, w.size))
     conda:

@@ -19,6 +19,7 @@ rule probe_train:
         "logs/benchmarks/probe_train/{dataset}/{size}/seed{seed}_{backbone}.tsv"
     wildcard_constraints:
         backbone="pretrained|random",
+    priority: 1  # long jobs before summaries and figures: none starts last, alone on a core
     group:
         lambda w: pack_group(lm_resources(w.dataset, w.size))
     conda:

@@ -19,6 +19,7 @@ rule vit_train:
         "logs/vit_train/{par}/{vsize}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/vit_train/{par}/{vsize}/seed{seed}.tsv"
+    priority: 1  # long jobs before summaries and figures: none starts last, alone on a core
     group:
         lambda w: pack_group(vit_resources(w.par, w.vsize))
     conda:
