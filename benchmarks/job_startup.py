@@ -36,9 +36,10 @@ TUNED = "import spectral_reach.cli as c; "
 
 
 def command(out: Path) -> list[str]:
-    story = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["lm"]["synthstories"]
-    sizes = json.dumps(story["sizes"])
-    return ["lm-table", "--sizes", sizes, "--vocab-size", "1024", "--tolerance", "0.01",
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    sizes = json.dumps(config["lm"]["synthstories"]["sizes"])
+    vocab, tolerance = config["data"]["synthstories"]["vocab_size"], config["analysis"]["param_tolerance"]
+    return ["lm-table", "--sizes", sizes, "--vocab-size", str(vocab), "--tolerance", str(tolerance),
             "--out-md", str(out / "t.md"), "--out-csv", str(out / "t.csv")]  # fmt: skip
 
 

@@ -95,6 +95,7 @@ def attention(attn: str, head_dim: int) -> str:
 
 def config(size: dict[str, Any], vocab_size: int, context_length: int, attn: str = "sdpa") -> LlamaConfigAnyHeads:
     """The transformers config of one table row: ``size`` has layers, hidden, ff, heads (and tied, optional)."""
+    head_dim = size.get("head_dim", size["hidden"] // size["heads"])
     return LlamaConfigAnyHeads(
         vocab_size=vocab_size,
         hidden_size=size["hidden"],
@@ -102,10 +103,10 @@ def config(size: dict[str, Any], vocab_size: int, context_length: int, attn: str
         num_hidden_layers=size["layers"],
         num_attention_heads=size["heads"],
         num_key_value_heads=size["heads"],
-        head_dim=size.get("head_dim", size["hidden"] // size["heads"]),
+        head_dim=head_dim,
         max_position_embeddings=context_length,
         tie_word_embeddings=bool(size.get("tied", False)),
-        attn_implementation=attention(attn, size.get("head_dim", size["hidden"] // size["heads"])),
+        attn_implementation=attention(attn, head_dim),
         bos_token_id=None,
         eos_token_id=None,
         pad_token_id=None,
