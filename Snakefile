@@ -1,4 +1,7 @@
 # spectral-reach: the paper "Spectral Reach" end to end. See README.md.
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -14,6 +17,13 @@ if not config:
     )
 
 
+# Rules call the `spectral-reach` command, installed beside the Python that runs Snakemake: its
+# folder goes first on the jobs' PATH, so `.venv/bin/snakemake` works as well as an activated venv
+# (a rule's conda environment, where one is used, still comes first inside the job).
+os.environ.update(PATH=os.pathsep.join([os.path.dirname(sys.executable), os.getenv("PATH", "")]))
+
+
+include: "workflow/rules/validate.smk"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/runs.smk"
 include: "workflow/rules/targets.smk"

@@ -36,7 +36,7 @@ chown -R root /etc/munge /run/munge /var/lib/munge /var/log/munge
 munged --force -F > "$base/munged.out" 2>&1 & echo $! > "$base/munged.pid"
 for _ in $(seq 50); do munge -n 2> /dev/null | unmunge > /dev/null 2>&1 && break; sleep 0.1; done
 
-# Two partitions on the one node, named as in profiles/slurm (gpu for training, cpu for the rest).
+# Two partitions on the one node; profiles/slurm names none, so every job goes to the default (gpu).
 cat > /etc/slurm/slurm.conf <<EOF
 ClusterName=local
 SlurmctldHost=localhost

@@ -2,11 +2,13 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -132,7 +134,7 @@ def test_schema_violation_fails_before_any_job(workdir):
 @pytest.mark.parametrize(
     "change, words",
     [
-        ({"lm__stories__sizes__a__lr": 0.0}, ["lr", "exclusiveMinimum"]),
+        ({"lm__stories__sizes__a__lr": 0.0}, ["config key lm.stories.sizes.a.lr: 0.0 is less than or equal to"]),
         ({"lm__stories__schedule": "exponential"}, ["schedule", "constant"]),
         ({"datasets": ["stories", "nope"]}, ["datasets", "nope"]),
         ({"vit__dataset": "stories"}, ["vit.dataset", "stories", "not an image data set", "pixels"]),
@@ -152,6 +154,58 @@ def test_bad_config_is_named_before_any_job(workdir, change, words):
     assert proc.returncode != 0
     for word in words:
         assert word in proc.stderr + proc.stdout, word
+
+
+def test_yaml_1_1_exponent_numbers_are_numbers(workdir):
+    """``3e-4`` and ``1e6`` reach the config as strings (YAML 1.1); where the schema wants a number they
+    are one: the CI config with its numbers written that way plans no job."""
+    text = yaml.safe_dump(CI_CONFIG).replace("lr: 0.01", "lr: 1e-2").replace("steps: 24", "steps: 2.4e1")
+    assert yaml.safe_load(text)["lm"]["stories"]["sizes"]["a"]["lr"] == "1e-2"
+    (workdir / "strings.yaml").write_text(text)
+    out = snakemake(workdir, "-n", "--configfile", "strings.yaml", "--replace-workflow-config").stdout
+    assert "Nothing to be done" in out
+
+
+def test_a_type_error_names_the_key_path_first(workdir):
+    path = workdir / "bad.yaml"
+    path.write_text(yaml.safe_dump(edited(lm__stories__sizes__a__lr="fast")))
+    proc = snakemake(workdir, "-n", "--configfile", str(path), "--replace-workflow-config", check=False)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("ValueError"))
+    assert lines[first + 1] == "config key lm.stories.sizes.a.lr: 'fast' is not of type 'number'"
+    assert "Failed validating" not in proc.stdout + proc.stderr  # no schema dump before it
+
+
+def test_rules_find_the_package_without_an_activated_venv(workdir, tmp_path):
+    """``.venv/bin/snakemake`` with a PATH that lacks the venv runs a job (exit 127 before)."""
+    work = copy_run(workdir, tmp_path / "bare")
+    env = {**ENV, "PATH": "/usr/bin:/bin"}
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", "1", "-f", "results/tables/lm_sizes_stories.md"]
+    cmd += ["--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config"]
+    proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "spectral-reach: command not found" not in (work / "logs/lm_table/stories.log").read_text()
+
+
+def test_the_readme_target_forms_plan_what_they_say(workdir):
+    """The README's rerun commands, with its config files replaced by the CI config, on a finished tree."""
+    readme = (ROOT / "README.md").read_text()
+    forms = {
+        "snakemake figures/fig01_scaling.pdf --configfile config/config.yaml my.yaml": Counter(),
+        "snakemake -f figures/fig01_scaling.pdf": Counter(fig01=1),
+        "snakemake figures/fig01_scaling.pdf --forcerun lm_summary": Counter(lm_summary=2, fig01=1),
+    }
+    for form, expected in forms.items():
+        assert form in readme, form
+        args = form.split()[1:]
+        if "--configfile" in args:
+            args = args[: args.index("--configfile")]
+        ci = ["--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config"]
+        out = snakemake(workdir, "-n", *args, *ci).stdout
+        planned = Counter(
+            {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M) if m.group(1) != "total"}
+        )
+        assert planned == expected, form
 
 
 @pytest.mark.parametrize(
@@ -219,6 +273,102 @@ def test_killed_training_job_resumes_and_matches(workdir, tmp_path):
             for r in (runs["reference"], runs["killed"])
         )
         pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+LR_TARGET = "results/lm/stories/a/seed0/done.json"
+
+
+def run_tables(run) -> dict[str, pd.DataFrame]:
+    return {
+        t: pd.read_parquet(run / f"{t}.parquet").drop(columns=["step_s", "lnp_s"], errors="ignore")
+        for t in ("metrics", "lnp", "eval")
+    }
+
+
+def assert_same_tables(a, b) -> None:
+    for (name, x), y in zip(run_tables(a).items(), run_tables(b).values()):
+        pd.testing.assert_frame_equal(x, y, check_exact=True, obj=name)
+
+
+def with_config(work, config: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    (work / "c.yaml").write_text(yaml.safe_dump(config))
+    return snakemake(work, "--configfile", "c.yaml", "--replace-workflow-config", *args, check=check)
+
+
+@pytest.fixture(scope="module")
+def new_lr_run(workdir, tmp_path_factory):
+    """An uninterrupted run of stories/a/seed0 at the edited learning rate: what every edit below must end as."""
+    work = copy_run(workdir, tmp_path_factory.mktemp("new_lr") / "work")
+    with_config(work, edited(lm__stories__steps=80, lm__stories__sizes__a__lr=5e-3), LR_TARGET)
+    return work / "results/lm/stories/a/seed0"
+
+
+def test_lr_edit_after_a_kill_starts_fresh_and_equals_a_run_of_the_new_lr(workdir, new_lr_run, tmp_path):
+    """kill -9 after a checkpoint, edit lr, rerun: the old checkpoint is set aside with the changed
+    key named, and the run equals an uninterrupted run of the new lr, bitwise."""
+    work = copy_run(workdir, tmp_path / "killed")
+    (work / "c.yaml").write_text(yaml.safe_dump(edited(lm__stories__steps=80, lm__stories__checkpoint_every=10)))
+    args = ["--configfile", "c.yaml", "--replace-workflow-config"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "1", *args, LR_TARGET],
+        cwd=work,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    state = work / "results/checkpoints/lm/stories/a/seed0"
+    deadline = time.time() + 300
+    while not list(state.glob("step*")):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    snakemake(work, *args, "--unlock")
+    with_config(work, edited(lm__stories__steps=80, lm__stories__sizes__a__lr=5e-3), "--rerun-incomplete", LR_TARGET)
+    log = (work / "logs/lm_train/stories/a/seed0.log").read_text()
+    assert "its run differs: lr: 0.01 -> 0.005. Starting fresh" in log and "resuming from" not in log
+    assert list((work / "results/checkpoints/lm/stories/a/seed0.superseded").glob("step*"))
+    done = json.loads((work / LR_TARGET).read_text())
+    assert done["resumed_at"] == [] and done["spec"]["lr"] == 5e-3
+    assert_same_tables(new_lr_run, work / "results/lm/stories/a/seed0")
+
+
+def test_a_blown_up_lr_fails_clearly_and_the_advised_edit_ends_as_a_fresh_run(workdir, new_lr_run, tmp_path):
+    work = copy_run(workdir, tmp_path / "blown")
+    blown = edited(lm__stories__steps=80, lm__stories__checkpoint_every=2, lm__stories__sizes__a__lr=1.0e6)
+    proc = with_config(work, blown, LR_TARGET, check=False)
+    assert proc.returncode != 0
+    log = (work / "logs/lm_train/stories/a/seed0.log").read_text()
+    assert "NonFiniteLoss: step " in log and "Lower the learning rate (lr) in config/" in log
+    # warmup: the state after step 1 is finite and its own loss is finite (ln 128, uniform), so it is a good
+    # checkpoint; the blow-up comes after it. The message names it and what each next run does.
+    kept = sorted((work / "results/checkpoints/lm/stories/a/seed0").glob("step*"))
+    assert [k.name for k in kept] == ["step00000002"]
+    assert f"resumes the last good checkpoint, {kept[-1].relative_to(work)} (step {int(kept[-1].name[4:])})" in log
+    advised = edited(lm__stories__steps=80, lm__stories__checkpoint_every=2, lm__stories__sizes__a__lr=5e-3)
+    with_config(work, advised, LR_TARGET)
+    log = (work / "logs/lm_train/stories/a/seed0.log").read_text()
+    assert "its run differs: lr: 1000000.0 -> 0.005. Starting fresh" in log
+    assert_same_tables(new_lr_run, work / "results/lm/stories/a/seed0")
+
+
+def test_data_corrupted_in_place_fails_before_training_and_keeps_finished_runs(workdir, tmp_path):
+    work = copy_run(workdir, tmp_path / "corrupt")
+    path = work / "results/data/stories/train.bin"
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        f.write(b"\xff" * 4096)
+    done = {p: p.read_text() for p in (work / "results/lm/stories").glob("*/seed*/done.json")}
+    proc = snakemake(
+        work, "--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config", check=False
+    )
+    assert proc.returncode != 0
+    log = (work / "logs/data_verify/stories.log").read_text()
+    assert "DataError: results/data/stories/train.bin: sha256" in log and "rerun its data rule" in log
+    assert path.stat().st_size == size
+    assert done and all(p.read_text() == text for p, text in done.items())  # no training job started
 
 
 def test_paper_config_resolves():

@@ -3,10 +3,6 @@
 import json
 import os
 
-from snakemake.utils import validate
-
-validate(config, "../schemas/config.schema.yaml")
-
 
 def check_settings(config):
     """Cross-key checks the schema cannot express; each names its keys and the fix."""
@@ -191,8 +187,20 @@ def image_parts(dataset, key):
     return [f"{src['path']}/part{k}.npz" for k in parts]
 
 
+SPLITS = ("train", "validation", "test")
+
+
+def prepared_files(dataset):
+    """Every prepared file of a data set: token splits, and for images also RGB and labels; sidecars."""
+    parts = ("", "_rgb", "_labels") if config["data"][dataset]["kind"] == "image" else ("",)
+    return [f"results/data/{dataset}/{s}{p}.{ext}" for s in SPLITS for p in parts for ext in ("bin", "json")]
+
+
+def verified(dataset):
+    """The record of ``data_verify``: a training job starts only after its data passed the checks."""
+    return f"results/data/{dataset}/verified.json"
+
+
 def data_files(dataset):
-    """The prepared token splits that training reads."""
-    return [
-        f"results/data/{dataset}/{split}.{ext}" for split in ("train", "validation", "test") for ext in ("bin", "json")
-    ]
+    """The prepared token splits that training reads, checked (:func:`verified`)."""
+    return [f"results/data/{dataset}/{s}.{ext}" for s in SPLITS for ext in ("bin", "json")] + [verified(dataset)]

@@ -3,6 +3,29 @@
 # are blind to where the data came from.
 
 
+# Every prepared file against its sidecar (size, sha256), before any training job reads it:
+# a file corrupted or edited in place fails here, naming it, and the training jobs it would
+# rerun never start, so Snakemake never deletes their finished outputs. Once per data set,
+# so it hashes every file whatever its size (data_checks.checksum_max_mb is for the jobs).
+rule data_verify:
+    input:
+        lambda w: prepared_files(w.dataset),
+    output:
+        verified("{dataset}"),
+    log:
+        "logs/data_verify/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/data_verify/{dataset}.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    shell:
+        "spectral-reach data-verify --files {input} --out {output} > {log} 2>&1"
+
+
+localrules:
+    data_verify,
+
+
 rule stories_generate:
     output:
         train="results/data/{dataset}/generated/train.parquet",

@@ -32,10 +32,12 @@ rule lm_train:
         # Resume checkpoints: not an output, so Snakemake does not delete them before a rerun.
         state="results/checkpoints/lm/{dataset}/{size}/seed{seed}",
         data_dir="results/data/{dataset}",
+        checksum_max_mb=config["data_checks"]["checksum_max_mb"],
         out_dir="results/lm/{dataset}/{size}/seed{seed}",
     shell:
         "spectral-reach train-lm --spec {params.spec:q} --data-dir {params.data_dir} --out-dir {params.out_dir}"
-        " --state-dir {params.state} > {log} 2>&1"
+        " --state-dir {params.state}"
+        " --checksum-max-mb {params.checksum_max_mb} > {log} 2>&1"
 
 
 rule lm_summary:

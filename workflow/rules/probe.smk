@@ -39,10 +39,12 @@ rule probe_train:
         ),
         state="results/checkpoints/probe/{dataset}/{size}/seed{seed}/{backbone}",
         data_dir="results/data/{dataset}",
+        checksum_max_mb=config["data_checks"]["checksum_max_mb"],
         out_dir="results/probe/{dataset}/{size}/seed{seed}/{backbone}",
     shell:
         "spectral-reach train-lm --spec {params.spec:q} {params.backbone} --data-dir {params.data_dir}"
-        " --out-dir {params.out_dir} --state-dir {params.state} > {log} 2>&1"
+        " --out-dir {params.out_dir} --state-dir {params.state}"
+        " --checksum-max-mb {params.checksum_max_mb} > {log} 2>&1"
 
 
 rule probe_summary:

@@ -5,10 +5,11 @@ rule vit_train:
     input:
         lambda w: [
             f"results/data/{VIT['dataset']}/{split}_{part}.{ext}"
-            for split in ("train", "validation", "test")
+            for split in SPLITS
             for part in ("rgb", "labels")
             for ext in ("bin", "json")
-        ],
+        ]
+        + [verified(VIT["dataset"])],
     output:
         model=directory("results/vit/{par}/{vsize}/seed{seed}/model"),
         metrics="results/vit/{par}/{vsize}/seed{seed}/metrics.parquet",
@@ -37,10 +38,12 @@ rule vit_train:
         # Resume checkpoints: not an output, so Snakemake does not delete them before a rerun.
         state="results/checkpoints/vit/{par}/{vsize}/seed{seed}",
         data_dir=lambda w: f"results/data/{VIT['dataset']}",
+        checksum_max_mb=config["data_checks"]["checksum_max_mb"],
         out_dir="results/vit/{par}/{vsize}/seed{seed}",
     shell:
         "spectral-reach train-vit --spec {params.spec:q} --data-dir {params.data_dir} --out-dir {params.out_dir}"
-        " --state-dir {params.state} > {log} 2>&1"
+        " --state-dir {params.state}"
+        " --checksum-max-mb {params.checksum_max_mb} > {log} 2>&1"
 
 
 rule vit_summary:

@@ -9,6 +9,11 @@ from typing import Callable
 log = logging.getLogger("spectral_reach")
 
 Command = Callable[[argparse.Namespace], None]
+CHECKSUM_MB = {
+    "type": float,
+    "default": float("inf"),
+    "help": "hash data files up to this many MiB against their sidecars before training (default: all)",
+}
 
 
 def command(sub, name: str, fn: Command, help: str, **args: dict) -> argparse.ArgumentParser:

@@ -71,6 +71,21 @@ def images_convert(a: argparse.Namespace) -> None:
         log.info("%s: %d images", split, cifar5m.convert(parts, a.out_dir, split, a.chunk, start, stop))
 
 
+def data_verify(a: argparse.Namespace) -> None:
+    import json
+
+    from ..data.memmap import verify
+    from ..io import atomic_file
+
+    checked = []
+    for path in a.files:
+        if path.endswith(".bin"):
+            checked.append(verify(path, float("inf")))
+            log.info("%s", checked[-1])
+    with atomic_file(a.out) as tmp:
+        tmp.write_text(json.dumps(checked, indent=1) + "\n")
+
+
 def register(sub) -> None:
     command(
         sub,
@@ -132,6 +147,14 @@ def register(sub) -> None:
         seed=INT,
         exponent={"type": float, "nargs": 2},
         background={"type": float, "default": 1.0, "help": "amplitude of the random-field background"},
+    )
+    command(
+        sub,
+        "data-verify",
+        data_verify,
+        "check prepared data files against their sidecars (size and sha256)",
+        files={"nargs": "+"},
+        out={},
     )
     command(sub, "cifar5m-download", cifar5m_download, "one published CIFAR-5M part", part=INT, out={})
     command(

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from ..io import write_table
-from .common import by_dataset, caption, command, figure, log, preemptible, style, summary
+from .common import CHECKSUM_MB, by_dataset, caption, command, figure, log, preemptible, style, summary
 
 INT, FLOAT = {"type": int}, {"type": float}
 LM_RUN_FILES = ("done", "metrics", "lnp", "eval")
@@ -18,7 +18,7 @@ def train_lm(a: argparse.Namespace) -> None:
     from ..train import RunSpec, train
 
     spec = RunSpec.from_dict(json.loads(a.spec))
-    preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir, a.backbone))
+    preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir, a.backbone, checksum_max_mb=a.checksum_max_mb))
 
 
 def lm_table(a: argparse.Namespace) -> None:
@@ -90,6 +90,7 @@ def register(sub) -> None:
         data_dir={},
         out_dir={},
         state_dir={},
+        checksum_max_mb=CHECKSUM_MB,
         backbone={"default": None},
     )
     summary(

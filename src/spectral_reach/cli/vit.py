@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from ..io import write_table
-from .common import caption, command, figure, log, preemptible, style, summary
+from .common import CHECKSUM_MB, caption, command, figure, log, preemptible, style, summary
 
 VIT_RUN_FILES = ("done", "metrics", "lnp")
 
@@ -18,7 +18,7 @@ def train_vit(a: argparse.Namespace) -> None:
     from ..train.vit import train_vit as train
 
     spec = ViTSpec.from_dict(json.loads(a.spec))
-    preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir))
+    preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir, checksum_max_mb=a.checksum_max_mb))
 
 
 def vit_table(a: argparse.Namespace) -> None:
@@ -48,6 +48,7 @@ def register(sub) -> None:
         data_dir={},
         out_dir={},
         state_dir={},
+        checksum_max_mb=CHECKSUM_MB,
     )
     summary(sub, "vit-summary", "collect the ViT runs into summary tables", VIT_RUN_FILES, "images", "train")
     command(

@@ -15,7 +15,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .memmap import DataError, read_memmap, read_meta
+from .memmap import DataError, read_memmap, read_meta, remake
+
+
+def check_ids(
+    path: str | os.PathLike, values: np.ndarray, index: np.ndarray, row_len: int, limit: int | None, what: str
+) -> None:
+    """Refuse a batch holding a value outside ``[0, limit)`` (a token id beyond the vocabulary, a
+    label beyond the classes) before it reaches a model: a corrupt file would otherwise surface as
+    an ``IndexError`` inside ``torch.embedding``, naming neither. ``values[i]`` is row ``index[i]``
+    of the file, whose rows hold ``row_len`` values."""
+    if limit is None or values.size == 0 or int(values.max()) < limit:
+        return
+    i, *j = np.argwhere(values >= limit)[0]
+    at = int(index[i]) * row_len + (int(j[0]) if j else 0)
+    raise DataError(
+        f"{path}: {what} {int(values[(i, *j)])} at value offset {at} (byte {at * values.dtype.itemsize}), outside "
+        f"the {limit} of its sidecar: the file is corrupt; {remake(path)}"
+    )
 
 
 class Contexts:
@@ -36,6 +53,7 @@ class Contexts:
                 )
             self.count = len(self.tokens)
         self.kind, self.context_length = kind, context_length
+        self.vocab_size = read_meta(path).get("vocab_size")
         self.what = f"contexts of {context_length} tokens"
         if self.count == 0:
             raise DataError(f"{path}: not one context of {context_length} tokens")
@@ -49,8 +67,10 @@ class Contexts:
         index = np.asarray(index)
         if self.kind == "stream":
             rows = self.tokens[index[:, None] * L + np.arange(L)]
+            check_ids(self.path, rows, index, L, self.vocab_size, "token id")
         else:
             rows = self.tokens[index, :L]
+            check_ids(self.path, rows, index, self.tokens.shape[1], self.vocab_size, "token id")
         ctx = torch.from_numpy(rows.astype(np.int64))
         return ctx[:, :-1].contiguous(), ctx[:, 1:].contiguous()
 
@@ -63,13 +83,14 @@ class Images:
     """
 
     def __init__(self, rgb: str | os.PathLike, labels: str | os.PathLike) -> None:
-        self.path = rgb
+        self.path, self.labels_path = rgb, labels
         self.images, self.labels = read_memmap(rgb), read_memmap(labels)
         for path, kind in ((rgb, "images"), (labels, "labels")):
             if read_meta(path).get("kind") != kind:
                 raise DataError(f"{path}: sidecar kind {read_meta(path).get('kind')!r}, expected {kind!r}")
         if len(self.images) != len(self.labels):
             raise DataError(f"{rgb}: {len(self.images)} images but {labels} has {len(self.labels)} labels")
+        self.classes = read_meta(labels).get("classes")
         self.what = "images"
 
     def __len__(self) -> int:
@@ -78,7 +99,9 @@ class Images:
     def get(self, index: np.ndarray) -> tuple[Tensor, Tensor]:
         index = np.asarray(index)
         x = torch.from_numpy(self.images[index]).permute(0, 3, 1, 2).float() / 127.5 - 1
-        return x.contiguous(), torch.from_numpy(np.asarray(self.labels[index], dtype=np.int64))
+        labels = np.asarray(self.labels[index])
+        check_ids(self.labels_path, labels, index, 1, self.classes, "label")
+        return x.contiguous(), torch.from_numpy(labels.astype(np.int64))
 
 
 class TrainOrder:

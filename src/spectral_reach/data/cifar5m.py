@@ -22,6 +22,7 @@ from .memmap import DataError, MemmapWriter, sha256_file
 log = logging.getLogger(__name__)
 
 IMAGE_SHAPE = (32, 32, 3)
+CLASSES = 10  # CIFAR-10's classes, which CIFAR-5M keeps
 BT601_PER_MILLE = np.array([299, 587, 114])
 #: Where the data set's authors publish the parts (github.com/preetum/cifar5m).
 URL = "https://storage.googleapis.com/gresearch/cifar5m/part{part}.npz"
@@ -129,5 +130,5 @@ def convert(
             kind="sequences", vocab_size=256, tokens=gray.rows * 1024, grayscale="ITU-R BT.601 luma, rounded half up"
         )
         rgb.close(kind="images")
-        lab.close(kind="labels")
+        lab.close(kind="labels", classes=CLASSES)
     return stop - start

@@ -1,9 +1,12 @@
 """The one on-disk format of every prepared data set: a flat binary array plus a JSON sidecar.
 
 ``name.bin`` holds the raw little-endian values (``np.memmap`` reads it without loading it);
-``name.json`` holds ``dtype``, ``shape`` and provenance (vocabulary size, token count, source and
-tokenizer hashes). Writers stream chunks to temporary files and rename both files only when the
-whole array is written, so a killed job never leaves a partial array that looks finished.
+``name.json`` holds ``dtype``, ``shape``, the ``sha256`` of ``name.bin`` and provenance (vocabulary
+size, token count, source and tokenizer hashes). Writers stream chunks to temporary files, hashing
+as they go, and rename both files only when the whole array is written, so a killed job never
+leaves a partial array that looks finished. Readers check the size always and the checksum where
+the file is small enough (:func:`verify`); a corrupted sidecar or file is a :class:`DataError`
+that names it and the fix.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class MemmapWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(self.path.name + ".tmp")
         self._file = open(self._tmp, "wb")
+        self._hash = hashlib.sha256()
 
     def write(self, rows: np.ndarray) -> None:
         rows = np.asarray(rows)
@@ -64,7 +68,9 @@ class MemmapWriter:
             lo, hi = int(rows.min()), int(rows.max())
             if lo < info.min or hi > info.max:
                 raise DataError(f"{self.path}: values in [{lo}, {hi}] do not fit {self.dtype.name}")
-        self._file.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
+        data = np.ascontiguousarray(rows, dtype=self.dtype).tobytes()
+        self._file.write(data)
+        self._hash.update(data)
         self.rows += rows.shape[0]
 
     def close(self, **meta: Any) -> None:
@@ -72,7 +78,13 @@ class MemmapWriter:
         if self.rows == 0:
             self._tmp.unlink()
             raise DataError(f"{self.path}: nothing to write (empty input)")
-        side = {"dtype": self.dtype.name, "shape": [self.rows, *self.row_shape], **self.meta, **meta}
+        side = {
+            "dtype": self.dtype.name,
+            "shape": [self.rows, *self.row_shape],
+            "sha256": self._hash.hexdigest(),
+            **self.meta,
+            **meta,
+        }
         tmp_side = sidecar_path(self._tmp)
         tmp_side.write_text(json.dumps(side, indent=1, sort_keys=True) + "\n")
         self._tmp.replace(self.path)
@@ -98,6 +110,11 @@ def write_memmap(path: str | os.PathLike, array: np.ndarray, dtype: np.dtype | s
         w.close(**meta)
 
 
+def remake(path: str | os.PathLike) -> str:
+    """The fix for a bad data file, for error messages."""
+    return f"delete {path} and its sidecar {sidecar_path(path).name}, then rerun its data rule (snakemake {path})"
+
+
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     side = sidecar_path(path)
     if not Path(path).exists() or not side.exists():
@@ -106,20 +123,46 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
             "rerun the data rule that makes it (snakemake <that path>)"
         )
     try:
-        return json.loads(side.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{side}: corrupt sidecar ({e}); delete {path} and its sidecar and rerun") from e
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{side}: corrupt sidecar ({e}); {remake(path)}") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("dtype"), str) or not isinstance(meta.get("shape"), list):
+        raise DataError(f"{side}: corrupt sidecar (no dtype and shape); {remake(path)}")
+    return meta
+
+
+def verify(path: str | os.PathLike, checksum_max_bytes: float) -> dict[str, Any]:
+    """Check ``path`` against its sidecar before a job reads it: the size always, and the sha256
+    where the sidecar records one and the file has at most ``checksum_max_bytes`` (hashing runs at
+    about 0.5-1 GB/s, so a larger file is checked batch by batch instead, as it is read). What it
+    checked, for the job's log."""
+    meta = read_meta(path)
+    read_memmap(path)
+    size = Path(path).stat().st_size
+    if "sha256" not in meta:
+        return {"path": str(path), "bytes": size, "checked": "size (the sidecar has no sha256: older data)"}
+    if size > checksum_max_bytes:
+        return {"path": str(path), "bytes": size, "checked": f"size (over {checksum_max_bytes} bytes: not hashed)"}
+    if (actual := sha256_file(path)) != meta["sha256"]:
+        raise DataError(
+            f"{path}: sha256 {actual[:12]}..., its sidecar says {meta['sha256'][:12]}...: the file changed after it "
+            f"was written (corrupt or edited in place); {remake(path)}"
+        )
+    return {"path": str(path), "bytes": size, "checked": "size and sha256"}
 
 
 def read_memmap(path: str | os.PathLike) -> np.memmap:
     """Map ``path`` read-only with the dtype and shape of its sidecar, checking the file size."""
     meta = read_meta(path)
-    dtype, shape = np.dtype(meta["dtype"]).newbyteorder("<"), tuple(meta["shape"])
+    try:
+        dtype, shape = np.dtype(meta["dtype"]).newbyteorder("<"), tuple(int(n) for n in meta["shape"])
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{sidecar_path(path)}: corrupt sidecar ({e}); {remake(path)}") from e
     expected = int(np.prod(shape)) * dtype.itemsize
     actual = Path(path).stat().st_size
     if actual != expected:
         raise DataError(
             f"{path}: {actual} bytes, its sidecar says {shape} {dtype.name} = {expected} bytes "
-            "(truncated or corrupt); delete it and rerun its data rule"
+            f"(truncated or corrupt); {remake(path)}"
         )
     return np.memmap(path, dtype=dtype, mode="r", shape=shape)

@@ -1,8 +1,9 @@
 """Fig. 1: top, final train loss vs parameters with a fitted power law; bottom, chi_pos vs step.
 
 One column per data set. chi_pos: mean over seeds with a band of one sd; single steps before
-``raw_steps``, means over each measurement window after (App. C.1). Non-positive window means
-cannot be drawn on log axes and are left out (the table keeps them).
+``raw_steps``, means over each measurement window after (App. C.1). The mean over seeds comes
+first: a point whose seed mean is non-positive cannot be drawn on a log axis and is left out (the
+table keeps it); a point whose mean is positive is drawn at that mean, non-positive seeds included.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import seaborn as sns
 
 from ..analysis.claims import by_size, decreasing, dynamics, final
 from . import style
-from .panels import scaling_panel
+from .panels import positive_means, scaling_panel
 
 
 def chi_pos_panel(ax: plt.Axes, windows: pd.DataFrame, order: list[str]) -> None:
-    positive = windows[windows["chi_pos"] > 0]
+    positive = positive_means(windows, "chi_pos", ["size", "step"])
     sns.lineplot(positive, x="step", y="chi_pos", hue="size", hue_order=order, errorbar="sd", ax=ax, palette="viridis")
     ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel="χ_pos", xlim=(0, None))
     ax.legend(title="size", fontsize="x-small")

@@ -1,7 +1,9 @@
 """Fig. 4: ``chi_pos(pretrained backbone) / chi_pos(random backbone)`` of linear probes vs model
 size (Eq. 12 with the top-fraction filter of App. C.1), one panel per data set, one line per
 window of normalized training time; mean over seeds with a band of one sd. Below 1: the
-pretrained features let the probe reach further into the spectral tail."""
+pretrained features let the probe reach further into the spectral tail. A size where any seed's
+ratio is undefined (NaN: a non-positive mean ``chi_pos``) is not drawn, as its caption value is
+NaN; seaborn would otherwise draw the mean of the other seeds."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, hei
     fig, axes = plt.subplots(1, len(data), figsize=(width, height), squeeze=False)
     for ax, (name, ratios) in zip(axes[0], data.items()):
         df = ratios.assign(window=[f"t in [{a:g}, {b:g})" for a, b in zip(ratios["t0"], ratios["t1"])])
+        df = df[df.groupby(["window", "size"])["ratio"].transform(lambda r: r.notna().all())]
         sns.lineplot(df, x="params", y="ratio", hue="window", marker="o", errorbar="sd", ax=ax, palette="viridis")
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="χ_pos(pretrained) / χ_pos(random)", title=name)

@@ -8,6 +8,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import style
+from .panels import positive_means
 
 
 def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], pdf: str, png: str, *, width: float, height: float,
@@ -18,8 +19,8 @@ def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], pdf: str, png: str,
     for row, (name, (loss, pos)) in enumerate(data.items()):
         for ax, df, col, label in ((axes[row, 0], loss, "test_loss", "test loss"), (axes[row, 1], pos, "chi_pos", "χ_pos")):
             df = df.assign(C=df["budget"].map(lambda c: f"{c:.2g}"))
-            if col == "chi_pos":
-                df = df[df[col] > 0]
+            if col == "chi_pos":  # log axis: points whose seed mean is non-positive are left out
+                df = positive_means(df, col, ["budget", "params"])
             sns.lineplot(df, x="params", y=col, hue="C", marker="o", errorbar="sd", ax=ax, palette="viridis")
             ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel=label, title=f"{name}: {label} at C = 6ND")
             style.tidy_log_axes(ax)

@@ -1,5 +1,6 @@
 """Figs. 10 and 11: chi_loss, chi_net, chi_pos and chi_net * chi_pos vs step for every size of
-one data set (App. D.4): mean over seeds with a band of one sd, window means as in Fig. 1."""
+one data set (App. D.4): mean over seeds with a band of one sd, window means as in Fig. 1; points
+whose seed mean is non-positive are left out of the log axes (:func:`.panels.positive_means`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import seaborn as sns
 
 from ..analysis.claims import dynamics
 from . import style
+from .panels import positive_means
 
 PANELS = [("chi_loss", "χ_loss"), ("chi_net", "χ_net"), ("chi_pos", "χ_pos"), ("chi_net_pos", "χ_net · χ_pos")]
 
@@ -19,7 +21,7 @@ def plot(windows: pd.DataFrame, runs: pd.DataFrame, title: str, pdf: str, png: s
     order = list(dict.fromkeys(runs.sort_values("params")["size"]))
     fig, axes = plt.subplots(1, len(PANELS), figsize=(width, height))
     for ax, (col, label) in zip(axes, PANELS):
-        df = windows[windows[col] > 0]
+        df = positive_means(windows, col, ["size", "step"])
         sns.lineplot(df, x="step", y=col, hue="size", hue_order=order, errorbar="sd", ax=ax, palette="viridis",
                      legend=ax is axes[-1])
         ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel=label, xlim=(0, None))

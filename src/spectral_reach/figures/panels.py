@@ -10,6 +10,15 @@ import seaborn as sns
 from . import style
 
 
+def positive_means(df: pd.DataFrame, column: str, by: list[str]) -> pd.DataFrame:
+    """The rows of the ``by`` groups (a curve's points: size and step, or budget and size) whose
+    mean over seeds of ``column`` is positive, every seed of them, non-positive seeds included:
+    seaborn then draws exactly the seed means the tables and captions state. A point with a
+    non-positive mean cannot sit on a log axis and is left out whole; dropping non-positive seeds
+    first would draw the mean of the others instead."""
+    return df[df.groupby(by)[column].transform("mean") > 0]
+
+
 def scaling_panel(ax: plt.Axes, runs: pd.DataFrame, column: str, title: str, fit: dict) -> None:
     """Loss of every run vs parameters with the fitted ``E + A N^-alpha`` (``fit``: a row of
     :func:`..analysis.lm.loss_fits`). A fit that does not determine its parameters is not drawn:

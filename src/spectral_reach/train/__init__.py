@@ -1,7 +1,8 @@
 """The training loop shared by language-model and probe runs, with checkpoint and resume."""
 
 from ..models.llama import lm_loss
+from . import fingerprint
 from .lm import RunSpec, train
 from .loop import NonFiniteLoss, Preempted
 
-__all__ = ["NonFiniteLoss", "Preempted", "RunSpec", "lm_loss", "train"]
+__all__ = ["fingerprint", "NonFiniteLoss", "Preempted", "RunSpec", "lm_loss", "train"]

@@ -1,8 +1,12 @@
 """Resume checkpoints: ``state_dir/step{N:08d}/`` with the model (``save_pretrained``) and
-``state.pt`` (optimizer, scheduler, RNG states, the step and every logged row so far).
+``state.pt`` (the run's fingerprint and identity, optimizer, scheduler, RNG states, the step and
+every logged row so far).
 
 A checkpoint is written to a temporary folder and renamed into place, so a folder named
-``step*`` is always complete; older ones are removed only after a newer one exists.
+``step*`` is always complete; older ones are removed only after a newer one exists. Checkpoints
+of another run (other settings, data or code) are moved aside to ``<state_dir>.superseded``
+(:func:`set_aside`), never resumed and never deleted by the workflow: delete that folder to free
+its space, or move it back to resume those settings.
 """
 
 from __future__ import annotations
@@ -41,6 +45,20 @@ def latest(state_dir: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint, or ``None``."""
     found = sorted(Path(state_dir).glob("step*")) if Path(state_dir).exists() else []
     return found[-1] if found else None
+
+
+def step_of(path: str | os.PathLike) -> int:
+    """The step a checkpoint folder continues at, from its name."""
+    return int(Path(path).name.removeprefix("step"))
+
+
+def set_aside(state_dir: str | os.PathLike) -> Path:
+    """Move ``state_dir`` to ``<state_dir>.superseded`` (replacing an older one there); its new path."""
+    state_dir = Path(state_dir)
+    aside = state_dir.with_name(state_dir.name + ".superseded")
+    shutil.rmtree(aside, ignore_errors=True)
+    state_dir.rename(aside)
+    return aside
 
 
 def load_state(path: str | os.PathLike) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def _loop(rule: str, full: lm.RunSpec | vit.ViTSpec, steps: int, folder: Path) -
     device = pick_device(full.device)
     synthetic_data(short, folder)
     task = vit.task(short, folder, device) if rule == VIT_RULE else lm.task(short, folder, device)
-    loop = _Loop(task, short, device, folder / "state")
+    loop = _Loop(task, short, device, folder / "state", identity={})  # never checkpoints
     loop.window_of, loop.evaluated = {}, set()
     return loop
 

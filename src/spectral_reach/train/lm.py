@@ -8,6 +8,7 @@ frozen backbone, saved or freshly initialised; on a tied backbone the head is un
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,14 @@ def _check_data(spec: RunSpec, data_dir: Path) -> tuple[TrainOrder, FixedSet, Fi
     return order, measure_set, test_set
 
 
+def inputs(data_dir: str | os.PathLike, backbone: str | None) -> dict[str, Path]:
+    """Every file a run reads: the three token splits, and a probe's saved backbone."""
+    files = {f"{split}.bin": Path(data_dir) / f"{split}.bin" for split in ("train", "validation", "test")}
+    if backbone is not None:
+        files |= {f"backbone/{f.name}": f for f in sorted(Path(backbone).iterdir()) if f.is_file()}
+    return files
+
+
 def task(spec: RunSpec, data_dir: str | os.PathLike, device: torch.device, backbone: str | None = None) -> Task:
     """The run's model, optimizer, data and loss, checked against ``data_dir``."""
     order, measure_set, test_set = _check_data(spec, Path(data_dir))
@@ -93,6 +102,7 @@ def task(spec: RunSpec, data_dir: str | os.PathLike, device: torch.device, backb
         unit_name="tokens",
         hutchinson=spec.lnp["hutchinson"],
         load_state=lambda path: llama.load(path).state_dict(),
+        inputs=inputs(data_dir, backbone),
     )
 
 
@@ -102,7 +112,9 @@ def train(
     out_dir: str | os.PathLike,
     state_dir: str | os.PathLike,
     backbone: str | None = None,
+    *,
+    checksum_max_mb: float = math.inf,
 ) -> dict[str, Any]:
     """Run (or resume) one language-model or probe run; writes what :func:`.loop.run` writes."""
     device = pick_device(spec.device)
-    return run(task(spec, data_dir, device, backbone), spec, device, out_dir, state_dir)
+    return run(task(spec, data_dir, device, backbone), spec, device, out_dir, state_dir, checksum_max_mb)

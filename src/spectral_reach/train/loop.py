@@ -15,6 +15,9 @@ from disk while the GPU works.
 
 Everything random is fixed by ``seed`` (initialisation, Hutchinson vectors) and ``data_seed``
 (data order, ``B'`` draws), so a resumed run ends bitwise equal to an uninterrupted one on CPU.
+A run resumes only a checkpoint of itself: one whose fingerprint (:mod:`.fingerprint`: settings,
+code version, input data) differs is set aside and the run starts fresh, its log naming what
+changed. A checkpoint is written only of finite parameters and optimizer state.
 What differs between run kinds (model, data, loss) is a :class:`Task`, built by :mod:`.lm` and
 :mod:`.vit`.
 """
@@ -37,8 +40,9 @@ import transformers
 from torch import Tensor
 
 from ..data import FixedSet, TrainOrder
+from ..data.memmap import verify
 from ..lnp import LogitsOnly, measure
-from . import checkpoint
+from . import checkpoint, fingerprint
 from .device import LNP_PRECISIONS, lnp_precision
 from .outputs import write_outputs
 from .schedule import eval_steps, lnp_steps, lr_factor
@@ -47,7 +51,8 @@ log = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+    """The training loss, the parameters or the optimizer state became NaN or infinite; nothing
+    was checkpointed after it, and the message says what the next run will do."""
 
 
 class Preempted(RuntimeError):
@@ -126,7 +131,9 @@ class Task:
 
     ``model(x).logits`` are the outputs; ``loss`` is a mean over loss units; ``units`` counts what
     one step consumes (tokens or images); ``hutchinson`` is K, or ``None`` for the exact sum over
-    the outputs; ``load_state(path)`` reads the state dict of a ``save_pretrained`` folder.
+    the outputs; ``load_state(path)`` reads the state dict of a ``save_pretrained`` folder;
+    ``inputs`` names every file the run reads (``{role: path}``; data files are verified against
+    their sidecars at start) for its fingerprint.
     """
 
     model: torch.nn.Module
@@ -139,6 +146,7 @@ class Task:
     unit_name: str
     hutchinson: int | None
     load_state: Callable[[Path], dict[str, Tensor]]
+    inputs: dict[str, Path]
 
 
 def adamw(params: list[torch.nn.Parameter], spec: Any, device: torch.device) -> torch.optim.Optimizer:
@@ -167,6 +175,7 @@ class _Loop:
     spec: Any
     device: torch.device
     state_dir: Path
+    identity: dict[str, Any]
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"metrics": [], "lnp": [], "eval": []})
     start: int = 0
     resumed: list[int] = field(default_factory=list)
@@ -191,12 +200,32 @@ class _Loop:
         self.window_of = lnp_steps(spec.steps, spec.lnp["per_decade"], spec.lnp["width"])
         self.evaluated = set(eval_steps(spec.steps, spec.eval["per_decade"]))
 
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint.fingerprint(self.identity)
+
     def resume(self) -> None:
-        """Continue from the newest checkpoint in ``state_dir``, if there is one."""
+        """Continue from the newest checkpoint in ``state_dir`` if it is of this very run (same
+        fingerprint). Any other checkpoint (other settings or data, older code, no fingerprint,
+        unreadable) is moved aside and the run starts fresh, saying why in one line."""
         if (ckpt := checkpoint.latest(self.state_dir)) is None:
             return
-        state = checkpoint.load_state(ckpt)
-        self.task.model.load_state_dict(self.task.load_state(ckpt / "model"))
+        try:
+            state = checkpoint.load_state(ckpt)
+            weights = self.task.load_state(ckpt / "model") if state.get("fingerprint") == self.fingerprint else None
+        except Exception as e:  # any unreadable checkpoint: never crash on it, never resume it
+            state, weights, why = {}, None, f"it cannot be read ({type(e).__name__}: {e})"
+        else:
+            if "fingerprint" not in state:
+                why = "it records no fingerprint (written by an older version)"
+            else:
+                changed = fingerprint.differences(state.get("identity", {}), self.identity)
+                why = "its run differs: " + "; ".join(changed)
+        if weights is None:
+            aside = checkpoint.set_aside(self.state_dir)
+            log.warning("not resuming %s: %s. Starting fresh; the old checkpoints are in %s", ckpt, why, aside)
+            return
+        self.task.model.load_state_dict(weights)
         self.task.optimizer.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         torch.random.set_rng_state(state["rng"])
@@ -204,8 +233,13 @@ class _Loop:
         log.info("resuming from checkpoint %s at step %d of %d", ckpt, self.start, self.spec.steps)
 
     def checkpoint(self, next_step: int) -> Path:
+        """Write the state a run continues from at ``next_step``: only after the losses so far
+        are read and found finite, and only of finite parameters and optimizer state."""
         self.flush()
+        self.check_finite(next_step)
         state = {
+            "fingerprint": self.fingerprint,
+            "identity": self.identity,
             "optimizer": self.task.optimizer.state_dict(),
             "scheduler": self.sched.state_dict(),
             "rng": torch.random.get_rng_state(),
@@ -214,6 +248,24 @@ class _Loop:
             "resumed": self.resumed,
         }
         return checkpoint.save(self.state_dir, next_step, self.task.model, state)
+
+    def check_finite(self, next_step: int) -> None:
+        """Raise :class:`NonFiniteLoss` if a parameter or optimizer state is NaN or infinite (one
+        host sync; the names are looked up only then)."""
+        named = [(n, p) for n, p in self.task.model.named_parameters() if p.requires_grad]
+        named += [
+            (f"optimizer state {k} of {n}", t)
+            for (n, p) in named
+            for k, t in self.task.optimizer.state.get(p, {}).items()
+            if torch.is_tensor(t) and t.is_floating_point()
+        ]
+        if torch.stack([torch.isfinite(t).all() for _, t in named]).all():
+            return
+        bad = [n for n, t in named if not torch.isfinite(t).all()]
+        raise NonFiniteLoss(
+            f"after step {next_step - 1} (its loss finite, {self.last_finite:.6g}) {len(bad)} tensors are not finite "
+            f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): not checkpointed"
+        )
 
     def seen(self, step: int) -> int:
         """Tokens or images consumed by the end of ``step``."""
@@ -274,8 +326,7 @@ class _Loop:
                 if not math.isfinite(value):
                     raise NonFiniteLoss(
                         f"step {row['step']}: training loss {value}; last finite loss {self.last_finite:.6g} at "
-                        f"step {row['step'] - 1}. Lower the learning rate; the last good checkpoint in "
-                        f"{self.state_dir} is kept"
+                        f"step {row['step'] - 1}"
                     )
                 row["loss"] = self.last_finite = value
             self.pending.clear()
@@ -301,6 +352,17 @@ class _Loop:
         self.rows["lnp"].append(row)
         return time.perf_counter() - t_lnp
 
+    def next_run(self) -> str:
+        """What rerunning the job will do after a failure, and what to delete to do otherwise."""
+        if (ckpt := checkpoint.latest(self.state_dir)) is None:
+            return "Nothing was checkpointed: the next run starts fresh. Lower the learning rate (lr) in config/."
+        step = checkpoint.step_of(ckpt)
+        return (
+            f"Lower the learning rate (lr) in config/: a run with changed settings starts fresh (the old checkpoint "
+            f"is set aside). Rerun unchanged, it resumes the last good checkpoint, {ckpt} (step {step}), and meets "
+            f"this again; to start unchanged settings from step 0, delete {self.state_dir}"
+        )
+
     def progress(self, step: int, lr: float, t0: float) -> None:
         """Every ``log_every`` steps and at the end: read the losses, log the rate and the ETA."""
         if (step + 1) % self.spec.log_every and step + 1 != self.spec.steps:
@@ -318,16 +380,33 @@ class _Loop:
         log.warning("SIGTERM: writing a checkpoint after this step, then stopping")
 
 
+def verify_inputs(task: Task, checksum_max_mb: float) -> None:
+    """Check every data file the run reads against its sidecar (:func:`..data.memmap.verify`)
+    before the first step, and log what was checked."""
+    for role, path in task.inputs.items():
+        if path.suffix == ".bin":
+            checked = verify(path, checksum_max_mb * 2**20)
+            log.info("data %s: %s, %d bytes, %s", role, path, checked["bytes"], checked["checked"])
+
+
 def run(
-    task: Task, spec: Any, device: torch.device, out_dir: str | os.PathLike, state_dir: str | os.PathLike
+    task: Task,
+    spec: Any,
+    device: torch.device,
+    out_dir: str | os.PathLike,
+    state_dir: str | os.PathLike,
+    checksum_max_mb: float = math.inf,
 ) -> dict[str, Any]:
     """Run (or resume) ``task`` with the shared settings of ``spec``; write ``model/``, ``metrics``,
-    ``lnp``, ``eval`` tables and ``done.json`` to ``out_dir``. Resume checkpoints live in
-    ``state_dir`` and are removed at the end."""
+    ``lnp``, ``eval`` tables and ``done.json`` to ``out_dir``, each recording the run's identity
+    and fingerprint. Resume checkpoints live in ``state_dir`` and are removed at the end. Data
+    files up to ``checksum_max_mb`` MiB (all by default) are checked against their sidecars' sha256 first."""
     out_dir, state_dir = Path(out_dir), Path(state_dir)
     transformers.utils.logging.disable_progress_bar()
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
-    loop = _Loop(task, spec, device, state_dir)
+    verify_inputs(task, checksum_max_mb)
+    loop = _Loop(task, spec, device, state_dir, fingerprint.identity(spec, task.inputs))
+    log.info("run fingerprint %s", loop.fingerprint)
     loop.resume()
     n_params = sum(p.numel() for p in task.model.parameters())
     log.info(
@@ -354,9 +433,12 @@ def run(
                 loop.checkpoint(step + 1)
         if loop.start < spec.steps:
             loop.checkpoint(spec.steps)
+    except NonFiniteLoss as e:
+        raise NonFiniteLoss(f"{e}. {loop.next_run()}") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     seen = {task.unit_name: spec.steps * task.units}
-    summary = write_outputs(spec, task.model, loop.rows, out_dir, n_params, loop.resumed, seen)
+    record = {"fingerprint": loop.fingerprint, **loop.identity}
+    summary = write_outputs(spec, task.model, loop.rows, out_dir, n_params, loop.resumed, seen, record)
     shutil.rmtree(state_dir, ignore_errors=True)
     return summary

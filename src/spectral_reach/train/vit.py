@@ -7,6 +7,7 @@ training images in orders fixed by ``data_seed``, and LNP with the exact sum ove
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,12 +86,22 @@ def task(spec: ViTSpec, data_dir: str | os.PathLike, device: torch.device) -> Ta
         unit_name="images",
         hutchinson=spec.lnp.get("hutchinson"),
         load_state=lambda path: load_file(Path(path) / "model.safetensors", device=str(device)),
+        inputs={
+            f"{s}_{k}.bin": data_dir / f"{s}_{k}.bin"
+            for s in ("train", "validation", "test")
+            for k in ("rgb", "labels")
+        },
     )
 
 
 def train_vit(
-    spec: ViTSpec, data_dir: str | os.PathLike, out_dir: str | os.PathLike, state_dir: str | os.PathLike
+    spec: ViTSpec,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    state_dir: str | os.PathLike,
+    *,
+    checksum_max_mb: float = math.inf,
 ) -> dict[str, Any]:
     """Run (or resume) one ViT run; writes what :func:`.loop.run` writes."""
     device = pick_device(spec.device)
-    return run(task(spec, data_dir, device), spec, device, out_dir, state_dir)
+    return run(task(spec, data_dir, device), spec, device, out_dir, state_dir, checksum_max_mb)
