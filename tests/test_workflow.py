@@ -356,7 +356,7 @@ def test_a_blown_up_lr_fails_clearly_and_the_advised_edit_ends_as_a_fresh_run(wo
 def test_data_corrupted_in_place_fails_before_training_and_keeps_finished_runs(workdir, tmp_path):
     work = copy_run(workdir, tmp_path / "corrupt")
     path = work / "results/data/stories/train.bin"
-    size = path.stat().st_size
+    size, original = path.stat().st_size, path.read_bytes()
     with open(path, "r+b") as f:
         f.seek(size // 2)
         f.write(b"\xff" * 4096)
@@ -369,6 +369,13 @@ def test_data_corrupted_in_place_fails_before_training_and_keeps_finished_runs(w
     assert "DataError: results/data/stories/train.bin: sha256" in log and "rerun its data rule" in log
     assert path.stat().st_size == size
     assert done and all(p.read_text() == text for p, text in done.items())  # no training job started
+    path.write_bytes(original)  # the file restored, the check passes; its log keeps both attempts
+    snakemake(work, "--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config")
+    attempts = (work / "logs/data_verify/stories.log.attempts").read_text().split("=== attempt at ")[1:]
+    assert len(attempts) == 3  # the CI run's, the corrupt data's, the restored data's
+    assert "DataError" in attempts[1] and attempts[1].rstrip().endswith("=== exit 1")
+    assert attempts[2].rstrip().endswith("=== exit 0") and "DataError" not in attempts[2]
+    assert "DataError" not in (work / "logs/data_verify/stories.log").read_text()
 
 
 def test_paper_config_resolves():

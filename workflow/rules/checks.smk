@@ -22,9 +22,11 @@ rule hutchinson_cv:
         context_length=lambda w: config["lm"][config["checks"]["hutchinson"]["dataset"]]["context_length"],
         data_dir=lambda w: f"results/data/{config['checks']['hutchinson']['dataset']}",
     shell:
-        "spectral-reach hutchinson-cv --model {input.model} --data-dir {params.data_dir}"
-        " --context-length {params.context_length} --samples {params.c[samples]} --draws {params.c[draws]}"
-        " --per-call {params.c[per_call]} --seed {params.c[probe_seed]} --ks {params.c[ks]} --out {output} > {log} 2>&1"
+        logged(
+            "spectral-reach hutchinson-cv --model {input.model} --data-dir {params.data_dir}"
+            " --context-length {params.context_length} --samples {params.c[samples]} --draws {params.c[draws]}"
+            " --per-call {params.c[per_call]} --seed {params.c[probe_seed]} --ks {params.c[ks]} --out {output}"
+        )
 
 
 rule entk_spectrum:
@@ -48,10 +50,12 @@ rule entk_spectrum:
         context_length=lambda w: config["lm"][config["checks"]["entk"]["dataset"]]["context_length"],
         data_dir=lambda w: f"results/data/{config['checks']['entk']['dataset']}",
     shell:
-        "spectral-reach entk-spectrum --model {input.model} --size {params.size:q} --data-dir {params.data_dir}"
-        " --context-length {params.context_length} --vocab-size {params.vocab_size} --seed {params.c[seed]}"
-        " --sample {params.c[sample]} --vocab-count {params.c[vocab_count]} --positions {params.c[positions]}"
-        " --out-spectrum {output.spectrum} --out-shift {output.shift} > {log} 2>&1"
+        logged(
+            "spectral-reach entk-spectrum --model {input.model} --size {params.size:q} --data-dir {params.data_dir}"
+            " --context-length {params.context_length} --vocab-size {params.vocab_size} --seed {params.c[seed]}"
+            " --sample {params.c[sample]} --vocab-count {params.c[vocab_count]} --positions {params.c[positions]}"
+            " --out-spectrum {output.spectrum} --out-shift {output.shift}"
+        )
 
 
 rule fig06:

@@ -130,15 +130,28 @@ def caption_template(name):
     return os.path.relpath(os.path.join(workflow.basedir, "workflow", "report", f"{name}.rst"))
 
 
+# Every job's log keeps every attempt. Snakemake deletes a failed job's declared log before its
+# retry (even with --keep-incomplete), so a job writes live to <log>.attempts (never declared, never
+# deleted: a header per attempt, the output as it comes, the exit status), then copies its own
+# attempt into the declared <log>. No pipe: a preemption's SIGTERM reaches the command alone
+# (`trap true TERM` keeps the shell), which checkpoints and exits 143; its output is kept too.
+def logged(command):
+    """``command`` with its output kept for every attempt in ``<log>.attempts`` and this attempt's in ``{log}``."""
+    return (
+        'h="{log}.attempts"; echo "=== attempt at $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)" >> "$h"; '
+        f'start=$(wc -c < "$h"); trap true TERM; {command} >> "$h" 2>&1 || s=$?; '
+        'tail -c +$((start + 1)) "$h" > {log}; echo "=== exit ${{s:-0}}" >> "$h"; exit ${{s:-0}}'
+    )
+
+
 def figure_command(head):
     """A figure rule's shell command: ``head``, then what every figure takes (style, PDF and PNG,
     caption template and rendering) and its log."""
     tail = (
         " --width {params.style[width]} --height {params.style[height]} --dpi {params.style[dpi]}"
         " --pdf {output.pdf} --png {output.png} --caption-template {input.template} --caption {output.caption}"
-        " > {log} 2>&1"
     )
-    return "".join((head, tail))
+    return logged(head + tail)
 
 
 def caption(name):

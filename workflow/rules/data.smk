@@ -19,7 +19,7 @@ rule data_verify:
     conda:
         "../../envs/spectral-reach.yaml"
     shell:
-        "spectral-reach data-verify --files {input} --out {output} > {log} 2>&1"
+        logged("spectral-reach data-verify --files {input} --out {output}")
 
 
 localrules:
@@ -44,11 +44,13 @@ rule stories_generate:
             ["train_stories", "test_stories", "seed", "lexicon", "topics", "topic_words", "zipf", "sentences"],
         ),
     shell:
-        "spectral-reach stories-generate --out-train {output.train} --out-test {output.test}"
-        " --train-stories {params.gen[train_stories]} --test-stories {params.gen[test_stories]}"
-        " --seed {params.gen[seed]} --lexicon {params.gen[lexicon]} --topics {params.gen[topics]}"
-        " --topic-words {params.gen[topic_words]} --zipf {params.gen[zipf]}"
-        " --sentences {params.gen[sentences][0]} {params.gen[sentences][1]} > {log} 2>&1"
+        logged(
+            "spectral-reach stories-generate --out-train {output.train} --out-test {output.test}"
+            " --train-stories {params.gen[train_stories]} --test-stories {params.gen[test_stories]}"
+            " --seed {params.gen[seed]} --lexicon {params.gen[lexicon]} --topics {params.gen[topics]}"
+            " --topic-words {params.gen[topic_words]} --zipf {params.gen[zipf]}"
+            " --sentences {params.gen[sentences][0]} {params.gen[sentences][1]}"
+        )
 
 
 rule stories_download:
@@ -67,8 +69,10 @@ rule stories_download:
         hub_id=lambda w: source(w.dataset)["hub"],
         column=lambda w: config["data"][w.dataset]["column"],
     shell:
-        "spectral-reach stories-download --hub-id {params.hub_id} --split {wildcards.split}"
-        " --column {params.column} --out {output} > {log} 2>&1"
+        logged(
+            "spectral-reach stories-download --hub-id {params.hub_id} --split {wildcards.split}"
+            " --column {params.column} --out {output}"
+        )
 
 
 rule tokenizer_train:
@@ -88,8 +92,10 @@ rule tokenizer_train:
         column=lambda w: config["data"][w.dataset]["column"],
         vocab_size=lambda w: config["data"][w.dataset]["vocab_size"],
     shell:
-        "spectral-reach tokenizer-train --stories {input} --column {params.column}"
-        " --vocab-size {params.vocab_size} --out {output} > {log} 2>&1"
+        logged(
+            "spectral-reach tokenizer-train --stories {input} --column {params.column}"
+            " --vocab-size {params.vocab_size} --out {output}"
+        )
 
 
 rule stories_tokenize:
@@ -113,9 +119,11 @@ rule stories_tokenize:
         d=lambda w: pick(config["data"][w.dataset], ["column", "vocab_size", "validation_stories"]),
         out_dir="results/data/{dataset}",
     shell:
-        "spectral-reach stories-tokenize --train {input.train} --test {input.test} --column {params.d[column]}"
-        " --tokenizer {input.tokenizer} --vocab-size {params.d[vocab_size]}"
-        " --validation-stories {params.d[validation_stories]} --out-dir {params.out_dir} > {log} 2>&1"
+        logged(
+            "spectral-reach stories-tokenize --train {input.train} --test {input.test} --column {params.d[column]}"
+            " --tokenizer {input.tokenizer} --vocab-size {params.d[vocab_size]}"
+            " --validation-stories {params.d[validation_stories]} --out-dir {params.out_dir}"
+        )
 
 
 rule images_generate:
@@ -134,9 +142,11 @@ rule images_generate:
         gen=lambda w: pick(source(w.dataset)["generate"], ["images_per_part", "seed", "exponent"]),
         background=lambda w: source(w.dataset)["generate"].get("background", 1.0),
     shell:
-        "spectral-reach images-generate --out {output} --part {wildcards.part} --images-per-part {params.gen[images_per_part]}"
-        " --seed {params.gen[seed]} --exponent {params.gen[exponent][0]} {params.gen[exponent][1]}"
-        " --background {params.background} > {log} 2>&1"
+        logged(
+            "spectral-reach images-generate --out {output} --part {wildcards.part} --images-per-part {params.gen[images_per_part]}"
+            " --seed {params.gen[seed]} --exponent {params.gen[exponent][0]} {params.gen[exponent][1]}"
+            " --background {params.background}"
+        )
 
 
 rule cifar5m_download:
@@ -152,7 +162,7 @@ rule cifar5m_download:
     conda:
         "../../envs/spectral-reach.yaml"
     shell:
-        "spectral-reach cifar5m-download --part {wildcards.part} --out {output} > {log} 2>&1"
+        logged("spectral-reach cifar5m-download --part {wildcards.part} --out {output}")
 
 
 rule images_convert:
@@ -185,6 +195,8 @@ rule images_convert:
         d=lambda w: pick(config["data"][w.dataset], ["validation_images", "chunk"]),
         out_dir="results/data/{dataset}",
     shell:
-        "spectral-reach images-convert --train {input.train} --test {input.test}"
-        " --validation-images {params.d[validation_images]} --chunk {params.d[chunk]}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        logged(
+            "spectral-reach images-convert --train {input.train} --test {input.test}"
+            " --validation-images {params.d[validation_images]} --chunk {params.d[chunk]}"
+            " --out-dir {params.out_dir}"
+        )

@@ -23,8 +23,10 @@ rule forecast_job:
         warmup=config["forecast"]["warmup"],
         repeats=config["forecast"]["repeats"],
     shell:
-        "spectral-reach forecast-job --job {params.job:q} --warmup {params.warmup} --repeats {params.repeats}"
-        " --out {output} > {log} 2>&1"
+        logged(
+            "spectral-reach forecast-job --job {params.job:q} --warmup {params.warmup} --repeats {params.repeats}"
+            " --out {output}"
+        )
 
 
 rule forecast:
@@ -38,7 +40,7 @@ rule forecast:
     conda:
         "../../envs/spectral-reach.yaml"
     shell:
-        "spectral-reach forecast --tables {input} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+        logged("spectral-reach forecast --tables {input} --out-csv {output.csv} --out-md {output.md}")
 
 
 localrules:

@@ -35,9 +35,11 @@ rule lm_train:
         checksum_max_mb=config["data_checks"]["checksum_max_mb"],
         out_dir="results/lm/{dataset}/{size}/seed{seed}",
     shell:
-        "spectral-reach train-lm --spec {params.spec:q} --data-dir {params.data_dir} --out-dir {params.out_dir}"
-        " --state-dir {params.state}"
-        " --checksum-max-mb {params.checksum_max_mb} > {log} 2>&1"
+        logged(
+            "spectral-reach train-lm --spec {params.spec:q} --data-dir {params.data_dir} --out-dir {params.out_dir}"
+            " --state-dir {params.state}"
+            " --checksum-max-mb {params.checksum_max_mb}"
+        )
 
 
 rule lm_summary:
@@ -60,11 +62,12 @@ rule lm_summary:
         raw_steps=config["analysis"]["raw_steps"],
         fit_max_rel_error=config["analysis"]["fit_max_rel_error"],
     shell:
-        "spectral-reach lm-summary --keys {params.run_keys:q} --done {input.done} --metrics {input.metrics}"
-        " --lnp {input.lnp} --eval {input.eval} --final-fraction {params.final_fraction}"
-        " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-lnp {output.lnp}"
-        " --out-curves {output.curves} --fit-max-rel-error {params.fit_max_rel_error} --out-fits {output.fits}"
-        " > {log} 2>&1"
+        logged(
+            "spectral-reach lm-summary --keys {params.run_keys:q} --done {input.done} --metrics {input.metrics}"
+            " --lnp {input.lnp} --eval {input.eval} --final-fraction {params.final_fraction}"
+            " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-lnp {output.lnp}"
+            " --out-curves {output.curves} --fit-max-rel-error {params.fit_max_rel_error} --out-fits {output.fits}"
+        )
 
 
 rule lm_table:
@@ -85,8 +88,10 @@ rule lm_table:
         vocab_size=lambda w: config["data"][w.dataset]["vocab_size"],
         tolerance=config["analysis"]["param_tolerance"],
     shell:
-        "spectral-reach lm-table --sizes {params.sizes:q} --vocab-size {params.vocab_size}"
-        " --tolerance {params.tolerance} --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"
+        logged(
+            "spectral-reach lm-table --sizes {params.sizes:q} --vocab-size {params.vocab_size}"
+            " --tolerance {params.tolerance} --out-md {output.md} --out-csv {output.csv}"
+        )
 
 
 localrules:
@@ -111,8 +116,10 @@ rule lm_isocompute:
     params:
         budgets=config["analysis"]["isocompute_budgets"],
     shell:
-        "spectral-reach lm-isocompute --runs {input.runs} --curves {input.curves} --lnp {input.lnp}"
-        " --budgets {params.budgets} --out-loss {output.loss} --out-pos {output.pos} > {log} 2>&1"
+        logged(
+            "spectral-reach lm-isocompute --runs {input.runs} --curves {input.curves} --lnp {input.lnp}"
+            " --budgets {params.budgets} --out-loss {output.loss} --out-pos {output.pos}"
+        )
 
 
 rule fig01:

@@ -42,9 +42,11 @@ rule probe_train:
         checksum_max_mb=config["data_checks"]["checksum_max_mb"],
         out_dir="results/probe/{dataset}/{size}/seed{seed}/{backbone}",
     shell:
-        "spectral-reach train-lm --spec {params.spec:q} {params.backbone} --data-dir {params.data_dir}"
-        " --out-dir {params.out_dir} --state-dir {params.state}"
-        " --checksum-max-mb {params.checksum_max_mb} > {log} 2>&1"
+        logged(
+            "spectral-reach train-lm --spec {params.spec:q} {params.backbone} --data-dir {params.data_dir}"
+            " --out-dir {params.out_dir} --state-dir {params.state}"
+            " --checksum-max-mb {params.checksum_max_mb}"
+        )
 
 
 rule probe_summary:
@@ -68,10 +70,12 @@ rule probe_summary:
         time_windows=json.dumps(config["probe"]["time_windows"]),
         raw_steps=config["analysis"]["raw_steps"],
     shell:
-        "spectral-reach probe-summary --keys {params.run_keys:q} --pretrained {input.pretrained}"
-        " --random {input.random} --lm-runs {input.runs} --steps {params.steps}"
-        " --top-fraction {params.top_fraction} --time-windows {params.time_windows:q}"
-        " --raw-steps {params.raw_steps} --out-ratios {output.ratios} --out-lnp {output.lnp} > {log} 2>&1"
+        logged(
+            "spectral-reach probe-summary --keys {params.run_keys:q} --pretrained {input.pretrained}"
+            " --random {input.random} --lm-runs {input.runs} --steps {params.steps}"
+            " --top-fraction {params.top_fraction} --time-windows {params.time_windows:q}"
+            " --raw-steps {params.raw_steps} --out-ratios {output.ratios} --out-lnp {output.lnp}"
+        )
 
 
 rule fig04:

@@ -14,9 +14,11 @@ rule rfm_lnp:
     params:
         rfm=lambda w: rfm_params(),
     shell:
-        "spectral-reach rfm-lnp --alpha {wildcards.alpha} --n-samples {params.rfm[n_samples]}"
-        " --input-dim {params.rfm[input_dim]} --width {params.rfm[width]} --seeds {params.rfm[seeds]}"
-        " --first-seed {params.rfm[first_seed]} --out {output} > {log} 2>&1"
+        logged(
+            "spectral-reach rfm-lnp --alpha {wildcards.alpha} --n-samples {params.rfm[n_samples]}"
+            " --input-dim {params.rfm[input_dim]} --width {params.rfm[width]} --seeds {params.rfm[seeds]}"
+            " --first-seed {params.rfm[first_seed]} --out {output}"
+        )
 
 
 rule rfm_theory:
@@ -35,8 +37,10 @@ rule rfm_theory:
         teacher_draws=config["rfm"]["teacher_draws"],
         seed=config["rfm"]["theory_seed"],
     shell:
-        "spectral-reach rfm-theory --alphas {params.alphas} --input-dim {params.input_dim}"
-        " --kernel-samples {params.kernel_samples} --teacher-draws {params.teacher_draws} --seed {params.seed} --out {output} > {log} 2>&1"
+        logged(
+            "spectral-reach rfm-theory --alphas {params.alphas} --input-dim {params.input_dim}"
+            " --kernel-samples {params.kernel_samples} --teacher-draws {params.teacher_draws} --seed {params.seed} --out {output}"
+        )
 
 
 rule rfm_summary:
@@ -54,8 +58,10 @@ rule rfm_summary:
     conda:
         "../../envs/spectral-reach.yaml"
     shell:
-        "spectral-reach rfm-summary --lnp {input.lnp} --theory {input.theory}"
-        " --out-lnp {output.lnp} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+        logged(
+            "spectral-reach rfm-summary --lnp {input.lnp} --theory {input.theory}"
+            " --out-lnp {output.lnp} --out-csv {output.csv} --out-md {output.md}"
+        )
 
 
 rule fig03:

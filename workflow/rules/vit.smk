@@ -41,9 +41,11 @@ rule vit_train:
         checksum_max_mb=config["data_checks"]["checksum_max_mb"],
         out_dir="results/vit/{par}/{vsize}/seed{seed}",
     shell:
-        "spectral-reach train-vit --spec {params.spec:q} --data-dir {params.data_dir} --out-dir {params.out_dir}"
-        " --state-dir {params.state}"
-        " --checksum-max-mb {params.checksum_max_mb} > {log} 2>&1"
+        logged(
+            "spectral-reach train-vit --spec {params.spec:q} --data-dir {params.data_dir} --out-dir {params.out_dir}"
+            " --state-dir {params.state}"
+            " --checksum-max-mb {params.checksum_max_mb}"
+        )
 
 
 rule vit_summary:
@@ -64,10 +66,12 @@ rule vit_summary:
         final_fraction=config["analysis"]["final_loss_fraction"],
         raw_steps=config["analysis"]["raw_steps"],
     shell:
-        "spectral-reach vit-summary --keys {params.run_keys:q} --done {input.done} --metrics {input.metrics}"
-        " --lnp {input.lnp} --final-fraction {params.final_fraction}"
-        " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-curves {output.curves}"
-        " --out-lnp {output.lnp} > {log} 2>&1"
+        logged(
+            "spectral-reach vit-summary --keys {params.run_keys:q} --done {input.done} --metrics {input.metrics}"
+            " --lnp {input.lnp} --final-fraction {params.final_fraction}"
+            " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-curves {output.curves}"
+            " --out-lnp {output.lnp}"
+        )
 
 
 rule vit_table:
@@ -94,8 +98,10 @@ rule vit_table:
         ),
         tolerance=config["analysis"]["param_tolerance"],
     shell:
-        "spectral-reach vit-table --sizes {params.sizes:q} --tolerance {params.tolerance}"
-        " --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"
+        logged(
+            "spectral-reach vit-table --sizes {params.sizes:q} --tolerance {params.tolerance}"
+            " --out-md {output.md} --out-csv {output.csv}"
+        )
 
 
 rule fig09:
