@@ -34,16 +34,16 @@ def drawn(workdir, tmp_path_factory):
     out = snakemake(
         workdir, "-n", "-p", "--forcerun", *RULES, "--configfile", str(CI_CONFIG_PATH), "--replace-workflow-config"
     ).stdout
-    shell = [line.split("Shell command:", 1)[-1].strip() for line in out.splitlines()]
-    commands = [line for line in shell if line.startswith("spectral-reach fig")]
+    # the figure command inside its rule's log wrapper (workflow/rules/common.smk: logged)
+    shell = [line[line.index("spectral-reach fig") :] for line in out.splitlines() if "spectral-reach fig" in line]
+    commands = [line[: line.index(' >> "$h"')] for line in shell]
     tmp = tmp_path_factory.mktemp("figures")
     figures = {}
     with pytest.MonkeyPatch.context() as m:
         m.chdir(workdir)
         m.setattr(style, "save", lambda fig, pdf, png, dpi: figures.__setitem__("current", fig))
         for command in commands:
-            args = shlex.split(command)
-            args = args[1 : args.index(">")]
+            args = shlex.split(command)[1:]
             rule = "fig" + args[args.index("--pdf") + 1].split("/fig")[1][:2]
             for flag in ("--pdf", "--png", "--caption"):
                 args[args.index(flag) + 1] = str(tmp / f"{rule}{flag[2:]}")
@@ -285,6 +285,6 @@ def test_fig12_draws_the_spectrum_and_its_caption_rows(drawn, workdir):
         g = g.sort_values("lhat", ascending=False)
         expected.append(np.c_[g["lhat"], (g["lhat"] * g["chat_sq"]).cumsum()])
     same_points(points(reach), np.concatenate(expected), "reach")
-    labels = " ".join(t.get_text() for t in reach.get_legend().get_texts())
+    labels = " ".join(t.get_text() for t in fig.legends[0].get_texts())
     for r in shift.itertuples():
         assert f"{r.stage}: shift {r.shift:.2f}, χ_pos {r.chi_pos:.3g}" in labels

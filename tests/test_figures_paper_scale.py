@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from spectral_reach.figures import (
     fig08_isocompute,
     fig09_vit,
     fig10_components,
+    fig12_entk,
     style,
 )
 from spectral_reach.train.schedule import eval_steps, lnp_steps
@@ -46,6 +48,67 @@ def overlapping_tick_labels(fig: plt.Figure) -> list[str]:
                 if a.overlaps(b):
                     found.append(f"{ax.get_title()} {name}: {ta!r} / {tb!r}")
     return found
+
+
+def data_in_display(ax: plt.Axes) -> np.ndarray:
+    """Points on everything ``ax`` draws from data, in display coordinates: line vertices and 20 points
+    along each segment, scatter points, and the outlines of polygons (bands, histograms)."""
+    from matplotlib.collections import PathCollection, PolyCollection
+
+    def along(xy: np.ndarray) -> np.ndarray:
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        if len(xy) < 2:
+            return xy
+        t = np.linspace(0, 1, 20)[:, None, None]
+        return (xy[:-1] + t * (xy[1:] - xy[:-1])).reshape(-1, 2)
+
+    out = [np.empty((0, 2))]
+    for line in ax.get_lines():
+        if line.get_transform() == ax.transData and line.get_visible():
+            out.append(along(ax.transData.transform(np.asarray(line.get_xydata(), float))))
+    for c in ax.collections:
+        if isinstance(c, PathCollection):
+            out.append(c.get_offset_transform().transform(np.asarray(c.get_offsets(), float)))
+        elif isinstance(c, PolyCollection):
+            out += [along(c.get_transform().transform(path.vertices)) for path in c.get_paths()]
+    return np.concatenate(out)
+
+
+def legends_over_data(fig: plt.Figure) -> list[str]:
+    """``"<axes title>: legend covers N points"`` for every legend inside an axes that covers its data."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    found = []
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None or not legend.get_visible():
+            continue
+        box = legend.get_window_extent(renderer)
+        xy = data_in_display(ax)
+        inside = (xy[:, 0] > box.x0) & (xy[:, 0] < box.x1) & (xy[:, 1] > box.y0) & (xy[:, 1] < box.y1)
+        if inside.any():
+            found.append(f"{ax.get_title()}: legend covers {int(inside.sum())} points")
+    return found
+
+
+def scarce_log_labels(fig: plt.Figure) -> list[str]:
+    """``"<axes title> y: labels"`` for a log y axis spanning less than two decades with fewer than three
+    labelled ticks in view: too few to read a value off."""
+    fig.canvas.draw()
+    found = []
+    for ax in fig.axes:
+        lo, hi = sorted(ax.get_ylim())
+        if ax.get_yscale() != "log" or lo <= 0 or np.log10(hi / lo) >= 2:
+            continue
+        ticks = ax.yaxis.get_major_ticks() + ax.yaxis.get_minor_ticks()
+        labels = [t.label1.get_text() for t in ticks if t.label1.get_text() and lo <= t.get_loc() <= hi]
+        if len(labels) < 3:
+            found.append(f"{ax.get_title()} y: {labels}")
+    return found
+
+
+def defects(fig: plt.Figure) -> list[str]:
+    return overlapping_tick_labels(fig) + legends_over_data(fig) + scarce_log_labels(fig)
 
 
 @pytest.fixture
@@ -136,7 +199,7 @@ def test_language_model_figures(paper_tables, drawn, tmp_path):
         runs, lnp, _ = paper_tables[dataset]
         fig10_components.plot(lnp, runs, dataset, "f", "f", **_style(name))
     assert len(drawn) == 5
-    assert [overlapping_tick_labels(fig) for fig in drawn] == [[]] * 5
+    assert [defects(fig) for fig in drawn] == [[]] * 5
 
 
 def test_probe_figures(paper_tables, drawn):
@@ -161,7 +224,7 @@ def test_probe_figures(paper_tables, drawn):
         fig05_data[d] = (lnp, probe, runs)
     fig04_probe_ratio.plot(ratios, "f", "f", **_style("fig04"))
     fig05_chi_net.plot(fig05_data, "f", "f", **_style("fig05"))
-    assert [overlapping_tick_labels(fig) for fig in drawn] == [[]] * 2
+    assert [defects(fig) for fig in drawn] == [[]] * 2
 
 
 def test_vit_figure(drawn):
@@ -212,7 +275,35 @@ def test_vit_figure(drawn):
                     )
                 )
     fig09_vit.plot(pd.DataFrame(runs), pd.concat(lnp), pd.concat(curves), "f", "f", **_style("fig09"))
-    assert [overlapping_tick_labels(fig) for fig in drawn] == [[]]
+    assert [defects(fig) for fig in drawn] == [[]]
+    assert all(ax.get_xlim()[0] <= 0 for ax in drawn[0].axes)  # step 0, which the caption quotes, is drawn
+
+
+def test_entk_figure(drawn):
+    """Fig. 12 at the paper's output count: two stages' spectra whose histograms peak where a legend
+    inside the panel would sit."""
+    rng = np.random.default_rng(0)
+    n = PAPER["checks"]["entk"]["vocab_count"] * len(PAPER["checks"]["entk"]["positions"])
+    spectrum = pd.concat(
+        pd.DataFrame({"stage": stage, "lhat": 10 ** rng.normal(mu, 0.4, n), "chat_sq": rng.dirichlet(np.ones(n))})
+        for stage, mu in (("init", -1.5), ("trained", -1.2))
+    )
+    shift = pd.DataFrame({"stage": ["init", "trained"], "shift": [0.1, -0.4], "chi_pos": [0.03, 0.01]})
+    fig12_entk.plot(spectrum, shift, "f", "f", **_style("fig12"))
+    assert [defects(fig) for fig in drawn] == [[]]
+    colors = [line.get_color() for line in drawn[0].axes[2].get_lines()]
+    assert np.abs(np.subtract(*[matplotlib.colors.to_rgb(c) for c in colors])).max() > 0.3  # two distinct colours
+
+
+def test_the_legend_check_finds_a_legend_over_data():
+    style.setup()
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [0, 1], label="a line under its legend")
+    ax.legend(loc="center")
+    assert legends_over_data(fig)
+    ax.legend(loc="upper left")
+    assert legends_over_data(fig) == []
+    plt.close(fig)
 
 
 def test_the_overlap_check_finds_overlapping_labels():

@@ -22,14 +22,17 @@ def number(x: float, digits: int = 3) -> str:
 
 def render(template: str | Path, out: str | Path, values: dict) -> None:
     """Write ``template`` rendered with ``values`` to ``out`` (atomically)."""
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             keep_trailing_newline=True)
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
+    )
     env.filters["g"] = number
     try:
         text = env.from_string(Path(template).read_text()).render(**values)
     except jinja2.UndefinedError as e:
-        raise SystemExit(f"caption template {template}: {e}; this figure measures: {', '.join(sorted(values))}")
+        raise SystemExit(
+            f"caption template {template}: {e}; this figure measures: {', '.join(sorted(values))}"
+        ) from None
     except jinja2.TemplateSyntaxError as e:
-        raise SystemExit(f"caption template {template}, line {e.lineno}: {e.message}")
+        raise SystemExit(f"caption template {template}, line {e.lineno}: {e.message}") from None
     with atomic_file(out) as tmp:
         tmp.write_text(text)

@@ -4,29 +4,35 @@ One column per data set. chi_pos: mean over seeds with a band of one sd; single 
 ``raw_steps``, means over each measurement window after (App. C.1). The mean over seeds comes
 first: a point whose seed mean is non-positive cannot be drawn on a log axis and is left out (the
 table keeps it); a point whose mean is positive is drawn at that mean, non-positive seeds included.
+The sd band is left out where ``mean - sd <= 0`` (:func:`.panels.seed_mean_lines`).
 """
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import seaborn as sns
 
 from ..analysis.claims import by_size, decreasing, dynamics, final
 from . import style
-from .panels import positive_means, scaling_panel
+from .panels import positive_means, scaling_panel, seed_mean_lines
 
 
 def chi_pos_panel(ax: plt.Axes, windows: pd.DataFrame, order: list[str]) -> None:
-    positive = positive_means(windows, "chi_pos", ["size", "step"])
-    sns.lineplot(positive, x="step", y="chi_pos", hue="size", hue_order=order, errorbar="sd", ax=ax, palette="viridis")
+    seed_mean_lines(ax, positive_means(windows, "chi_pos", ["size", "step"]), "step", "chi_pos", "size", order)
     ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel="χ_pos", xlim=(0, None))
     ax.legend(title="size", fontsize="x-small")
 
 
-def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], fits: pd.DataFrame, pdf: str, png: str, *,
-         width: float, height: float, dpi: int) -> None:
+def plot(
+    data: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    fits: pd.DataFrame,
+    pdf: str,
+    png: str,
+    *,
+    width: float,
+    height: float,
+    dpi: int,
+) -> None:
     """``data``: data set -> (runs, lnp windows); ``fits``: each data set's train-loss fit."""
     style.setup()
     fig, axes = plt.subplots(2, len(data), figsize=(width, height), squeeze=False)
@@ -45,6 +51,14 @@ def caption_values(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], fits: pd.
     for name, (runs, windows) in data.items():
         loss = final(runs, "final_train_loss")
         fit = fits[fits["dataset"] == name].iloc[0].to_dict()
-        out.append({**fit, "name": name, "sizes": list(by_size(runs).index), "loss": loss,
-                    "loss_ordered": decreasing(loss), "chi_pos": dynamics(windows, runs, "chi_pos")})
+        out.append(
+            {
+                **fit,
+                "name": name,
+                "sizes": list(by_size(runs).index),
+                "loss": loss,
+                "loss_ordered": decreasing(loss),
+                "chi_pos": dynamics(windows, runs, "chi_pos"),
+            }
+        )
     return {"datasets": out}

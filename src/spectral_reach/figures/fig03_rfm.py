@@ -10,8 +10,17 @@ from ..rfm import data_spectrum
 from . import style
 
 
-def plot(runs: pd.DataFrame, curves: pd.DataFrame, input_dim: int, pdf: str, png: str, *, width: float,
-         height: float, dpi: int) -> None:
+def plot(
+    runs: pd.DataFrame,
+    curves: pd.DataFrame,
+    input_dim: int,
+    pdf: str,
+    png: str,
+    *,
+    width: float,
+    height: float,
+    dpi: int,
+) -> None:
     style.setup()
     fig, (left, right) = plt.subplots(1, 2, figsize=(width, height))
     alphas = sorted(runs["alpha"].unique())
@@ -21,8 +30,12 @@ def plot(runs: pd.DataFrame, curves: pd.DataFrame, input_dim: int, pdf: str, png
     left.set(xlabel="k", ylabel="λ_k", title="data spectra")
     left.legend(fontsize="small")
 
-    long = runs.melt(id_vars=["alpha", "seed"], value_vars=["chi_loss", "chi_net", "chi_pos"],
-                         var_name="component", value_name="value")
+    long = runs.melt(
+        id_vars=["alpha", "seed"],
+        value_vars=["chi_loss", "chi_net", "chi_pos"],
+        var_name="component",
+        value_name="value",
+    )
     sns.lineplot(long, x="alpha", y="value", hue="component", errorbar="sd", marker="o", ax=right)
     right.plot(curves["alpha"], curves["chi_pos_kernel"], "k--", label="χ_pos theory (kernel spectrum)")
     right.plot(curves["alpha"], curves["chi_pos_teacher"], "k-.", label="χ_pos theory (kernel, exact teacher mean)")
@@ -40,7 +53,13 @@ def caption_values(runs: pd.DataFrame, dev: pd.DataFrame) -> dict:
     def span(col: str) -> tuple[float, float]:
         return float(dev[col].min()), float(dev[col].max())
 
-    return {"alphas": [float(a) for a in dev["alpha"]], "seeds": int(runs.groupby("alpha")["seed"].nunique().min()),
-            "chi_loss_max_dev": float(dev["dev_chi_loss"].abs().max()), "chi_net_max_dev": float(dev["dev_chi_net"].abs().max()),
-            "kernel": span("dev_chi_pos_kernel"), "teacher": span("dev_chi_pos_teacher"),
-            "linear": span("dev_chi_pos_linear"), "within_spread": int(dev["chi_pos_kernel_within_spread"].sum())}
+    return {
+        "alphas": [float(a) for a in dev["alpha"]],
+        "seeds": int(runs.groupby("alpha")["seed"].nunique().min()),
+        "chi_loss_max_dev": float(dev["dev_chi_loss"].abs().max()),
+        "chi_net_max_dev": float(dev["dev_chi_net"].abs().max()),
+        "kernel": span("dev_chi_pos_kernel"),
+        "teacher": span("dev_chi_pos_teacher"),
+        "linear": span("dev_chi_pos_linear"),
+        "within_spread": int(dev["chi_pos_kernel_within_spread"].sum()),
+    }

@@ -3,7 +3,8 @@ size (Eq. 12 with the top-fraction filter of App. C.1), one panel per data set, 
 window of normalized training time; mean over seeds with a band of one sd. Below 1: the
 pretrained features let the probe reach further into the spectral tail. A size where any seed's
 ratio is undefined (NaN: a non-positive mean ``chi_pos``) is not drawn, as its caption value is
-NaN; seaborn would otherwise draw the mean of the other seeds."""
+NaN, and the line breaks there (no segment bridges it); the sd band is left out where
+``mean - sd <= 0``."""
 
 from __future__ import annotations
 
@@ -21,11 +22,18 @@ def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, hei
     style.setup()
     fig, axes = plt.subplots(1, len(data), figsize=(width, height), squeeze=False)
     for ax, (name, ratios) in zip(axes[0], data.items()):
-        df = ratios.assign(window=[f"t in [{a:g}, {b:g})" for a, b in zip(ratios["t0"], ratios["t1"])])
-        df = df[df.groupby(["window", "size"])["ratio"].transform(lambda r: r.notna().all())]
-        sns.lineplot(df, x="params", y="ratio", hue="window", marker="o", errorbar="sd", ax=ax, palette="viridis")
+        windows = list(ratios.groupby(["t0", "t1"]))
+        for color, ((t0, t1), g) in zip(sns.color_palette("viridis", len(windows)), windows):
+            # NaN where any seed's ratio is undefined: the line breaks there instead of bridging it
+            stats = g.groupby("params")["ratio"].agg([lambda r: r.mean(skipna=False), "std"]).sort_index()
+            mean, sd = stats.iloc[:, 0], stats["std"].fillna(0).where(stats.iloc[:, 0].notna())
+            ax.plot(mean.index, mean, marker="o", color=color, label=f"t in [{t0:g}, {t1:g})")
+            low = mean - sd
+            ax.fill_between(mean.index, low.where(low > 0), mean + sd, color=color, alpha=0.2, lw=0)
         ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel="χ_pos(pretrained) / χ_pos(random)", title=name)
+        ax.set(
+            xscale="log", yscale="log", xlabel="parameters N", ylabel="χ_pos(pretrained) / χ_pos(random)", title=name
+        )
         style.tidy_log_axes(ax)
         ax.legend(fontsize="x-small")
     fig.tight_layout()

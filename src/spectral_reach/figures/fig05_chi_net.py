@@ -11,17 +11,34 @@ from ..analysis.claims import trajectory
 from . import style
 
 
-def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]], pdf: str, png: str, *, width: float,
-         height: float, dpi: int) -> None:
+def plot(
+    data: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]],
+    pdf: str,
+    png: str,
+    *,
+    width: float,
+    height: float,
+    dpi: int,
+) -> None:
     """``data``: data set -> (LM lnp windows, probe lnp windows, LM runs)."""
     style.setup()
     fig, axes = plt.subplots(1, len(data), figsize=(width, height), squeeze=False)
     for ax, (name, (lm, probe, runs)) in zip(axes[0], data.items()):
         order = list(dict.fromkeys(runs.sort_values("params")["size"]))
-        both = pd.concat([lm.assign(training="full"),
-                          probe[probe["backbone"] == "random"].assign(training="probe, random backbone")])
-        sns.lineplot(both, x="step", y="chi_net", hue="size", hue_order=order, style="training", errorbar=None, ax=ax,
-                     palette="viridis")
+        both = pd.concat(
+            [lm.assign(training="full"), probe[probe["backbone"] == "random"].assign(training="probe, random backbone")]
+        )
+        sns.lineplot(
+            both,
+            x="step",
+            y="chi_net",
+            hue="size",
+            hue_order=order,
+            style="training",
+            errorbar=None,
+            ax=ax,
+            palette="viridis",
+        )
         ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel="χ_net", title=name, xlim=(0, None))
         style.tidy_log_axes(ax)
         # below the panel: with the paper's 7-8 sizes and two line styles it would cover the curves
@@ -40,7 +57,12 @@ def caption_values(data: dict[str, tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
         sizes = []
         for row in full:
             curve = random.loc[row["size"]] if row["size"] in random.index.get_level_values(0) else None
-            sizes.append({"size": row["size"], "growth": row["last"] / row["first"],
-                          "probe_change": None if curve is None else float(curve.max() / curve.min() - 1)})
+            sizes.append(
+                {
+                    "size": row["size"],
+                    "growth": row["last"] / row["first"],
+                    "probe_change": None if curve is None else float(curve.max() / curve.min() - 1),
+                }
+            )
         out.append({"name": name, "sizes": sizes})
     return {"datasets": out}

@@ -10,8 +10,9 @@ from . import style
 from .panels import scaling_panel
 
 
-def plot(data: dict[str, pd.DataFrame], fits: pd.DataFrame, pdf: str, png: str, *, width: float, height: float,
-         dpi: int) -> None:
+def plot(
+    data: dict[str, pd.DataFrame], fits: pd.DataFrame, pdf: str, png: str, *, width: float, height: float, dpi: int
+) -> None:
     """``data``: data set -> runs table; ``fits``: each data set's test-loss fit."""
     style.setup()
     fig, axes = plt.subplots(1, len(data), figsize=(width, height), squeeze=False)
@@ -27,6 +28,13 @@ def caption_values(data: dict[str, pd.DataFrame], fits: pd.DataFrame) -> dict:
     out = []
     for name, runs in data.items():
         loss = final(runs, "final_test_loss")
-        out.append({**fits[fits["dataset"] == name].iloc[0].to_dict(), "name": name, "sizes": list(by_size(runs).index),
-                    "loss": loss, "loss_ordered": decreasing(loss)})
+        out.append(
+            {
+                **fits[fits["dataset"] == name].iloc[0].to_dict(),
+                "name": name,
+                "sizes": list(by_size(runs).index),
+                "loss": loss,
+                "loss_ordered": decreasing(loss),
+            }
+        )
     return {"datasets": out}

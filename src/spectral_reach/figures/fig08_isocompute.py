@@ -8,23 +8,29 @@ import pandas as pd
 import seaborn as sns
 
 from . import style
-from .panels import positive_means
+from .panels import positive_means, seed_mean_lines
 
 
-def plot(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], pdf: str, png: str, *, width: float, height: float,
-         dpi: int) -> None:
+def plot(
+    data: dict[str, tuple[pd.DataFrame, pd.DataFrame]], pdf: str, png: str, *, width: float, height: float, dpi: int
+) -> None:
     """``data``: data set -> (isocompute test loss, isocompute chi_pos) tables of :func:`analysis.lm.isocompute`."""
     style.setup()
     fig, axes = plt.subplots(len(data), 2, figsize=(width, height), squeeze=False)
     for row, (name, (loss, pos)) in enumerate(data.items()):
-        for ax, df, col, label in ((axes[row, 0], loss, "test_loss", "test loss"), (axes[row, 1], pos, "chi_pos", "χ_pos")):
+        budgets = [f"{c:.2g}" for c in sorted(loss["budget"].unique())]  # one colour per budget in both panels
+        for ax, df, col, label in (
+            (axes[row, 0], loss, "test_loss", "test loss"),
+            (axes[row, 1], pos, "chi_pos", "χ_pos"),
+        ):
             df = df.assign(C=df["budget"].map(lambda c: f"{c:.2g}"))
             if col == "chi_pos":  # log axis: points whose seed mean is non-positive are left out
                 df = positive_means(df, col, ["budget", "params"])
-            sns.lineplot(df, x="params", y=col, hue="C", marker="o", errorbar="sd", ax=ax, palette="viridis")
+            seed_mean_lines(ax, df, "params", col, "C", budgets, legend=col == "chi_pos")
             ax.set(xscale="log", yscale="log", xlabel="parameters N", ylabel=label, title=f"{name}: {label} at C = 6ND")
             style.tidy_log_axes(ax)
-            ax.legend(title="FLOPs C", fontsize="x-small")
+        # one legend per row, beside its right panel: inside, at the paper's 7-8 sizes it covered the curves
+        sns.move_legend(axes[row, 1], "upper left", bbox_to_anchor=(1.02, 1.0), title="FLOPs C", fontsize="x-small")
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
 
@@ -34,12 +40,19 @@ def caption_values(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> dict:
     sizes as the test loss does (Spearman correlation over sizes of the seed means)."""
     out = []
     for name, (loss, pos) in data.items():
-        both = loss.merge(pos, on=["budget", "size", "seed", "params"]).groupby(["budget", "size"], as_index=False)[
-            ["params", "test_loss", "chi_pos"]].mean()
+        both = (
+            loss.merge(pos, on=["budget", "size", "seed", "params"])
+            .groupby(["budget", "size"], as_index=False)[["params", "test_loss", "chi_pos"]]
+            .mean()
+        )
         budgets = []
         for budget, g in both.groupby("budget"):
-            budgets.append({"budget": float(budget), "best": g.loc[g["test_loss"].idxmin(), "size"],
-                            "rank_corr": float(g["test_loss"].corr(g["chi_pos"], method="spearman"))})
-        out.append({"name": name, "budgets": budgets,
-                    "agree": sum(b["rank_corr"] > 0 for b in budgets)})
+            budgets.append(
+                {
+                    "budget": float(budget),
+                    "best": g.loc[g["test_loss"].idxmin(), "size"],
+                    "rank_corr": float(g["test_loss"].corr(g["chi_pos"], method="spearman")),
+                }
+            )
+        out.append({"name": name, "budgets": budgets, "agree": sum(b["rank_corr"] > 0 for b in budgets)})
     return {"datasets": out}

@@ -17,20 +17,47 @@ from . import style
 TITLES = {"standard": "standard", "mup": "muP"}
 
 
-def plot(runs: pd.DataFrame, windows: pd.DataFrame, curves: pd.DataFrame, pdf: str, png: str, *, width: float,
-         height: float, dpi: int) -> None:
+def plot(
+    runs: pd.DataFrame,
+    windows: pd.DataFrame,
+    curves: pd.DataFrame,
+    pdf: str,
+    png: str,
+    *,
+    width: float,
+    height: float,
+    dpi: int,
+) -> None:
     style.setup()
     pars = [p for p in TITLES if p in set(runs["parametrization"])]
     fig, axes = plt.subplots(2, len(pars), figsize=(width, height), squeeze=False, sharex="col")
     for col, par in enumerate(pars):
         order = list(dict.fromkeys(runs[runs["parametrization"] == par].sort_values("params")["size"]))
         top, bottom = axes[0, col], axes[1, col]
-        sns.lineplot(curves[curves["parametrization"] == par], x="step", y="loss", hue="size", hue_order=order,
-                     errorbar="sd", ax=top, palette="viridis")
-        sns.lineplot(windows[windows["parametrization"] == par], x="step", y="chi_pos", hue="size", hue_order=order,
-                     errorbar="sd", ax=bottom, palette="viridis", legend=False)
-        top.set(xscale="log", ylabel="training loss", title=TITLES[par])
-        bottom.set(xscale="log", xlabel="step", ylabel="χ_pos")
+        sns.lineplot(
+            curves[curves["parametrization"] == par],
+            x="step",
+            y="loss",
+            hue="size",
+            hue_order=order,
+            errorbar="sd",
+            ax=top,
+            palette="viridis",
+        )
+        sns.lineplot(
+            windows[windows["parametrization"] == par],
+            x="step",
+            y="chi_pos",
+            hue="size",
+            hue_order=order,
+            errorbar="sd",
+            ax=bottom,
+            palette="viridis",
+            legend=False,
+        )
+        # symlog: step 0, whose values the caption quotes, is on the axis (a log axis drops it)
+        top.set(xscale="symlog", ylabel="training loss", title=TITLES[par], xlim=(0, None))
+        bottom.set(xscale="symlog", xlabel="step", ylabel="χ_pos", xlim=(0, None))
         bottom.axhline(0, color="0.6", lw=0.6)
     fig.tight_layout()
     style.save(fig, pdf, png, dpi)
@@ -42,7 +69,15 @@ def caption_values(runs: pd.DataFrame, windows: pd.DataFrame) -> dict:
     for par in [p for p in TITLES if p in set(runs["parametrization"])]:
         r, w = runs[runs["parametrization"] == par], windows[windows["parametrization"] == par]
         train, test = final(r, "final_train_loss"), final(r, "final_test_loss")
-        out.append({"name": TITLES[par], "sizes": list(by_size(r).index), "seeds": int(r["seed"].nunique()),
-                    "train_loss": train, "test_loss": test, "loss_ordered": decreasing(train),
-                    "chi_pos": dynamics(w, r, "chi_pos")})
+        out.append(
+            {
+                "name": TITLES[par],
+                "sizes": list(by_size(r).index),
+                "seeds": int(r["seed"].nunique()),
+                "train_loss": train,
+                "test_loss": test,
+                "loss_ordered": decreasing(train),
+                "chi_pos": dynamics(w, r, "chi_pos"),
+            }
+        )
     return {"parametrizations": out}

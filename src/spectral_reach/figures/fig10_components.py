@@ -10,21 +10,21 @@ import seaborn as sns
 
 from ..analysis.claims import dynamics
 from . import style
-from .panels import positive_means
+from .panels import positive_means, seed_mean_lines
 
 PANELS = [("chi_loss", "χ_loss"), ("chi_net", "χ_net"), ("chi_pos", "χ_pos"), ("chi_net_pos", "χ_net · χ_pos")]
 
 
-def plot(windows: pd.DataFrame, runs: pd.DataFrame, title: str, pdf: str, png: str, *, width: float, height: float,
-         dpi: int) -> None:
+def plot(
+    windows: pd.DataFrame, runs: pd.DataFrame, title: str, pdf: str, png: str, *, width: float, height: float, dpi: int
+) -> None:
     style.setup()
     order = list(dict.fromkeys(runs.sort_values("params")["size"]))
     fig, axes = plt.subplots(1, len(PANELS), figsize=(width, height))
     for ax, (col, label) in zip(axes, PANELS):
-        df = positive_means(windows, col, ["size", "step"])
-        sns.lineplot(df, x="step", y=col, hue="size", hue_order=order, errorbar="sd", ax=ax, palette="viridis",
-                     legend=ax is axes[-1])
+        seed_mean_lines(ax, positive_means(windows, col, ["size", "step"]), "step", col, "size", order, ax is axes[-1])
         ax.set(xscale="symlog", yscale="log", xlabel="step", ylabel=label, xlim=(0, None))
+        style.tidy_log_axes(ax)
     sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0), fontsize="x-small")  # beside the data
     fig.suptitle(title)
     fig.tight_layout()

@@ -19,6 +19,20 @@ def positive_means(df: pd.DataFrame, column: str, by: list[str]) -> pd.DataFrame
     return df[df.groupby(by)[column].transform("mean") > 0]
 
 
+def seed_mean_lines(
+    ax: plt.Axes, df: pd.DataFrame, x: str, y: str, hue: str, order: list, legend: bool = True, log: bool = True
+) -> None:
+    """One line per ``hue`` level through the seed means of ``y`` at each ``x`` (seaborn, its
+    ``viridis`` colours in ``order``) and a band of one sd (ddof 1) around it. On a log axis the band
+    is left out where ``mean - sd <= 0``: there it would run off the bottom of the axis."""
+    sns.lineplot(df, x=x, y=y, hue=hue, hue_order=order, errorbar=None, ax=ax, palette="viridis", legend=legend)
+    colors = dict(zip(order, sns.color_palette("viridis", len(order))))
+    stats = df.groupby([hue, x])[y].agg(["mean", "std"]).reset_index()
+    for level, g in stats.groupby(hue):
+        low, high = g["mean"] - g["std"], g["mean"] + g["std"]
+        ax.fill_between(g[x], low.where(low > 0) if log else low, high, color=colors[level], alpha=0.2, lw=0)
+
+
 def scaling_panel(ax: plt.Axes, runs: pd.DataFrame, column: str, title: str, fit: dict) -> None:
     """Loss of every run vs parameters with the fitted ``E + A N^-alpha`` (``fit``: a row of
     :func:`..analysis.lm.loss_fits`). A fit that does not determine its parameters is not drawn:

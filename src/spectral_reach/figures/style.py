@@ -28,13 +28,13 @@ def save(fig: plt.Figure, pdf: str | Path, png: str | Path, dpi: int) -> None:
 
 def readable_log_ticks(axis: matplotlib.axis.Axis, low: float, high: float, plain: bool = False) -> None:
     """On a log axis spanning less than two decades, label a few ticks in engineering notation
-    (``20k``; 1-2-5 steps, or about four plain steps within one decade) and leave the minor ticks
+    (``20k``; 1-2-5 steps, or three to five plain steps within one decade) and leave the minor ticks
     unlabelled: matplotlib's defaults label every minor tick there (``2x10^4 3x10^4 4x10^4``),
     and the labels overlap. ``plain``: ``%g`` labels (ratios near 1) instead of engineering ones."""
     if low <= 0 or np.log10(high / low) >= 2:
         return
     if np.log10(high / low) < 1:  # within a decade a log locator finds too few ticks: about four plain ones
-        axis.set_major_locator(ticker.MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+        axis.set_major_locator(ticker.MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10], min_n_ticks=3))
     else:
         axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(ticker.FormatStrFormatter("%g") if plain else ticker.EngFormatter(sep=""))
