@@ -43,4 +43,4 @@ bench: setup
 	$(BIN)/python benchmarks/job_startup.py
 
 clean:
-	rm -rf results figures logs .snakemake report.html report.zip
+	rm -rf runs results figures logs .snakemake report.html report.zip

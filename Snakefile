@@ -24,6 +24,13 @@ os.environ.update(PATH=os.pathsep.join([os.path.dirname(sys.executable), os.gete
 
 
 include: "workflow/rules/validate.smk"
+
+
+# Each config writes to its own folder (run_name: runs/<run_name>/), so the demo and the paper study
+# live side by side; targets and --report paths are inside it.
+workdir: run_folder(config)
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/runs.smk"
 include: "workflow/rules/targets.smk"

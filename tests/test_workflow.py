@@ -187,6 +187,22 @@ def test_rules_find_the_package_without_an_activated_venv(workdir, tmp_path):
     assert "spectral-reach: command not found" not in (work / "logs/lm_table/stories.log").read_text()
 
 
+def test_each_run_name_writes_to_its_own_folder(workdir, tmp_path):
+    """A config with ``run_name`` lives in ``runs/<run_name>/``: beside a finished tree it plans every job of
+    its own and touches none of the other's; a relative data path in it is read from where Snakemake runs."""
+    work = copy_run(workdir, tmp_path / "named")
+    files = {s: [f"results/data/stories/generated/{s}.parquet"] for s in ("train", "test")}
+    named = edited(run_name="other", data__stories__source={"files": files})
+    planned = planned_jobs(work, named)
+    assert planned["lm_train"] == 8 and planned["stories_tokenize"] == 1 and "stories_generate" not in planned
+    assert planned_jobs(work, CI_CONFIG) == Counter()  # the unnamed tree is still complete and current
+    before = (work / "results/tables/lm_sizes_stories.md").stat().st_mtime_ns
+    with_config(work, named, "results/tables/lm_sizes_stories.md")
+    assert (work / "runs/other/results/tables/lm_sizes_stories.md").exists()
+    assert (work / "runs/other/logs/lm_table/stories.log").exists()
+    assert (work / "results/tables/lm_sizes_stories.md").stat().st_mtime_ns == before
+
+
 def test_the_readme_target_forms_plan_what_they_say(workdir):
     """The README's rerun commands, with its config files replaced by the CI config, on a finished tree."""
     readme = (ROOT / "README.md").read_text()

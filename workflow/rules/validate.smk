@@ -75,5 +75,24 @@ def check_config(config, path):
         )
 
 
+def anchor_paths(config):
+    """Relative data paths of a config (local story files, a CIFAR-5M folder, a tokenizer) made
+    absolute from the folder Snakemake runs in, before ``workdir`` moves into the run's folder."""
+    for d in config["data"].values():
+        src = d["source"]
+        if "files" in src:
+            src["files"] = {split: [os.path.abspath(f) for f in files] for split, files in src["files"].items()}
+        if "path" in src:
+            src["path"] = os.path.abspath(src["path"])
+        if d.get("tokenizer"):
+            d["tokenizer"] = os.path.abspath(d["tokenizer"])
+
+
+def run_folder(config):
+    """Where a config's results live: ``runs/<run_name>``, or here without a run name."""
+    return os.path.join("runs", config["run_name"]) if "run_name" in config else "."
+
+
 check_config(config, SCHEMA)
 validate(config, SCHEMA)
+anchor_paths(config)
