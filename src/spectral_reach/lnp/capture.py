@@ -41,8 +41,37 @@ _DROPOUTS = {
 }
 
 
+#: torch's random draws: any of them in the forward pass (stochastic depth's ``torch.rand``,
+#: LayerDrop, a ``bernoulli_`` mask) makes the measurement random.
+_RANDOM = {
+    torch.rand,
+    torch.rand_like,
+    torch.randn,
+    torch.randn_like,
+    torch.randint,
+    torch.randint_like,
+    torch.randperm,
+    torch.bernoulli,
+    torch.multinomial,
+    torch.normal,
+    torch.poisson,
+    torch.Tensor.bernoulli,
+    torch.Tensor.bernoulli_,
+    torch.Tensor.uniform_,
+    torch.Tensor.normal_,
+    torch.Tensor.random_,
+    torch.Tensor.exponential_,
+    torch.Tensor.geometric_,
+    torch.Tensor.cauchy_,
+    torch.Tensor.log_normal_,
+    torch.Tensor.multinomial,
+    F.gumbel_softmax,
+}
+
+
 class RandomForwardError(ValueError):
-    """The forward pass draws random numbers (active dropout): the measurement would be random."""
+    """The forward pass draws random numbers (active dropout, stochastic depth, any random op in
+    train mode): the measurement would be random."""
 
 
 @dataclass
@@ -130,6 +159,13 @@ def _check_random(func: Callable, args: tuple, kwargs: dict, where: str) -> None
             f"{where} applies dropout (p={p}) in train mode, so the measurement would be random. "
             "Measure in eval mode (model.eval() around measure(); the training step keeps its "
             "dropout) or pass allow_random=True to measure with dropout on purpose."
+        )
+    if func in _RANDOM or (func is F.rrelu and kwargs.get("training", args[3] if len(args) > 3 else False)):
+        name = getattr(func, "__name__", repr(func))
+        raise RandomForwardError(
+            f"{where} draws random numbers ({name}: stochastic depth, LayerDrop or another random op in "
+            "train mode), so the measurement would be random. Measure in eval mode (model.eval() around "
+            "measure()) or pass allow_random=True to measure it on purpose."
         )
 
 

@@ -31,9 +31,11 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from .capture import RandomForwardError
 from .hutchinson import probe_count, probe_vectors
 from .persample import PerSampleNorms, RecordAgain
 from .rules import NormRule
+from .units import count_loss_units
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Batch = tuple[Tensor, Tensor]
@@ -89,36 +91,13 @@ class _Side:
     grad: list[Tensor] | None
 
 
-def count_loss_units(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> int:
-    """Loss units of a batch: what the mean loss averages over, read off the loss's gradient.
-
-    The loss is differentiated at a point where every counted unit has a non-zero gradient:
-    uniform logits (``f = 0``) for integer targets, where a unit is an output row (all
-    dimensions but the last), and ``f = y + 1`` for float targets of the output's shape, where
-    a unit is an element (the authors' convention). Rows or elements that the loss ignores,
-    however it ignores them (``ignore_index`` of a module, of ``F.cross_entropy`` or inside a
-    lambda, a mask, a causal shift inside the loss), get no gradient and are not counted.
-    """
-    if targets.is_floating_point() and targets.shape == outputs.shape:
-        point = targets.detach().to(outputs.dtype) + 1
-    else:
-        point = torch.zeros_like(outputs)
-    point = point.detach().requires_grad_(True)
-    with torch.enable_grad():
-        (g,) = torch.autograd.grad(loss_fn(point, targets), point)
-    if targets.is_floating_point():
-        return int(g.ne(0).sum())
-    rows = g.reshape(-1, g.shape[-1]) if g.dim() > 1 else g.reshape(-1, 1)
-    return int(rows.ne(0).any(1).sum())
-
-
 def check_mean_reduction(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> None:
     """Refuse a loss that is not a mean over loss units (its value would change with batch size)."""
     reduction = getattr(loss_fn, "reduction", "mean")
-    if reduction != "mean":
+    if reduction not in ("mean", "batchmean"):
         raise ValueError(
-            f"loss_fn has reduction={reduction!r}; LNP needs the mean over loss units "
-            "(reduction='mean'), as the training step uses"
+            f"loss_fn has reduction={reduction!r}; LNP needs a mean over loss units "
+            "(reduction='mean', or 'batchmean' for KLDivLoss), as the training step uses"
         )
     with torch.no_grad():  # on the first sample: a mean does not change when it is repeated
         once = loss_fn(outputs[:1], targets[:1])
@@ -131,18 +110,38 @@ def check_mean_reduction(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> N
 
 
 def _batch_size(inputs: object, targets: Tensor) -> int:
+    """From the inputs (a tensor, or the first tensor of a dict of keyword arguments), else the targets."""
+    if isinstance(inputs, Mapping):
+        inputs = next((v for v in inputs.values() if isinstance(v, Tensor)), None)
     b = inputs.shape[0] if isinstance(inputs, Tensor) and inputs.dim() > 0 else targets.shape[0]
     if b == 0:
         raise ValueError("the batch is empty: LNP needs at least one sample")
     return b
 
 
-def _recorded_forward(model: nn.Module, inputs: object, norms: PerSampleNorms, b: int) -> Tensor:
+def _generator_states(device: torch.device) -> list[Tensor]:
+    """The default generators' states (CPU, and the output device's CUDA one)."""
+    states = [torch.random.get_rng_state()]
+    if device.type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    return states
+
+
+def _recorded_forward(model: nn.Module, inputs: object, norms: PerSampleNorms, b: int, allow_random: bool) -> Tensor:
     """``model(inputs)`` recorded by ``norms`` and planned; recorded again if an op changed a
-    captured output in place (that module's output is copied from then on)."""
+    captured output in place (that module's output is copied from then on). A forward pass that
+    moved a default generator drew random numbers: refused unless ``allow_random`` (the function
+    mode names the module for torch's random ops; this catches draws inside other kernels)."""
     for _ in range(len(norms.owning) + 1):
+        device = next(iter(norms.model.parameters())).device
+        before = _generator_states(device)
         with norms.forward(b, inputs):
-            outputs = model(inputs)
+            outputs = model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
+        if not allow_random and any(not torch.equal(x, y) for x, y in zip(before, _generator_states(device))):
+            raise RandomForwardError(
+                "the forward pass drew random numbers (a default generator moved), so the measurement would "
+                "be random. Measure in eval mode (model.eval() around measure()) or pass allow_random=True."
+            )
         if not isinstance(outputs, Tensor):
             raise TypeError(
                 f"model(inputs) must return the output tensor, not {type(outputs).__name__}; wrap "
@@ -174,7 +173,7 @@ def _measure_side(
 ) -> _Side:
     inputs, targets = batch
     b = _batch_size(inputs, targets)
-    outputs = _recorded_forward(model, inputs, norms, b)
+    outputs = _recorded_forward(model, inputs, norms, b, norms.allow_random)
     loss = loss_fn(outputs, targets)
     check_mean_reduction(loss_fn, outputs.detach(), targets)
     n_units = count_units(outputs, targets) if count_units else count_loss_units(loss_fn, outputs.detach(), targets)
@@ -221,6 +220,14 @@ def _check_arguments(
     if not params:
         raise ValueError("the model has no trainable parameter; LNP measures a gradient step")
     if train_grad is not None:
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        missing = next((i for i, g in enumerate(train_grad) if g is None), None)
+        if missing is not None:
+            raise ValueError(
+                f"train_grad[{missing}] is None (parameter '{names[missing] if missing < len(names) else '?'}'): "
+                "call loss.backward() before measure(), and pass the gradients of the trainable parameters "
+                "only, in order: [p.grad for p in model.parameters() if p.requires_grad]"
+            )
         shapes = [tuple(p.shape) for p in params]
         if [tuple(g.shape) for g in train_grad] != shapes:
             raise ValueError(
@@ -252,7 +259,8 @@ def measure(
     """LNP decomposition of a gradient step on ``batch`` evaluated on ``measure_batch``.
 
     Args:
-        model: ``model(inputs)`` returns the output tensor, ``(b, C)`` or ``(b, T, V)``.
+        model: ``model(inputs)`` returns the output tensor, ``(b, C)`` or ``(b, T, V)``; a dict
+            ``inputs`` is passed as keyword arguments, ``model(**inputs)``.
             Every parameter with ``requires_grad`` counts (freeze a backbone to probe).
         loss_fn: ``loss_fn(outputs, targets)``, a mean over loss units.
         batch: ``(inputs, targets)`` of the training batch ``B``.
@@ -329,7 +337,9 @@ def _record(side: _Side, other: _Side, delta: float, hutchinson: int | None, cro
 class LogitsOnly(nn.Module):
     """Wrap a Hugging Face model so that ``module(inputs)`` returns ``.logits``.
 
-    ``inputs`` is a tensor (``input_ids`` or ``pixel_values``) passed positionally.
+    ``inputs`` is a tensor (``input_ids`` or ``pixel_values``) passed positionally, or keyword
+    arguments (``measure`` passes a dict batch's entries as keywords: ``input_ids``,
+    ``attention_mask``, ...).
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -342,5 +352,5 @@ class LogitsOnly(nn.Module):
         wrapper made afresh at each step verifies its plan once, as the model itself would."""
         return self.model
 
-    def forward(self, inputs: Tensor) -> Tensor:
-        return self.model(inputs).logits
+    def forward(self, inputs: Tensor | None = None, **kwargs: Tensor) -> Tensor:
+        return (self.model(**kwargs) if inputs is None else self.model(inputs, **kwargs)).logits

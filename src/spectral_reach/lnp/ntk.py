@@ -104,7 +104,7 @@ def reference_lnp(model: nn.Module, loss_fn, batch, measure_batch=None, method: 
         j = jacobian(model, inputs, method).double()
         with torch.no_grad():
             outputs = model(inputs)
-        sides.append((j, output_gradient(loss_fn, outputs, targets).double(), inputs.shape[0]))
+        sides.append((j, output_gradient(loss_fn, outputs, targets).double(), outputs.shape[0]))
     if measure_batch is None:
         sides.append(sides[0])
     (j_b, g_b, n_b), (j_m, g_m, _) = sides

@@ -333,10 +333,13 @@ class PerSampleNorms:
             k += len(g.params)
             try:
                 got = float(self._group_sq_norms(g, grads, b, output.device)[0])
-            except UnsupportedModelError:
-                if g.how != "module replay":
-                    raise
-                _DEMOTED.setdefault(self._owner, set()).add(g.name)  # its calls are replayed instead
+            except Exception as e:  # a rule or a replay that cannot take this call
+                if g.module is None or (g.how == "module replay" and not isinstance(e, UnsupportedModelError)):
+                    raise UnsupportedModelError(
+                        f"{g.label} ({g.how}) failed: {type(e).__name__}: {e}. Freeze its parameters, or "
+                        "register a norm rule for the module (register_norm_rule)."
+                    ) from e
+                _DEMOTED.setdefault(self._owner, set()).add(g.name)  # its calls are replayed instead, exactly
                 self._groups.clear()
                 self.plan(output)
                 return self.verify(output, generator)

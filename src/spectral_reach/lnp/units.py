@@ -1,0 +1,194 @@
+"""Loss units: what a mean loss averages over, found from the loss itself.
+
+A training loss is a mean over ``n`` loss units, ``L = (1/n) sum_u l_u(f_u, y_u)``, each unit a
+slice ``f_u`` of the output along some of its dimensions, and ``n`` sets the batch-size-free
+``chi_loss = sqrt(n ||g||^2 ...)`` and ``chi_net = sqrt(||J||^2 / n ...)``. Which dimensions of
+the output ``f`` (shape ``(b, d_1, ..., d_k)``) lie inside a unit and which the loss averages
+over is read off the loss at (a point near) the model's outputs:
+
+* **coupled** (inside a unit): changing one element changes the gradient of other elements
+  along ``d`` (a softmax over classes couples the class dimension; a finite difference of the
+  gradient shows it);
+* otherwise the loss is elementwise along ``d``, and duplicating the outputs and the targets
+  along ``d`` leaves a **mean** unchanged (``d`` is averaged over: units run along it) and
+  doubles a **sum** (``d`` lies inside a unit);
+* with integer (class-index) targets the class dimension is the one the targets lack; a
+  duplication that gives neither ratio there (a causal shift inside the loss pairs the last
+  position of one copy with the first target of the next) is a mean, as every class-index loss
+  of torch averages over positions; with other targets it is ambiguous and refused, asking
+  for ``count_units=``.
+
+The batch dimension is averaged over (``check_mean_reduction`` refuses anything else) and may
+not be coupled. ``n`` is the number of units whose gradient is not zero: units the loss ignores
+(``ignore_index``, masks) do not count. The structure is found once per loss and output shape.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .errors import UnsupportedModelError
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+#: Relative tolerance of the duplication ratio (1: a mean, 2: a sum), by the probe's precision.
+RATIO_RTOL = {torch.float64: 1e-9, torch.float32: 1e-4}
+
+
+@dataclass(frozen=True)
+class Units:
+    """Output dimensions (0 is the batch) averaged over, and those inside a unit."""
+
+    averaged: tuple[int, ...]
+    inside: tuple[int, ...]
+
+    def count(self, grad: Tensor) -> Tensor:
+        """Units with a non-zero gradient (a 0-dim tensor: no host sync)."""
+        g = grad.ne(0)
+        if self.inside:
+            g = g.any(dim=self.inside)
+        return g.sum()
+
+
+_CACHE: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+
+
+def _point(outputs: Tensor, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
+    """Near the outputs (non-finite entries zeroed: a NaN output is reported by the record, not
+    here), nudged so that no unit sits exactly at a zero gradient."""
+    x = torch.nan_to_num(outputs.detach().to(dtype), nan=0.0, posinf=0.0, neginf=0.0)
+    noise = torch.randn(x.shape, generator=generator, dtype=dtype, device="cpu").to(x.device)
+    return x + 1e-4 * (x.abs().mean() + 1) * noise
+
+
+def _grad(loss_fn: LossFn, x: Tensor, targets: Tensor) -> tuple[float, Tensor]:
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = loss_fn(x, targets)
+        (g,) = torch.autograd.grad(loss, x)
+    return float(loss), g
+
+
+def _targets(targets: Tensor, dtype: torch.dtype) -> Tensor:
+    return targets.to(dtype) if targets.is_floating_point() else targets
+
+
+def _dtypes(outputs: Tensor) -> list[torch.dtype]:
+    """float64 where the loss accepts it (a class-weight tensor of another dtype may not), else the outputs' own."""
+    own = outputs.dtype if outputs.dtype in (torch.float32, torch.float64) else torch.float32
+    return list(dict.fromkeys([torch.float64, own]))
+
+
+def _coupled(loss_fn: LossFn, x: Tensor, targets: Tensor, g: Tensor) -> set[int]:
+    """Dimensions along which one element's value moves other elements' gradients."""
+    nonzero = g.ne(0).nonzero()
+    if len(nonzero) == 0:
+        return set()
+    e0 = tuple(int(i) for i in nonzero[0])
+    moved = x.clone()
+    moved[e0] += 1e-3 * max(1.0, float(x[e0].abs()))
+    diff = (_grad(loss_fn, moved, targets)[1] - g).abs()
+    diff[e0] = 0
+    changed = (diff > 1e-6 * float(diff.max())).nonzero() if float(diff.max()) > 0 else diff.new_zeros((0, x.dim()))
+    return {d for idx in changed.tolist() for d in range(x.dim()) if idx[d] != e0[d]}
+
+
+def _class_dim(outputs: Tensor, targets: Tensor, coupled: set[int]) -> int | None:
+    """The output dimension that class-index targets lack, or ``None`` if it cannot be told."""
+    fits = [
+        d
+        for d in range(1, outputs.dim())
+        if tuple(outputs.shape[:d]) + tuple(outputs.shape[d + 1 :]) == tuple(targets.shape)
+    ]
+    if len(fits) > 1:
+        fits = [d for d in fits if d in coupled]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _refuse(loss_fn: LossFn, outputs: Tensor, targets: Tensor, why: str) -> UnsupportedModelError:
+    name = getattr(loss_fn, "__qualname__", type(loss_fn).__name__)
+    return UnsupportedModelError(
+        f"loss units of {name} on outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} "
+        f"({targets.dtype}): {why}. Pass count_units=lambda outputs, targets: <the number of terms the "
+        "loss averages over> to measure()."
+    )
+
+
+def structure(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> Units:
+    """Which output dimensions the mean ``loss_fn`` averages over (see the module docstring)."""
+    key = (tuple(outputs.shape[1:]), tuple(targets.shape[1:]), targets.dtype, str(outputs.device))
+    try:
+        cache = _CACHE.setdefault(loss_fn, {})
+    except TypeError:  # not weak-referenceable: found at every call
+        cache = {}
+    if key not in cache:
+        *others, own = _dtypes(outputs)
+        for dtype in others:
+            try:
+                cache[key] = _structure(loss_fn, outputs, targets, dtype)
+                break
+            except (RuntimeError, TypeError):  # the loss does not take this dtype
+                continue
+        else:
+            cache[key] = _structure(loss_fn, outputs, targets, own)
+    return cache[key]
+
+
+def _structure(loss_fn: LossFn, outputs: Tensor, targets: Tensor, dtype: torch.dtype) -> Units:
+    t = _targets(targets, dtype)
+    x = _point(outputs, torch.Generator().manual_seed(0), dtype)
+    loss, g = _grad(loss_fn, x, t)
+    coupled = _coupled(loss_fn, x, t, g)
+    if 0 in coupled:
+        raise _refuse(
+            loss_fn,
+            outputs,
+            targets,
+            "the loss couples samples (its gradient for one sample moves with another's output)",
+        )
+    if targets.shape == outputs.shape:
+        target_dim, inside = (lambda d: d), set(coupled)
+    elif targets.dim() == outputs.dim() - 1 and not targets.is_floating_point():
+        c = _class_dim(outputs, targets, coupled)
+        if c is None:
+            raise _refuse(
+                loss_fn, outputs, targets, "no single output dimension is the class dimension the targets lack"
+            )
+        target_dim, inside = (lambda d: d if d < c else d - 1), set(coupled) | {c}
+    elif outputs.dim() == 1 or all(d in coupled for d in range(1, outputs.dim())):
+        target_dim, inside = None, set(coupled)
+    else:
+        raise _refuse(loss_fn, outputs, targets, "the targets' shape does not show which output dimension they follow")
+    averaged = [0]
+    for d in range(1, outputs.dim()):
+        if d in inside:
+            continue
+        twice = loss_fn(torch.cat([x, x], d).detach(), torch.cat([t, t], target_dim(d)))
+        ratio = float(twice) / loss if loss != 0 else float("nan")
+        if abs(ratio - 1) <= RATIO_RTOL[dtype]:
+            averaged.append(d)
+        elif abs(ratio - 2) <= 2 * RATIO_RTOL[dtype]:
+            inside.add(d)
+        elif not targets.is_floating_point():
+            averaged.append(d)  # a causal shift inside a class-index loss (see the module docstring)
+        else:
+            raise _refuse(
+                loss_fn,
+                outputs,
+                targets,
+                f"along dimension {d} it is neither a mean nor a sum (duplicated, the loss changes by {ratio:.6g}x)",
+            )
+    return Units(tuple(averaged), tuple(sorted(inside)))
+
+
+def count_loss_units(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> int:
+    """Loss units of a batch: units (:func:`structure`) whose gradient is not zero near ``outputs``."""
+    units = structure(loss_fn, outputs, targets)
+    dtype = outputs.dtype if outputs.dtype in (torch.float32, torch.float64) else torch.float32
+    _, g = _grad(loss_fn, _point(outputs, torch.Generator().manual_seed(1), dtype), _targets(targets, dtype))
+    return int(units.count(g))

@@ -1,0 +1,136 @@
+"""Loss units by what the loss averages over, for the usual losses: each row's count, and
+``chi_loss = n ||g||^2`` and ``chi_net = ||J||_F^2 / n`` (self variant) against the explicit eNTK."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spectral_reach.lnp import UnsupportedModelError, count_loss_units, measure
+from spectral_reach.lnp.ntk import reference_lnp
+
+B, C, T, H, W = 4, 5, 3, 3, 2
+
+
+def model(shape: tuple[int, ...], seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    n = math.prod(shape)
+    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, n), nn.Unflatten(1, shape)).double()
+
+
+def x() -> torch.Tensor:
+    return torch.randn(B, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
+def soft(shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64).softmax(-1)
+
+
+def labels(shape: tuple[int, ...], high: int) -> torch.Tensor:
+    return torch.randint(high, shape, generator=torch.Generator().manual_seed(3))
+
+
+def mixup() -> torch.Tensor:
+    a, b = F.one_hot(labels((B,), C), C).double(), F.one_hot(labels((B,), C).flip(0), C).double()
+    return 0.7 * a + 0.3 * b
+
+
+def masked_mse(o: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Elements whose target is missing (NaN, here below a threshold) are masked out of a mean."""
+    mask = (y > MISSING).double()
+    return ((o - y) ** 2 * mask).sum() / mask.sum()
+
+
+MISSING = 0.18
+
+
+def shifted_ce(o: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Hugging Face's causal-LM loss: the targets are the inputs, shifted inside the loss."""
+    return F.cross_entropy(o[:, :-1].reshape(-1, o.shape[-1]), ids[:, 1:].reshape(-1))
+
+
+ignored = labels((B, T), C)
+ignored[0, :2] = -100
+
+# (name, output shape, loss, targets, units)
+ROWS = [
+    ("cross-entropy, class indices", (C,), F.cross_entropy, labels((B,), C), B),
+    ("cross-entropy, one-hot targets", (C,), F.cross_entropy, F.one_hot(labels((B,), C), C).double(), B),
+    ("cross-entropy, soft labels (distillation)", (C,), F.cross_entropy, soft((B, C)), B),
+    ("cross-entropy, mixup targets", (C,), F.cross_entropy, mixup(), B),
+    ("cross-entropy, label smoothing", (C,), nn.CrossEntropyLoss(label_smoothing=0.1), labels((B,), C), B),
+    (
+        "cross-entropy, class weights",
+        (C,),
+        nn.CrossEntropyLoss(weight=torch.rand(C).double() + 0.5),
+        labels((B,), C),
+        B,
+    ),
+    (
+        "cross-entropy per token, ignore_index",
+        (T, C),
+        lambda o, y: F.cross_entropy(o.flatten(0, 1), y.flatten()),
+        ignored,
+        B * T - 2,
+    ),
+    ("cross-entropy, class dim 1 (segmentation)", (C, H, W), F.cross_entropy, labels((B, H, W), C), B * H * W),
+    ("causal LM, shift inside the loss", (T, C), shifted_ce, labels((B, T), C), B * (T - 1)),
+    (
+        "KL divergence, batchmean, on log-softmax",
+        (C,),
+        lambda o, p: F.kl_div(o.log_softmax(-1), p, reduction="batchmean"),
+        soft((B, C)),
+        B,
+    ),
+    ("nn.KLDivLoss(batchmean) on log-probabilities", (C,), nn.KLDivLoss(reduction="batchmean"), soft((B, C)), B),
+    ("sum over features, mean over batch", (C,), lambda o, y: ((o - y) ** 2).sum(-1).mean(), soft((B, C)), B),
+    ("MSE", (C,), F.mse_loss, soft((B, C)), B * C),
+    ("MSE per token", (T, C), F.mse_loss, soft((B, T, C)), B * T * C),
+    ("Huber", (C,), nn.HuberLoss(), soft((B, C)), B * C),
+    ("BCE with logits, multi-label", (C,), F.binary_cross_entropy_with_logits, labels((B, C), 2).double(), B * C),
+    ("masked MSE, mean over the mask", (C,), masked_mse, soft((B, C)), int((soft((B, C)) > MISSING).sum())),
+]
+
+
+@pytest.mark.parametrize("name, shape, loss_fn, targets, units", ROWS, ids=[r[0] for r in ROWS])
+def test_units_and_components_against_the_explicit_entk(name, shape, loss_fn, targets, units):
+    m, inputs = model(shape), x()
+    got = measure(m, loss_fn, (inputs, targets), hutchinson=None)
+    ref = reference_lnp(m, loss_fn, (inputs, targets))
+    assert got.n_units == units
+    assert got.chi_loss == pytest.approx(units * ref.g_sq, rel=1e-10)
+    assert got.chi_net == pytest.approx(ref.j_sq / units, rel=1e-10)
+    assert got.chi_pos == pytest.approx(ref.chi_pos, rel=1e-8)
+
+
+def test_the_same_logits_give_the_same_components_whatever_the_target_encoding():
+    """Issue 23's example: b = 8, C = 10, integer targets and their one-hot float version."""
+    m = model((10,))
+    inputs = torch.randn(8, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    y = labels((8,), 10)
+    a = measure(m, F.cross_entropy, (inputs, y), hutchinson=None)
+    b = measure(m, F.cross_entropy, (inputs, F.one_hot(y, 10).double()), hutchinson=None)
+    assert a.n_units == b.n_units == 8
+    assert b.chi_loss == pytest.approx(a.chi_loss, rel=1e-12) and b.chi_net == pytest.approx(a.chi_net, rel=1e-12)
+
+
+def test_a_loss_whose_units_cannot_be_told_is_refused_with_the_fix():
+    """Outputs per position, one target per sample: which dimension the loss averages is not shown."""
+    m, inputs = model((T, C)), x()
+    target = soft((B, C))
+    loss_fn = lambda o, y: ((o.mean(1) - y) ** 2).mean()  # noqa: E731
+    with pytest.raises(UnsupportedModelError, match=r"loss units of .* Pass count_units="):
+        measure(m, loss_fn, (inputs, target), hutchinson=None)
+    got = measure(m, loss_fn, (inputs, target), hutchinson=None, count_units=lambda o, y: y.numel())
+    assert got.n_units == B * C
+
+
+def test_a_loss_coupling_samples_is_refused():
+    m, inputs = model((C,)), x()
+    contrastive = lambda o, y: F.cross_entropy(o @ o.T, torch.arange(len(o)))  # noqa: E731
+    with pytest.raises(UnsupportedModelError, match="couples samples"):
+        count_loss_units(contrastive, m(inputs), labels((B,), C))
