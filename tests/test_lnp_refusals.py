@@ -114,3 +114,93 @@ def test_dict_inputs_are_passed_as_keyword_arguments():
     ref = reference_lnp(Positional(model), loss_fn, (inputs, ids))
     assert got.n_units == 15 and got.batch_size == 3
     assert got.chi_pos == pytest.approx(ref.chi_pos, rel=1e-10)
+
+
+class FoldedHeads(nn.Module):
+    """Heads folded into dimension 0 before a parameter meets them, as DeBERTa's relative attention does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qk, self.out = nn.Linear(4, 4), nn.Linear(4, 3)
+
+    def forward(self, x):  # (b, T, 4) -> (b * 2, T, 2) -> a per-head scale -> (b, T, 4)
+        b, t, _ = x.shape
+        heads = x.reshape(b, t, 2, 2).transpose(1, 2).reshape(b * 2, t, 2)
+        heads = F.linear(heads, self.qk.weight[:2, :2])
+        return self.out(heads.reshape(b, 2, t, 2).transpose(1, 2).reshape(b, t, 4)).mean(1)
+
+
+def test_heads_folded_into_the_batch_are_named_as_such():
+    model = FoldedHeads()
+    with pytest.raises(
+        Exception,
+        match=r"call 'linear' in module '<root>' applies parameters qk.weight to heads or windows folded into the batch dimension \(shape \(10, 3, 2\): 10 = 5 samples x 2",
+    ):
+        measure(model, F.cross_entropy, (torch.randn(5, 3, 4), torch.randint(3, (5,))))
+
+
+def test_bert_mlm_tied_decoder_with_bias_is_exact_on_the_tied_route():
+    """BERT's MLM decoder: weight tied to the word embedding, a bias of its own. It used to fall to
+    call replay (a (b, V, d) block); the tied rule now takes the bias."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from spectral_reach.lnp import PerSampleNorms
+
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+        tie_word_embeddings=True,
+    )
+    model = LogitsOnly(BertForMaskedLM(cfg).double().eval())
+    ids = torch.randint(50, (3, 6))
+    targets = ids.clone()
+    targets[:, ::2] = -100
+    loss_fn = lambda o, y: F.cross_entropy(o.flatten(0, 1), y.flatten())  # noqa: E731
+    with PerSampleNorms(model) as norms:
+        with norms.forward(3, ids):
+            out = model(ids)
+        norms.plan(out)
+        tied = [name for name, how in norms.covered if how == "TiedEmbeddingHead"]
+    assert len(tied) == 1 and "word_embeddings" in tied[0] and "decoder" in tied[0]
+    assert "cls.predictions.bias" not in " ".join(norms.call_replayed)
+    got, ref = measure(model, loss_fn, (ids, targets), hutchinson=None), reference_lnp(model, loss_fn, (ids, targets))
+    assert got.n_units == 9
+    assert got.chi_net_raw == pytest.approx(ref.chi_net_raw, rel=1e-10)
+    assert got.chi_pos == pytest.approx(ref.chi_pos, rel=1e-8)
+
+
+def test_call_replay_squares_chunk_by_chunk(monkeypatch):
+    """A table reused by hand (h @ E.T) goes to call replay; with a limit of one sample's gradient the
+    replay holds one sample at a time and gives the same numbers."""
+    from spectral_reach.lnp import replay
+
+    class HandTied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = nn.Embedding(12, 5)
+
+        def forward(self, ids):
+            return torch.tanh(self.table(ids)) @ self.table.weight.T
+
+    torch.manual_seed(0)
+    model = HandTied().double()
+    batch = (torch.randint(12, (4, 3)), torch.randint(12, (4, 3)))
+    loss_fn = lambda o, y: F.cross_entropy(o.flatten(0, 1), y.flatten())  # noqa: E731
+    whole = measure(model, loss_fn, batch, hutchinson=None)
+    seen, real = [], replay.per_sample_grads
+
+    def spy(fn, params, batched, *rest):
+        seen.append(batched[0].shape[0])
+        return real(fn, params, batched, *rest)
+
+    monkeypatch.setattr(replay, "REPLAY_CHUNK_ELEMENTS", 12 * 5)
+    monkeypatch.setattr(replay, "per_sample_grads", spy)
+    chunked = measure(model, loss_fn, batch, hutchinson=None)
+    assert seen and max(seen) == 1
+    assert chunked.chi_net_raw == pytest.approx(whole.chi_net_raw, rel=1e-12)
+    assert chunked.chi_pos == pytest.approx(whole.chi_pos, rel=1e-12)

@@ -96,13 +96,20 @@ class Call:
     autocast: tuple[str, torch.dtype] | None
     param_ids: frozenset[int]  # every parameter it depends on, directly or through derived tensors
     rows: list[int]  # first dimension of each argument computed from the model's inputs
+    shapes: list[tuple[int, ...]]  # the shapes of those arguments
+    running: str = ""  # innermost module running at that moment, owning parameters or not
 
     @property
     def name(self) -> str:
-        return getattr(self.func, "__qualname__", None) or getattr(self.func, "__name__", repr(self.func))
+        """The call as a user writes it: ``torch.bmm``, ``Tensor.add``, ``linear``."""
+        name = getattr(self.func, "__qualname__", None) or getattr(self.func, "__name__", repr(self.func))
+        return name.replace("_VariableFunctionsClass.", "torch.").replace("TensorBase.", "Tensor.")
 
     def where(self) -> str:
-        return f"'{self.name}' in module '{self.module or '<root>'}'"
+        inner = self.running or self.module
+        if inner and self.module and inner != self.module and inner.startswith(self.module):
+            return f"'{self.name}' in module '{inner}'"
+        return f"'{self.name}' in module '{inner or '<root>'}'"
 
     def replay(self, params: dict[int, Tensor], batched: list[Tensor], memo: dict[int, list[Tensor]]) -> list[Tensor]:
         """The call's recorded outputs, recomputed with ``params`` and the batched leaves given."""
@@ -231,7 +238,7 @@ class ParameterUses(TorchFunctionMode):
                 self._mark(out)
             return out
         leaves, spec = tree_flatten((args, kwargs))
-        params, derived, batched, rows = self._classify(leaves)
+        params, derived, batched, rows, shapes = self._classify(leaves)
         record = [leaf.detach() if isinstance(leaf, Tensor) else leaf for leaf in leaves]
         if _inplace(func):  # the call overwrites its batched input: keep what it read
             for pos in batched:
@@ -257,15 +264,19 @@ class ParameterUses(TorchFunctionMode):
                     _autocast(outputs[0][1]),
                     frozenset(params.values()).union(*(c.param_ids for c, _ in derived.values())),
                     rows,
+                    shapes,
+                    self.stack[-1] if self.stack else "",
                 ),
                 use=bool(active or rows or batched),
             )
         return out
 
-    def _classify(self, leaves: list[Any]) -> tuple[dict[int, int], dict[int, tuple[Call, int]], list[int], list[int]]:
+    def _classify(
+        self, leaves: list[Any]
+    ) -> tuple[dict[int, int], dict[int, tuple[Call, int]], list[int], list[int], list[tuple[int, ...]]]:
         """Positions of parameters, parameter-derived tensors and batch-first tensors among ``leaves``,
-        and the first dimension of each tensor computed from the model's inputs."""
-        params, derived, batched, rows = {}, {}, [], []
+        and the first dimension and shape of each tensor computed from the model's inputs."""
+        params, derived, batched, rows, shapes = {}, {}, [], [], []
         for pos, leaf in enumerate(leaves):
             if not isinstance(leaf, Tensor):
                 continue
@@ -277,7 +288,8 @@ class ParameterUses(TorchFunctionMode):
                 batched.append(pos)
             if id(leaf) in self.activations and leaf.dim() > 0:
                 rows.append(leaf.shape[0])
-        return params, derived, batched, rows
+                shapes.append(tuple(leaf.shape))
+        return params, derived, batched, rows, shapes
 
     def _record(self, call: Call, use: bool) -> None:
         for pid in call.param_ids:

@@ -104,10 +104,12 @@ def plan(rec: Recording, output: Tensor) -> list[Group]:
             covered.update(group.params)
     hard = {pid for pid in uses.touches if pid not in covered}
     for pid in sorted(hard, key=rec.params.get):
+        if pid not in hard:  # a bias already measured with its tied head
+            continue
         group = _tied_group(rec, pid, uses.touches[pid], hard)
         if group is not None:
             groups.append(group)
-            hard.discard(pid)
+            hard.difference_update(group.params)
     if hard:
         calls = [c for c in uses.uses if c.param_ids & hard]
         for c in calls:
@@ -138,20 +140,35 @@ def _tied_group(rec: Recording, pid: int, touches: list[Call], hard: set[int]) -
     direct = emb.params.get(1) == pid and head.params.get(1) == pid and not emb.derived and not head.derived
     plain = emb_kw.get("max_norm") is None and not emb_kw.get("scale_grad_by_freq", False)
     bias = head.params.get(2)
-    if not (direct and plain and emb.batched == [0] and head.batched == [0] and (bias is None or bias not in hard)):
+    # a head bias (BERT's MLM decoder) is measured with the head when this call alone uses it
+    own_bias = bias is not None and bias in hard and rec.uses.touches.get(bias) == [head]
+    if not (direct and plain and emb.batched == [0] and head.batched == [0]):
+        return None
+    if bias is not None and bias in hard and not own_bias:
         return None
     if emb.out_dims != [0] or head.out_dims != [0]:
         return None
     targets = [emb.outputs[0][1], head.outputs[0][1]]
+    params = {pid: rec.params[pid], **({bias: rec.params[bias]} if own_bias else {})}
     return Group(
         f"calls {emb.where()}, {head.where()}",
         "TiedEmbeddingHead",
-        {pid: rec.params[pid]},
+        params,
         targets,
         emb.versions + head.versions,
         [0, 0],
         rule=TiedEmbeddingHead(),
-        call=ModuleCall((rec.by_id[pid], emb_args[0], emb_kw.get("padding_idx"), head_args[0]), {}, None),
+        call=ModuleCall(
+            (
+                rec.by_id[pid],
+                emb_args[0],
+                emb_kw.get("padding_idx"),
+                head_args[0],
+                rec.by_id[bias] if own_bias else None,
+            ),
+            {},
+            None,
+        ),
         calls=[emb, head],
     )
 
@@ -214,15 +231,33 @@ def _module_group(rec: Recording, name: str, module: nn.Module) -> Group | None:
 
 
 def _misplaced_batch(call: Call, names: list[str], b: int) -> str:
-    flat = next((n for n in call.rows if n > b and n % b == 0), None)
-    where = (
-        f"the batch flattened with the tokens ({flat} = {b} x {flat // b} rows; tokens routed or "
-        "reshaped across samples, as OPT's MLP or a mixture-of-experts router does)"
-        if flat
-        else "a sequence-first layout (batch_first=False)"
-    )
+    """Why the batch is not on dimension 0 where ``call`` applies parameters, told apart by the
+    shapes of its batched arguments: sequence-first, tokens flattened across samples, or heads
+    or windows folded into the batch dimension."""
+    shapes = call.shapes or [()]
+    if any(len(s) > 1 and s[1] == b and s[0] != b for s in shapes):
+        where = (
+            f"a sequence-first layout (shape {next(s for s in shapes if len(s) > 1 and s[1] == b)}: the batch is "
+            "on dimension 1, batch_first=False)"
+        )
+        fix = "Use batch-first layers (batch_first=True)"
+    elif folded := next((s for s in shapes if s and s[0] > b and s[0] % b == 0), None):
+        k = folded[0] // b
+        if len(folded) > 2:
+            where = (
+                f"heads or windows folded into the batch dimension (shape {folded}: {folded[0]} = {b} samples x {k}, "
+                "as DeBERTa's relative attention or Swin's windows do)"
+            )
+        else:
+            where = (
+                f"the tokens of all samples flattened into one dimension (shape {folded}: {folded[0]} = {b} x {k} rows; "
+                "routed or reshaped across samples, as OPT's MLP or a mixture-of-experts router does)"
+            )
+        fix = "Freeze those parameters, or use an implementation that keeps the batch on dimension 0"
+    else:
+        where = f"a tensor whose first dimension is not the batch (shapes {shapes})"
+        fix = "Keep the batch on dimension 0 of every tensor a parameter meets, or freeze those parameters"
     return (
-        f"call {call.where()} applies parameters {', '.join(sorted(names))} to tensors whose first "
-        f"dimension is not the batch ({b}): {where}. Keep the batch on dimension 0 of every "
-        "tensor a parameter meets, or freeze those parameters."
+        f"call {call.where()} applies parameters {', '.join(sorted(names))} to {where}, so per-sample "
+        f"gradients cannot be told apart. {fix}."
     )

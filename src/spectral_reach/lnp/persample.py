@@ -41,8 +41,8 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from .capture import ParameterUses
 from .errors import UnsupportedModelError
 from .groups import Group, ModuleCall, Recording, opacus_rule, plan
-from .replay import replay_group
-from .rules import NormRule, accumulation_dtype, rule_for
+from .replay import replay_sq_norms
+from .rules import NormRule, rule_for
 
 __all__ = ["PerSampleNorms", "UnsupportedModelError"]
 
@@ -273,10 +273,7 @@ class PerSampleNorms:
             if any(x is None for x in grads):
                 grads = [torch.zeros_like(t) if x is None else x for t, x in zip(g.targets, grads)]
             return g.rule.sq_norms(g.module, self._context(g), grads[0] if len(grads) == 1 else grads).to(torch.float64)
-        return sum(
-            p.reshape(b, -1).pow(2).sum(1, dtype=accumulation_dtype(p)).to(torch.float64)
-            for p in replay_group(g, self._by_id, grads, self._batch).values()
-        )
+        return replay_sq_norms(g, self._by_id, grads, self._batch)
 
     def jvp_sq_norms(self, output: Tensor, v: Tensor) -> Tensor:
         """``||J_i^T v_i||^2`` for each sample ``i``: one backward pass of ``sum_i v_i . f_i``."""

@@ -13,8 +13,9 @@ the per-sample gradients of all its calls before it is squared, so cross terms a
 
     n_i = || sum_calls d s_i / d theta ||^2
 
-This materialises ``(chunk, *theta.shape)`` per parameter; the fast rules of :mod:`.rules` avoid
-that for layers used once through their own forward.
+This materialises ``(chunk, *theta.shape)`` per parameter for a chunk of samples at a time
+(:func:`replay_sq_norms`); the fast rules of :mod:`.rules` avoid that for layers used once
+through their own forward.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .capture import batch_dim
 from .errors import UnsupportedModelError
+from .rules import accumulation_dtype
 
 if TYPE_CHECKING:
     from .groups import Group
@@ -92,12 +94,37 @@ def per_sample_grads(
         ) from err
 
 
-def replay_group(g: Group, by_id: Mapping[int, Tensor], grads: list[Tensor | None], batch: int) -> dict[int, Tensor]:
-    """Per-sample gradients ``(b, *shape)`` of a replayed group's parameters (``by_id``: the
-    model's trainable parameters by id)."""
+def replay_sq_norms(g: Group, by_id: Mapping[int, Tensor], grads: list[Tensor | None], batch: int) -> Tensor:
+    """``n_i = ||sum_calls d s_i / d theta||^2`` of a replayed group, in float64, ``(b,)``.
+
+    Samples go in chunks that keep the per-sample gradients of all the group's parameters under
+    :data:`REPLAY_CHUNK_ELEMENTS`; a chunk's gradients (summed over the group's calls) are squared
+    before the next chunk is formed, so a tied table's ``(b, V, d)`` block is never held at once
+    (BERT-base's 30522 x 768 table: 23M elements a sample)."""
     params = {pid: by_id[pid].detach() for pid in g.params}
+    step = sample_chunk(list(params.values()))
+    norms = []
+    for lo in range(0, batch, step):
+        size = min(step, batch - lo)
+        chunk = _replay_chunk(g, params, grads, batch, lo, size)
+        norms.append(
+            sum(
+                p.reshape(size, -1).pow(2).sum(1, dtype=accumulation_dtype(p)).to(torch.float64) for p in chunk.values()
+            )
+        )
+    return torch.cat(norms)
+
+
+def _narrow(grads: list[Tensor | None], out_dims: list[int], lo: int, size: int) -> list[Tensor | None]:
+    return [None if x is None else x.narrow(d, lo, size) for x, d in zip(grads, out_dims)]
+
+
+def _replay_chunk(
+    g: Group, params: dict[int, Tensor], grads: list[Tensor | None], batch: int, lo: int, size: int
+) -> dict[int, Tensor]:
+    """Per-sample gradients ``(size, *shape)`` of samples ``lo:lo + size``, summed over the group's calls."""
     if g.how == "module replay":
-        return _module_replay(g, params, grads, batch)
+        return _module_replay(g, params, grads, batch, lo, size)
     out: dict[int, Tensor] = {}
     for call in g.calls:
         n = len(call.outputs)
@@ -107,11 +134,11 @@ def replay_group(g: Group, by_id: Mapping[int, Tensor], grads: list[Tensor | Non
         def fn(ps: tuple[Tensor, ...], xs: list[Tensor], call=call, keys=keys) -> list[Tensor]:
             return call.replay(dict(zip(keys, ps)), xs, {})
 
-        got = _chunked(
+        got = per_sample_grads(
             fn,
             tuple(params[pid] for pid in keys),
-            [call.leaves[i] for i in call.batched],
-            call_grads,
+            [call.leaves[i].narrow(0, lo, size) for i in call.batched],
+            _narrow(call_grads, call.out_dims, lo, size),
             call.out_dims,
             f"call {call.where()}",
         )
@@ -120,7 +147,9 @@ def replay_group(g: Group, by_id: Mapping[int, Tensor], grads: list[Tensor | Non
     return out
 
 
-def _module_replay(g: Group, params: dict[int, Tensor], grads: list[Tensor | None], batch: int) -> dict[int, Tensor]:
+def _module_replay(
+    g: Group, params: dict[int, Tensor], grads: list[Tensor | None], batch: int, lo: int, size: int
+) -> dict[int, Tensor]:
     leaves, spec = tree_flatten((g.call.args, g.call.kwargs))
     pos = [i for i, t in enumerate(leaves) if isinstance(t, Tensor) and batch_dim(t, batch) == 0]
     flat_out = tree_flatten(g.call.output)[0]
@@ -136,27 +165,12 @@ def _module_replay(g: Group, params: dict[int, Tensor], grads: list[Tensor | Non
         flat = tree_flatten(functional_call(g.module, dict(zip(names, ps)), args, kwargs))[0]
         return [flat[i] for i in picks]
 
-    got = _chunked(
-        fn, tuple(params[pid] for pid in keys), [leaves[i] for i in pos], grads, g.out_dims, f"module '{g.name}'"
+    got = per_sample_grads(
+        fn,
+        tuple(params[pid] for pid in keys),
+        [leaves[i].narrow(0, lo, size) for i in pos],
+        _narrow(grads, g.out_dims, lo, size),
+        g.out_dims,
+        f"module '{g.name}'",
     )
     return dict(zip(keys, got))
-
-
-def _chunked(
-    fn, params: tuple[Tensor, ...], batched: list[Tensor], grads: list[Tensor | None], out_dims: list[int], what: str
-) -> tuple[Tensor, ...]:
-    step, n = sample_chunk(params), batched[0].shape[0]
-    parts = []
-    for lo in range(0, n, step):
-        size = min(step, n - lo)
-        parts.append(
-            per_sample_grads(
-                fn,
-                params,
-                [x.narrow(0, lo, size) for x in batched],
-                [None if x is None else x.narrow(d, lo, size) for x, d in zip(grads, out_dims)],
-                out_dims,
-                what,
-            )
-        )
-    return tuple(torch.cat([p[k] for p in parts]) for k in range(len(params)))

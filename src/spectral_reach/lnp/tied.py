@@ -29,18 +29,19 @@ class TiedEmbeddingHead:
 
         ||C_emb + C_head||^2 = ||C_emb||^2 + ||C_head||^2 + 2 sum_{t,s} (G^e_t . a_s) G^h_(s, id_t)
 
-    The first two terms are the Embedding and Linear rules; the cross term costs ``T_e T_h d`` per
-    sample (a ``G^e A^T`` product and a gather of ``G^h`` at the looked-up ids), where forming
+    The first two terms are the Embedding and Linear rules; a head bias (BERT's MLM decoder), a
+    parameter of its own, adds ``||sum_t G^h_t||^2`` through the Linear rule. The cross term costs
+    ``T_e T_h d`` per sample (a ``G^e A^T`` product and a gather of ``G^h`` at the looked-up ids), where forming
     ``C_head`` would cost ``T_h V d``. When the head's output is the model output, the head term's
     expectation over probe vectors is known (:meth:`output_sq_norms`) and the probes estimate the
     other two, as for an untied output layer.
     """
 
     def prepare(self, module: None, inputs: tuple, passes: int) -> _TiedCtx:
-        weight, ids, padding_idx, acts = inputs
+        weight, ids, padding_idx, acts, bias = inputs
         vocab, d = weight.shape
         embedding = _Attributes(num_embeddings=vocab, padding_idx=padding_idx, scale_grad_by_freq=False)
-        head = _Attributes(in_features=d, out_features=vocab, weight=weight, bias=None)
+        head = _Attributes(in_features=d, out_features=vocab, weight=weight, bias=bias)
         ids = ids.reshape(ids.shape[0], -1).long()
         return _TiedCtx(
             embedding,

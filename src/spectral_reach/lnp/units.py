@@ -71,7 +71,7 @@ def _grad(loss_fn: LossFn, x: Tensor, targets: Tensor) -> tuple[float, Tensor]:
     with torch.enable_grad():
         loss = loss_fn(x, targets)
         (g,) = torch.autograd.grad(loss, x)
-    return float(loss), g
+    return float(loss.detach()), g
 
 
 def _targets(targets: Tensor, dtype: torch.dtype) -> Tensor:
