@@ -233,3 +233,40 @@ def test_losses_are_read_in_batches_not_every_step(text_data, tmp_path, monkeypa
     assert sum(batched) == SPEC["steps"] and len(batched) < SPEC["steps"] / 2 and max(batched) > 1
     metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
     assert metrics["loss"].notna().all() and len(metrics) == SPEC["steps"]
+
+
+def test_step_times_come_from_synchronised_intervals(reference):
+    """step_s is each flush interval's wall time split evenly over its steps, plus a step's own
+    measurement: equal within an interval of unmeasured steps, never below a step's lnp_s."""
+    m = pd.read_parquet(reference / "metrics.parquet")
+    assert m["step_s"].notna().all() and (m["step_s"] > 0).all()
+    assert (m["step_s"] >= m["lnp_s"]).all()
+    # steps 35-39 are read together at the last flush (after the checkpoint at step 35), none measured
+    assert max(pd.read_parquet(reference / "lnp.parquet")["step"]) < 35
+    last, before = m[m["step"] >= 35]["step_s"], m[(m["step"] >= 30) & (m["step"] < 35)]["step_s"]
+    assert last.nunique() == 1 and before.nunique() == 1
+
+
+def test_a_compiled_step_leaves_the_measurement_on_the_eager_module(text_data, tmp_path, monkeypatch):
+    """compile: true compiles the training step; the LNP hooks and function mode must see the eager
+    module (a compiled wrapper would hide every module call and parameter use from them)."""
+    from spectral_reach.train import loop as loop_module
+
+    seen = []
+    real = loop_module.measure
+
+    def spy(model, *args, **kwargs):
+        seen.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "measure", spy)
+    spec = RunSpec.from_dict({**SPEC, "compile": True})
+    device = torch.device("cpu")
+    task = lm.task(spec, text_data, device)
+    run = loop_module._Loop(task, spec, device, tmp_path / "state", identity={})
+    assert isinstance(run.step_model, torch._dynamo.eval_frame.OptimizedModule)
+    x, y = task.order.batch(0)
+    task.loss(task.model(x).logits, y).backward()
+    run.measure(0, x, y)
+    (model,) = seen
+    assert model.model is task.model and not isinstance(model.model, torch._dynamo.eval_frame.OptimizedModule)

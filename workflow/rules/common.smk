@@ -10,11 +10,6 @@ def check_settings(config):
     if config.get("vit"):
         runs.append(("vit", config["vit"]))
     for key, run in runs:
-        if run.get("compile") and run.get("device") == "cpu":
-            raise ValueError(
-                f"{key}.compile=true with {key}.device=cpu: compiling is for CUDA runs (on a CPU the step runs "
-                f"eager anyway); set {key}.compile: false or {key}.device: auto"
-            )
         if run["warmup"] >= run["steps"]:
             raise ValueError(f"{key}.warmup={run['warmup']} must be below {key}.steps={run['steps']}")
     blocks = [(f"lm.{d}.sizes.{s}", lm_resources(d, s)) for d in LM_DATASETS for s in config["lm"][d]["sizes"]]

@@ -6,9 +6,10 @@ This subpackage imports nothing else of ``spectral_reach``.
 """
 
 from .errors import UnsupportedModelError
-from .measure import DEFAULT_SEED, LNPRecord, LogitsOnly, count_loss_units, measure
+from .measure import DEFAULT_SEED, LNPRecord, LogitsOnly, measure
 from .persample import PerSampleNorms
 from .rules import register_norm_rule
+from .units import count_loss_units
 from .windows import Window, log_windows, step_windows
 
 __all__ = [

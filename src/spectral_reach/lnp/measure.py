@@ -25,6 +25,7 @@ the estimate unbiased, lowers its variance, and skips the costliest per-probe no
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -35,7 +36,7 @@ from .capture import RandomForwardError
 from .hutchinson import probe_count, probe_vectors
 from .persample import PerSampleNorms, RecordAgain
 from .rules import NormRule
-from .units import count_loss_units
+from .units import count_units_tensor
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Batch = tuple[Tensor, Tensor]
@@ -82,17 +83,47 @@ class LNPRecord:
 
 @dataclass
 class _Side:
+    """One batch's sums, kept on the device until :func:`_read` (one host transfer per measurement)."""
+
+    loss: Tensor
+    g_sq: Tensor
+    draws: Tensor  # (K,) float64: ||J_B||_F^2 per probe vector, or every basis vector's term
+    n_units: Tensor
+    batch_size: int
+    grad: list[Tensor] | None
+    exact: bool  # draws are the terms of the exact sum (hutchinson=None), not estimates
+
+
+@dataclass
+class _Read:
+    """A side's sums as Python numbers."""
+
     loss: float
     g_sq: float
     j_sq: float
     j_draws: tuple[float, ...]
     n_units: int
     batch_size: int
-    grad: list[Tensor] | None
+
+
+_MEAN_CHECKED: "weakref.WeakKeyDictionary[object, set]" = weakref.WeakKeyDictionary()
 
 
 def check_mean_reduction(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> None:
-    """Refuse a loss that is not a mean over loss units (its value would change with batch size)."""
+    """Refuse a loss that is not a mean over loss units (its value would change with batch size);
+    once per loss, output and target shape (its comparison reads values: host syncs)."""
+    key = (tuple(outputs.shape[1:]), tuple(targets.shape[1:]), outputs.dtype, targets.dtype, str(outputs.device))
+    try:
+        seen = _MEAN_CHECKED.setdefault(loss_fn, set())
+    except TypeError:  # not weak-referenceable: checked at every call
+        seen = set()
+    if key in seen:
+        return
+    _check_mean(loss_fn, outputs, targets)
+    seen.add(key)
+
+
+def _check_mean(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> None:
     reduction = getattr(loss_fn, "reduction", "mean")
     if reduction not in ("mean", "batchmean"):
         raise ValueError(
@@ -119,12 +150,12 @@ def _batch_size(inputs: object, targets: Tensor) -> int:
     return b
 
 
-def _generator_states(device: torch.device) -> list[Tensor]:
-    """The default generators' states (CPU, and the output device's CUDA one)."""
+def _generator_states(device: torch.device) -> list[bytes]:
+    """The default generators' states (CPU, and the device's CUDA one), as bytes: host memory, no sync."""
     states = [torch.random.get_rng_state()]
     if device.type == "cuda":
         states.append(torch.cuda.get_rng_state(device))
-    return states
+    return [state.numpy().tobytes() for state in states]
 
 
 def _recorded_forward(model: nn.Module, inputs: object, norms: PerSampleNorms, b: int, allow_random: bool) -> Tensor:
@@ -137,7 +168,7 @@ def _recorded_forward(model: nn.Module, inputs: object, norms: PerSampleNorms, b
         before = _generator_states(device)
         with norms.forward(b, inputs):
             outputs = model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
-        if not allow_random and any(not torch.equal(x, y) for x, y in zip(before, _generator_states(device))):
+        if not allow_random and before != _generator_states(device):
             raise RandomForwardError(
                 "the forward pass drew random numbers (a default generator moved), so the measurement would "
                 "be random. Measure in eval mode (model.eval() around measure()) or pass allow_random=True."
@@ -176,29 +207,51 @@ def _measure_side(
     outputs = _recorded_forward(model, inputs, norms, b, norms.allow_random)
     loss = loss_fn(outputs, targets)
     check_mean_reduction(loss_fn, outputs.detach(), targets)
-    n_units = count_units(outputs, targets) if count_units else count_loss_units(loss_fn, outputs.detach(), targets)
-    if n_units <= 0:
-        raise ValueError("every target of the batch is ignored by the loss (no loss unit): nothing to measure")
+    if count_units:
+        n_units = torch.tensor(count_units(outputs, targets))
+    else:
+        n_units = count_units_tensor(loss_fn, outputs.detach(), targets)
     wrt = [outputs] + (params if need_grad else [])
     g_out, *grad = torch.autograd.grad(loss, wrt, retain_graph=True, allow_unused=True)
-    g_sq = g_out.detach().pow(2).sum(dtype=torch.float64).item()
+    g_sq = g_out.detach().pow(2).sum(dtype=torch.float64)
     if need_grad:
         grad = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grad)]
     norms.passes = probe_count(outputs.shape, hutchinson)
     # after `passes`: the check prepares the rules' caches, whose form depends on it
     norms.verify(outputs, torch.Generator(device=outputs.device).manual_seed(DEFAULT_SEED))
     exact = norms.exact_output_sq_norms(outputs) if hutchinson is not None else None
-    exact_sum = 0.0 if exact is None else exact.sum().item()
-    draws = [
-        exact_sum + norms.jvp_sq_norms(outputs, v).sum().item()
-        for v in probe_vectors(outputs.shape, hutchinson, generator, outputs.dtype, outputs.device)
-    ]
-    j_sq = sum(draws) if hutchinson is None else sum(draws) / len(draws)
-    return _Side(loss.item(), g_sq, j_sq, tuple(draws), n_units, b, grad if need_grad else None)
+    exact_sum = 0.0 if exact is None else exact.sum()
+    draws = torch.stack(
+        [
+            exact_sum + norms.jvp_sq_norms(outputs, v).sum()
+            for v in probe_vectors(outputs.shape, hutchinson, generator, outputs.dtype, outputs.device)
+        ]
+    )
+    return _Side(loss.detach(), g_sq, draws, n_units, b, grad if need_grad else None, hutchinson is None)
 
 
-def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> float:
-    return sum((x.to(torch.float64) * y.to(torch.float64)).sum() for x, y in zip(a, b)).item()
+def _read(sides: list[_Side], delta: Tensor) -> tuple[list[_Read], float]:
+    """Every sum of the measurement as Python numbers, in one host transfer."""
+    device = delta.device
+    parts = [delta.reshape(1).to(torch.float64)]
+    for side in sides:
+        scalars = [side.loss.to(torch.float64), side.g_sq, side.n_units.to(device=device, dtype=torch.float64)]
+        parts += [torch.stack([x.to(device) for x in scalars]), side.draws.to(device)]
+    values = torch.cat(parts).tolist()
+    delta_value, k, read = values[0], 1, []
+    for side in sides:
+        loss, g_sq, n_units = values[k : k + 3]
+        draws = tuple(values[k + 3 : k + 3 + len(side.draws)])
+        k += 3 + len(side.draws)
+        if n_units <= 0:
+            raise ValueError("every target of the batch is ignored by the loss (no loss unit): nothing to measure")
+        j_sq = sum(draws) if side.exact else sum(draws) / len(draws)
+        read.append(_Read(loss, g_sq, j_sq, draws, int(n_units), side.batch_size))
+    return read, delta_value
+
+
+def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
+    return sum((x.to(torch.float64) * y.to(torch.float64)).sum() for x, y in zip(a, b))
 
 
 def _ratio(num: float, den: float) -> float:
@@ -301,10 +354,11 @@ def measure(
         other = side_of(measure_batch, need_grad=True) if cross else side
         grad_b = train_grad if train_grad is not None else side.grad
         delta = _dot(grad_b, other.grad if cross else grad_b)
-    return _record(side, other, delta, hutchinson, cross)
+    read, delta_value = _read([side, other] if cross else [side], delta)
+    return _record(read[0], read[-1], delta_value, hutchinson, cross)
 
 
-def _record(side: _Side, other: _Side, delta: float, hutchinson: int | None, cross: bool) -> LNPRecord:
+def _record(side: _Read, other: _Read, delta: float, hutchinson: int | None, cross: bool) -> LNPRecord:
     """The record from the two sides' sums (the module docstring's formulas): with ``g_sq`` =
     ``||g_B||^2`` and ``j_sq`` = ``||J_B||_F^2``, ``chi_loss = sqrt(n g_sq n' g_sq')``,
     ``chi_net = sqrt(j_sq / n * j_sq' / n')``, ``chi_pos = delta / sqrt(g_sq g_sq' j_sq j_sq')``."""

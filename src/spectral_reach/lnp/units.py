@@ -186,9 +186,17 @@ def _structure(loss_fn: LossFn, outputs: Tensor, targets: Tensor, dtype: torch.d
     return Units(tuple(averaged), tuple(sorted(inside)))
 
 
-def count_loss_units(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> int:
-    """Loss units of a batch: units (:func:`structure`) whose gradient is not zero near ``outputs``."""
+def count_units_tensor(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> Tensor:
+    """Loss units of a batch, units (:func:`structure`) whose gradient is not zero near ``outputs``,
+    as a 0-dim tensor on the outputs' device (no host sync once the structure is known)."""
     units = structure(loss_fn, outputs, targets)
     dtype = outputs.dtype if outputs.dtype in (torch.float32, torch.float64) else torch.float32
-    _, g = _grad(loss_fn, _point(outputs, torch.Generator().manual_seed(1), dtype), _targets(targets, dtype))
-    return int(units.count(g))
+    x = _point(outputs, torch.Generator().manual_seed(1), dtype).requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(loss_fn(x, _targets(targets, dtype)), x)
+    return units.count(g)
+
+
+def count_loss_units(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> int:
+    """Loss units of a batch (:func:`count_units_tensor`) as a number."""
+    return int(count_units_tensor(loss_fn, outputs, targets))

@@ -10,7 +10,10 @@ Per step ``s`` (nanoGPT-style, one pass over the data in a fixed order):
 
 The loss stays on the device: it is read (one host sync) every ``log_every`` steps, before a
 measurement and before a checkpoint, so a NaN stops the run naming its step and never reaches a
-checkpoint. On a GPU, batches come from pinned memory, copied asynchronously, the next one read
+checkpoint. Step times are taken at those reads, which wait for the device: each interval's wall
+time, less its evaluations, measurements and checkpoint writes, is split evenly over its steps
+(``step_s`` adds a step's own measurement, ``lnp_s``, which syncs and is timed on its own), so no
+per-step sync is needed and on a GPU no queued work lands on whichever step syncs next. On a GPU, batches come from pinned memory, copied asynchronously, the next one read
 from disk while the GPU works.
 
 Everything random is fixed by ``seed`` (initialisation, Hutchinson vectors) and ``data_seed``
@@ -183,6 +186,8 @@ class _Loop:
     pending: list[tuple[dict[str, Any], Tensor]] = field(default_factory=list)  # metrics rows, loss on device
     last_finite: float = math.nan
     prefetched: tuple[int, tuple[Tensor, Tensor]] | None = None
+    mark: float = 0.0  # perf_counter at the last host sync that closed a timing interval
+    excluded: float = 0.0  # seconds since the mark that belong to no step (evaluations)
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -192,10 +197,9 @@ class _Loop:
         )
         bf16 = spec.precision == "bf16"
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
-        compiled = spec.compile and self.device.type == "cuda"
-        if spec.compile and not compiled:
-            log.info("compile: true applies on CUDA; the training step runs eager on %s", self.device)
-        self.step_model = torch.compile(self.task.model) if compiled else self.task.model
+        # compiled wherever torch can compile (inductor: CUDA, or C++ on a CPU); the measurement's hooks
+        # and function mode always see the eager module, self.task.model
+        self.step_model = torch.compile(self.task.model) if spec.compile else self.task.model
         # {step: index of the LNP window it belongs to}
         self.window_of = lnp_steps(spec.steps, spec.lnp["per_decade"], spec.lnp["width"])
         self.evaluated = set(eval_steps(spec.steps, spec.eval["per_decade"]))
@@ -247,7 +251,9 @@ class _Loop:
             "rows": self.rows,
             "resumed": self.resumed,
         }
-        return checkpoint.save(self.state_dir, next_step, self.task.model, state)
+        saved = checkpoint.save(self.state_dir, next_step, self.task.model, state)
+        self.mark = time.perf_counter()  # the write belongs to no step
+        return saved
 
     def check_finite(self, next_step: int) -> None:
         """Raise :class:`NonFiniteLoss` if a parameter or optimizer state is NaN or infinite (one
@@ -293,7 +299,6 @@ class _Loop:
 
         The loss stays on the device (no host sync): :meth:`flush` reads it, at log steps,
         before a measurement and before a checkpoint."""
-        t_step = time.perf_counter()
         x, y = self.batch(step)
         with self.autocast():
             logits = self.step_model(x).logits
@@ -306,22 +311,29 @@ class _Loop:
         self.sched.step()
         self.task.optimizer.zero_grad(set_to_none=True)
         unit = self.task.unit_name
-        row = {"step": step, unit: self.seen(step), "loss": None, "lr": lr, "step_s": 0.0, "lnp_s": lnp_s}
+        row = {"step": step, unit: self.seen(step), "loss": None, "lr": lr, "step_s": None, "lnp_s": lnp_s}
         self.rows["metrics"].append(row)
         self.pending.append((row, loss.detach()))
-        row["step_s"] = time.perf_counter() - t_step
         if step in self.evaluated:
+            t_eval = time.perf_counter()
             test_loss = _evaluate(
                 self.step_model, self.task.loss, self.task.test_set, self.spec.eval["batch"], self.device, self.autocast
-            )
+            )  # reads each chunk's loss: synchronised
             self.rows["eval"].append({"step": step, unit: self.seen(step), "test_loss": test_loss})
+            self.excluded += time.perf_counter() - t_eval
         return lr
 
     def flush(self) -> float:
         """Read the losses still on the device into the metrics rows (one host sync); the last one.
         A non-finite loss stops the run, naming its step: no checkpoint is written after it."""
         if self.pending:
-            values = torch.stack([loss for _, loss in self.pending]).tolist()
+            values = torch.stack([loss for _, loss in self.pending]).tolist()  # waits for the device
+            now = time.perf_counter()
+            measured = sum(row["lnp_s"] for row, _ in self.pending)
+            share = max(0.0, now - self.mark - self.excluded - measured) / len(self.pending)
+            for row, _ in self.pending:
+                row["step_s"] = share + row["lnp_s"]
+            self.mark, self.excluded = now, 0.0
             for (row, _), value in zip(self.pending, values):
                 if not math.isfinite(value):
                     raise NonFiniteLoss(
@@ -350,7 +362,7 @@ class _Loop:
             )
         row = {"step": step, "window": self.window_of[step], self.task.unit_name: self.seen(step), **rec.as_row()}
         self.rows["lnp"].append(row)
-        return time.perf_counter() - t_lnp
+        return time.perf_counter() - t_lnp  # measure() read its results from the device: synchronised
 
     def next_run(self) -> str:
         """What rerunning the job will do after a failure, and what to delete to do otherwise."""
@@ -421,7 +433,7 @@ def run(
     )
     previous = signal.signal(signal.SIGTERM, loop.on_sigterm)
     task.model.train()
-    t0 = time.perf_counter()
+    t0 = loop.mark = time.perf_counter()
     try:
         for step in range(loop.start, spec.steps):
             lr = loop.step(step)
