@@ -9,7 +9,7 @@ CORES  ?= 2
 BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup workflow test test-fast lint bench clean
+.PHONY: setup workflow test test-fast lint bench gpu-check clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -41,6 +41,10 @@ bench: setup
 	$(BIN)/python benchmarks/lnp_cost.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/job_startup.py
+
+# one prepared check of the GPU path on a machine with one GPU (~8 min): report in gpu_check.md
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py --out gpu_check.md
 
 clean:
 	rm -rf runs results figures logs .snakemake report.html report.zip
