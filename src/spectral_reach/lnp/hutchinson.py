@@ -45,12 +45,20 @@ def probe_count(shape: torch.Size, hutchinson: int | None) -> int:
 
 
 def probe_vectors(
-    shape: torch.Size, hutchinson: int | None, generator: torch.Generator, dtype: torch.dtype, device: torch.device
+    shape: torch.Size,
+    hutchinson: int | None,
+    generator: torch.Generator,
+    dtype: torch.dtype,
+    device: torch.device,
+    rows: tuple[int, int] | None = None,
 ) -> Iterator[Tensor]:
     """K Rademacher vectors shaped like the output, or (``hutchinson=None``) every basis vector.
 
     In the exact mode the basis vector ``e_d`` is set for all samples at once: samples do not
-    interact, so one backward pass gives ``||J_i^T e_d||^2`` for every ``i``.
+    interact, so one backward pass gives ``||J_i^T e_d||^2`` for every ``i``. ``rows =
+    (offset, total)``: this batch is rows ``offset:offset + b`` of a global batch of ``total``
+    (one rank's shard): each vector is drawn for the global batch and sliced, so a sample meets the
+    vector it would meet in one process.
     """
     if hutchinson is None:
         b, width = shape[0], shape[1:].numel()
@@ -59,5 +67,6 @@ def probe_vectors(
             v[:, d] = 1
             yield v.reshape(shape)
     else:
+        offset, total = rows if rows is not None else (0, shape[0])
         for _ in range(hutchinson):
-            yield rademacher(shape, generator, dtype, device)
+            yield rademacher(torch.Size((total, *shape[1:])), generator, dtype, device).narrow(0, offset, shape[0])

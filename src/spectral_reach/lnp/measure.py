@@ -32,6 +32,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .capture import RandomForwardError
 from .hutchinson import probe_count, probe_vectors
 from .persample import PerSampleNorms, RecordAgain
@@ -216,6 +217,8 @@ def _measure_side(
     g_sq = g_out.detach().pow(2).sum(dtype=torch.float64)
     if need_grad:
         grad = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grad)]
+    part = distributed.shard(b, n_units) if distributed.active() else None
+    rows = None if part is None else (part.offset, part.total)
     norms.passes = probe_count(outputs.shape, hutchinson)
     # after `passes`: the check prepares the rules' caches, whose form depends on it
     norms.verify(outputs, torch.Generator(device=outputs.device).manual_seed(DEFAULT_SEED))
@@ -224,10 +227,23 @@ def _measure_side(
     draws = torch.stack(
         [
             exact_sum + norms.jvp_sq_norms(outputs, v).sum()
-            for v in probe_vectors(outputs.shape, hutchinson, generator, outputs.dtype, outputs.device)
+            for v in probe_vectors(outputs.shape, hutchinson, generator, outputs.dtype, outputs.device, rows)
         ]
     )
-    return _Side(loss.detach(), g_sq, draws, n_units, b, grad if need_grad else None, hutchinson is None)
+    side = _Side(loss.detach(), g_sq, draws, n_units, b, grad if need_grad else None, hutchinson is None)
+    return side if part is None else _global(side, part)
+
+
+def _global(side: _Side, part: distributed.Shard) -> _Side:
+    """A rank's side made the global batch's (:mod:`.distributed`): one collective for the sums,
+    one for the gradient."""
+    w = part.weight
+    sums = distributed.all_sum(
+        torch.cat([torch.stack([side.loss.to(torch.float64) * w, side.g_sq * w * w]), side.draws.to(torch.float64)])
+    )
+    grad = None if side.grad is None else distributed.weighted_grad(side.grad, w)
+    units = torch.tensor(part.units, device=side.n_units.device)
+    return _Side(sums[0], sums[1], sums[2:], units, part.total, grad, side.exact)
 
 
 def _read(sides: list[_Side], delta: Tensor) -> tuple[list[_Read], float]:
@@ -338,6 +354,7 @@ def measure(
     Non-finite values (a NaN loss, say) are reported in the record, not raised.
     """
     train_grad = None if train_grad is None else list(train_grad)
+    model = distributed.unwrap(model)
     params = _check_arguments(model, hutchinson, train_grad)
     if generator is None:
         device = next(iter(params)).device

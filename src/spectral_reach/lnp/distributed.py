@@ -1,0 +1,90 @@
+"""The measurement of a data-parallel step: the components of the *global* batch under
+``torch.distributed`` (DistributedDataParallel, each rank holding a shard of ``B`` and of ``B'``).
+
+With ``n_r`` the loss units of rank ``r`` and ``N = sum_r n_r``, the global loss is the mean over
+all ``N`` units, so a rank's output gradient ``g_i`` (of its local mean) is ``n_r / N`` of the
+global one, and
+
+    ||g_B||^2   = sum_r (n_r / N)^2 ||g_B,r||^2        ||J_B||_F^2 = sum_r ||J_B,r||_F^2
+    grad L_B'   = sum_r (n_r / N) grad L_B',r           loss = sum_r (n_r / N) loss_r
+
+Per side, three collectives, whatever K: one ``all_gather`` of the shard sizes (for ``N`` and the
+shard's first global sample), one ``all_reduce`` of every sum (the loss, ``||g||^2``, each probe's
+``||J||_F^2``), one ``all_reduce`` of the weighted gradient (one flattened buffer). A Hutchinson
+vector is drawn for the whole global batch on every rank from the same generator and each rank
+takes its shard's rows, so every sample meets the vector it would meet in one process: the result
+does not depend on the number of ranks. ``train_grad`` must be the global gradient (DDP's averaged
+gradient is, when the ranks hold equal loss units). Every rank gets the same record.
+
+FSDP shards the parameters themselves, so no rank holds a whole per-sample gradient: refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .errors import UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This rank's part of a global batch."""
+
+    offset: int  # global index of its first sample
+    total: int  # samples in the global batch
+    weight: float  # n_r / N: its share of the global loss units
+    units: int  # N
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module a DDP wrapper holds (at the top or inside a ``LogitsOnly``); FSDP refused."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    for name, module in model.named_modules():
+        if type(module).__name__.startswith(("FullyShardedDataParallel", "FSDP")):
+            raise UnsupportedModelError(
+                f"module '{name or '<root>'}' is sharded by FSDP: no rank holds a whole parameter, so per-sample "
+                "gradient norms cannot be formed. Measure under DistributedDataParallel, or an unsharded copy."
+            )
+    if isinstance(model, DistributedDataParallel):
+        return model.module
+    inner = getattr(model, "model", None)
+    if isinstance(inner, DistributedDataParallel):
+        model.model = inner.module  # a LogitsOnly made for this measurement: measure the module DDP wraps
+    return model
+
+
+def shard(batch_size: int, units: Tensor) -> Shard:
+    """Sizes of every rank's shard (one ``all_gather``)."""
+    mine = torch.tensor([float(batch_size), float(units)], dtype=torch.float64, device=units.device)
+    sizes = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, mine)
+    table = torch.stack(sizes).tolist()
+    rank, total_units = dist.get_rank(), sum(u for _, u in table)
+    offset = int(sum(b for b, _ in table[:rank]))
+    return Shard(offset, int(sum(b for b, _ in table)), float(units) / total_units, int(total_units))
+
+
+def all_sum(values: Tensor) -> Tensor:
+    out = values.clone()
+    dist.all_reduce(out)
+    return out
+
+
+def weighted_grad(grads: list[Tensor], weight: float) -> list[Tensor]:
+    """``sum_r w_r grad_r`` on every rank, in one ``all_reduce`` of a flattened buffer."""
+    flat = torch.cat([g.reshape(-1).to(torch.float64) for g in grads]) * weight
+    dist.all_reduce(flat)
+    out, k = [], 0
+    for g in grads:
+        out.append(flat[k : k + g.numel()].reshape(g.shape).to(g.dtype))
+        k += g.numel()
+    return out

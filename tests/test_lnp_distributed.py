@@ -1,0 +1,51 @@
+"""Data-parallel exactness: under torchrun with 2 ranks (gloo, CPU), measure gives every rank the
+components of the global batch, equal to one process measuring the concatenated batch to 1e-10
+(float64), exact and with Hutchinson vectors, with the DDP-averaged step gradient and without."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from ddp_measure import batches, model, records
+from workflow_run import ROOT
+
+from spectral_reach.lnp import UnsupportedModelError, measure
+
+KEYS = ("delta", "chi_loss", "chi_net", "chi_pos", "loss", "loss_measure", "g_sq", "j_sq", "j_sq_measure")
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    proc = subprocess.run(
+        [*cmd, str(ROOT / "tests/ddp_measure.py"), str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+
+
+@pytest.mark.parametrize("k", ["None", "3"])
+@pytest.mark.parametrize("variant", ["cross", "self"])
+def test_two_ranks_equal_one_process_on_the_whole_batch(ranks, k, variant):
+    batch, other = batches()
+    single = records(model(), batch, other)[k][variant]
+    for rank in ranks:
+        got = rank[k][variant]
+        assert (got["n_units"], got["batch_size"]) == (single["n_units"], single["batch_size"])
+        for key in KEYS:
+            assert got[key] == pytest.approx(single[key], rel=1e-10, abs=1e-14), key
+    assert ranks[0][k][variant] == ranks[1][k][variant]  # every rank gets the same record
+
+
+def test_fsdp_is_refused():
+    class FullyShardedDataParallel(type(model())):
+        pass
+
+    net = FullyShardedDataParallel(*model())
+    batch, _ = batches()
+    with pytest.raises(UnsupportedModelError, match="sharded by FSDP"):
+        measure(net, lambda o, y: o.sum() * 0, batch)
