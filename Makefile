@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[workflow,test]'
+	$(BIN)/python -m pip install -q -e '.[workflow,test,hf]'
 	# mup declares torchvision, whose PyPI build breaks beside the CPU torch (and transformers'
 	# imports); mup itself needs only torch.
 	$(BIN)/python -m pip install -q --no-deps $(MUP)
@@ -41,6 +41,8 @@ bench: setup
 	$(BIN)/python benchmarks/lnp_cost.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/job_startup.py
+	$(BIN)/python benchmarks/lnp_tied_mlm.py
+	$(BIN)/python benchmarks/integration_overhead.py
 
 # one prepared check of the GPU path on a machine with one GPU (~8 min): report in gpu_check.md
 gpu-check: setup

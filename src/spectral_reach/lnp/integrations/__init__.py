@@ -1,0 +1,3 @@
+"""LNP in the training loops researchers already run: the Hugging Face ``Trainer``
+(:mod:`.hf`, ``pip install spectral-reach[hf]``). Each integration imports its framework;
+``spectral_reach.lnp`` imports none of them."""
