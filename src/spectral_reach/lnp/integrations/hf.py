@@ -24,16 +24,15 @@ The table is written by rank 0 at every checkpoint save and at the end of traini
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from transformers import TrainerCallback
 
 from ..measure import LogitsOnly, measure
-from ..windows import log_windows, step_windows
+from .common import Schedule, Table, concat, refuse_batchnorm
 
 
 def causal_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
@@ -56,13 +55,9 @@ class LNPCallback(TrainerCallback):
         labels: str = "labels",
         seed: int = 0,
     ) -> None:
-        if (every is None) == (windows is None):
-            raise ValueError("give one schedule: every=N optimizer steps, or windows=(per_decade, width)")
-        self.measure_batch, self.path = dict(measure_batch), Path(path)
-        self.every, self.windows, self.hutchinson = every, windows, hutchinson
+        self.schedule, self.table = Schedule(every, windows), Table(path)
+        self.measure_batch, self.hutchinson = dict(measure_batch), hutchinson
         self.loss_fn, self.labels, self.seed = loss_fn, labels, seed
-        self.rows: list[dict[str, Any]] = []
-        self.window_of: dict[int, int] = {}
         self.batches: list[dict[str, Tensor]] | None = None
         self.latest: dict[str, float] | None = None
         self.handle = None
@@ -72,20 +67,9 @@ class LNPCallback(TrainerCallback):
         trainer.callback_handler.callbacks.insert(0, self)
         return self
 
-    def scheduled(self, step: int) -> bool:
-        """Whether optimizer step ``step`` (0-based) is measured."""
-        return step % self.every == 0 if self.every else step in self.window_of
-
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        norms = [n for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        if norms:
-            raise ValueError(
-                f"LNPCallback: module '{norms[0]}' is a BatchNorm, which computes another function in eval mode "
-                "(running statistics) than in the training step (batch statistics, which mix the samples), so "
-                "no measurement describes this training. Use LayerNorm or GroupNorm, or measure a custom loop."
-            )
-        if self.windows:
-            self.window_of = step_windows(log_windows(state.max_steps, *self.windows))
+        refuse_batchnorm(model, "LNPCallback")
+        self.schedule.start(state.max_steps)
         self.handle = model.register_forward_pre_hook(self._keep, with_kwargs=True)
 
     def _keep(self, module, args, kwargs):
@@ -93,7 +77,7 @@ class LNPCallback(TrainerCallback):
             self.batches.append({k: v for k, v in kwargs.items() if isinstance(v, Tensor) and v.dim() > 0})
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self.batches = [] if self.scheduled(state.global_step) else None
+        self.batches = [] if state.global_step in self.schedule else None
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         if self.batches is None:
@@ -101,8 +85,7 @@ class LNPCallback(TrainerCallback):
         batches, self.batches = self.batches, None
         if not batches:
             return
-        keys = [k for k in batches[0] if all(k in b for b in batches)]
-        whole = {k: torch.cat([b[k] for b in batches]) for k in keys}
+        whole = concat(batches)
         targets = whole.pop(self.labels)
         device = next(model.parameters()).device
         other = {k: v.to(device) for k, v in self.measure_batch.items()}
@@ -123,26 +106,20 @@ class LNPCallback(TrainerCallback):
             )
         finally:
             model.train(was_training)
-        row = {"step": state.global_step, "window": self.window_of.get(state.global_step), **rec.as_row()}
-        self.rows.append(row)
-        self.latest = {f"lnp/{k}": row[k] for k in ("chi_loss", "chi_net", "chi_pos", "delta")}
+        window = self.schedule.window_of.get(state.global_step)
+        self.latest = self.table.add(state.global_step, window, rec.as_row())
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.latest and logs is not None:
             logs.update(self.latest)
             self.latest = None
 
-    def write(self, state) -> None:
-        if state.is_world_process_zero and self.rows:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            pd.DataFrame(self.rows).to_parquet(tmp, index=False)
-            tmp.replace(self.path)
-
     def on_save(self, args, state, control, **kwargs):
-        self.write(state)
+        if state.is_world_process_zero:
+            self.table.write()
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.write(state)
+        if state.is_world_process_zero:
+            self.table.write()
         if self.handle is not None:
             self.handle.remove()

@@ -1,0 +1,111 @@
+"""The PyTorch Lightning integration: the example runs as written; a measured step's record is the
+measurement of the step's whole batch with its own gradient (accumulated, before clipping); the
+log-spaced schedule; BatchNorm refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from workflow_run import ROOT
+
+from spectral_reach.lnp import measure as measure_fn
+from spectral_reach.lnp import windows
+from spectral_reach.lnp.integrations import lightning as lnp_lightning
+
+
+def test_the_example_runs_and_writes_its_table(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples/lightning_module.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_parquet(tmp_path / "lnp.parquet")
+    assert table["step"].tolist() == [0, 3, 6, 9]
+    assert (table["n_units"] == 2 * 4 * 16).all() and (table["batch_size"] == 8).all()  # both micro-batches
+    assert np.isfinite(table[["delta", "chi_loss", "chi_net", "chi_pos"]].to_numpy()).all()
+
+
+def loss_fn(logits, targets):
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+
+class Tiny(pl.LightningModule):
+    def __init__(self, norm: torch.nn.Module | None = None):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Embedding(16, 8), norm or torch.nn.Identity(), torch.nn.Linear(8, 16))
+
+    def forward(self, ids):
+        return self.net(ids)
+
+    def training_step(self, batch, batch_idx):
+        return loss_fn(self(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(tmp_path, module, callback, **trainer_args):
+    torch.manual_seed(0)
+    ids = torch.randint(16, (64, 6), generator=torch.Generator().manual_seed(0))
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids, ids.roll(1, 1)), batch_size=4)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        callbacks=[callback],
+        **trainer_args,
+    )
+    trainer.fit(module, data)
+
+
+def held_out():
+    ids = torch.randint(16, (4, 6), generator=torch.Generator().manual_seed(1))
+    return ids, ids.roll(1, 1)
+
+
+def test_the_steps_gradient_is_the_gradient_of_its_whole_batch_before_clipping(tmp_path, monkeypatch):
+    pairs = []
+
+    def both(model, loss, batch, other, **kwargs):
+        reused = measure_fn(model, loss, batch, other, **kwargs)
+        recomputed = measure_fn(model, loss, batch, other, **{**kwargs, "train_grad": None})
+        pairs.append((kwargs["train_grad"] is not None, reused, recomputed))
+        return reused
+
+    monkeypatch.setattr(lnp_lightning, "measure", both)
+    callback = lnp_lightning.LNPCallback(loss_fn, held_out(), tmp_path / "lnp.parquet", every=2, hutchinson=None)
+    fit(tmp_path, Tiny(), callback, max_steps=4, accumulate_grad_batches=2, gradient_clip_val=1e-3)
+    assert len(pairs) == 2 and all(reused_grad for reused_grad, _, _ in pairs)
+    for _, reused, recomputed in pairs:
+        assert reused.n_units == recomputed.n_units == 2 * 4 * 6
+        assert reused.delta == pytest.approx(recomputed.delta, rel=1e-5)  # not the clipped gradient
+        assert reused.chi_pos == pytest.approx(recomputed.chi_pos, rel=1e-5)
+
+
+def test_the_log_spaced_windows_schedule(tmp_path):
+    callback = lnp_lightning.LNPCallback(loss_fn, held_out(), tmp_path / "lnp.parquet", windows=(3, 2), hutchinson=2)
+    fit(tmp_path, Tiny(), callback, max_steps=12)
+    expected = sorted(windows.step_windows(windows.log_windows(12, 3, 2)))
+    assert pd.read_parquet(tmp_path / "lnp.parquet")["step"].tolist() == expected
+
+
+def test_batchnorm_is_refused(tmp_path):
+    class Norm(torch.nn.BatchNorm1d):
+        def forward(self, x):
+            return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+    callback = lnp_lightning.LNPCallback(loss_fn, held_out(), tmp_path / "lnp.parquet", every=2)
+    with pytest.raises(ValueError, match="BatchNorm, which computes another function in eval mode"):
+        fit(tmp_path, Tiny(Norm(8)), callback, max_steps=2)
