@@ -48,4 +48,5 @@ args = TrainingArguments(
 trainer = Trainer(model=model, args=args, train_dataset=stories(96, 0))
 LNPCallback(measure_batch, f"{out}/lnp.parquet", every=3, hutchinson=4).attach(trainer)
 trainer.train()
-print(pd.read_parquet(f"{out}/lnp.parquet")[["step", "loss", "chi_loss", "chi_net", "chi_pos", "n_units"]])
+if trainer.is_world_process_zero():  # under torchrun every rank measured the global batch; rank 0 wrote it
+    print(pd.read_parquet(f"{out}/lnp.parquet")[["step", "loss", "chi_loss", "chi_net", "chi_pos", "n_units"]])

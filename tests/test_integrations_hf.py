@@ -103,3 +103,16 @@ def test_batchnorm_is_refused(tmp_path):
     trainer.model.model.norm = torch.nn.BatchNorm1d(16)
     with pytest.raises(ValueError, match="BatchNorm, which computes another function in eval mode"):
         trainer.train()
+
+
+def test_under_torchrun_every_rank_measures_the_global_batch(tmp_path):
+    """Two processes (accelerate's multi-CPU DDP, gloo): the table holds the global batch's units."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    proc = subprocess.run(
+        [*cmd, str(ROOT / "examples/hf_trainer.py"), str(tmp_path)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_parquet(tmp_path / "lnp.parquet")
+    assert table["step"].tolist() == [0, 3, 6, 9]
+    assert (table["n_units"] == 2 * 2 * 4 * 15).all() and (table["batch_size"] == 16).all()
+    assert np.isfinite(table[["delta", "chi_loss", "chi_net", "chi_pos"]].to_numpy()).all()
