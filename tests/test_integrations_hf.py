@@ -4,15 +4,11 @@ step's own gradient; the log-spaced schedule; BatchNorm refused."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-import numpy as np
 import pandas as pd
 import pytest
 import torch
+from example_run import example_table
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
-from workflow_run import ROOT
 
 from spectral_reach.lnp import measure as measure_fn
 from spectral_reach.lnp import windows
@@ -20,17 +16,9 @@ from spectral_reach.lnp.integrations import hf
 
 
 def test_the_example_runs_and_writes_its_table(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples/hf_trainer.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pd.read_parquet(tmp_path / "lnp.parquet")
+    table = example_table("hf_trainer.py", tmp_path)
     assert table["step"].tolist() == [0, 3, 6, 9]
     assert (table["n_units"] == 2 * 4 * 15).all() and (table["batch_size"] == 8).all()  # both micro-batches
-    assert np.isfinite(table[["delta", "chi_loss", "chi_net", "chi_pos"]].to_numpy()).all()
     assert table["loss"].iloc[-1] < table["loss"].iloc[0]
 
 
@@ -107,12 +95,6 @@ def test_batchnorm_is_refused(tmp_path):
 
 def test_under_torchrun_every_rank_measures_the_global_batch(tmp_path):
     """Two processes (accelerate's multi-CPU DDP, gloo): the table holds the global batch's units."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    proc = subprocess.run(
-        [*cmd, str(ROOT / "examples/hf_trainer.py"), str(tmp_path)], capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = pd.read_parquet(tmp_path / "lnp.parquet")
+    table = example_table("hf_trainer.py", tmp_path, processes=2)
     assert table["step"].tolist() == [0, 3, 6, 9]
     assert (table["n_units"] == 2 * 2 * 4 * 15).all() and (table["batch_size"] == 16).all()
-    assert np.isfinite(table[["delta", "chi_loss", "chi_net", "chi_pos"]].to_numpy()).all()

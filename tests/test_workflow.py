@@ -3,17 +3,15 @@
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from workflow_run import CI_CONFIG, ENV, ROOT, copy_run, edited, planned_jobs, snakemake
+from workflow_run import CI_CONFIG, ENV, ROOT, copy_run, edited, kill_after_checkpoint, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -261,22 +259,7 @@ def test_killed_training_job_resumes_and_matches(workdir, tmp_path):
         if name == "reference":
             snakemake(work, *args)
         else:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "snakemake", "--cores", "1", *args],
-                cwd=work,
-                env=ENV,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            state = work / "results/checkpoints/lm/stories/a/seed0"
-            deadline = time.time() + 300
-            while not list(state.glob("step*")):
-                assert proc.poll() is None and time.time() < deadline
-                time.sleep(0.05)
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            snakemake(work, *args[:-1], "--unlock")  # a killed Snakemake leaves its lock behind
+            kill_after_checkpoint(work, args, work / "results/checkpoints/lm/stories/a/seed0")
             snakemake(work, *args[:-1], "--rerun-incomplete", target)
             assert "resuming from checkpoint" in (work / "logs/lm_train/stories/a/seed0.log").read_text()
         runs[name] = work / "results/lm/stories/a/seed0"
@@ -323,23 +306,8 @@ def test_lr_edit_after_a_kill_starts_fresh_and_equals_a_run_of_the_new_lr(workdi
     key named, and the run equals an uninterrupted run of the new lr, bitwise."""
     work = copy_run(workdir, tmp_path / "killed")
     (work / "c.yaml").write_text(yaml.safe_dump(edited(lm__stories__steps=80, lm__stories__checkpoint_every=10)))
-    args = ["--configfile", "c.yaml", "--replace-workflow-config"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "--cores", "1", *args, LR_TARGET],
-        cwd=work,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    state = work / "results/checkpoints/lm/stories/a/seed0"
-    deadline = time.time() + 300
-    while not list(state.glob("step*")):
-        assert proc.poll() is None and time.time() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    snakemake(work, *args, "--unlock")
+    args = ["--configfile", "c.yaml", "--replace-workflow-config", LR_TARGET]
+    kill_after_checkpoint(work, args, work / "results/checkpoints/lm/stories/a/seed0")
     with_config(work, edited(lm__stories__steps=80, lm__stories__sizes__a__lr=5e-3), "--rerun-incomplete", LR_TARGET)
     log = (work / "logs/lm_train/stories/a/seed0.log").read_text()
     assert "its run differs: lr: 0.01 -> 0.005. Starting fresh" in log and "resuming from" not in log

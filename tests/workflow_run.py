@@ -78,6 +78,32 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+def kill_after_checkpoint(work: Path, args: list[str], state: Path) -> None:
+    """Start ``snakemake args`` in ``work``, SIGKILL it (and its jobs) once ``state`` holds a
+    checkpoint, and remove the lock a killed Snakemake leaves behind (``args`` without targets
+    after the options is what ``--unlock`` is run with: pass the targets last)."""
+    import os
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "1", *args],
+        cwd=work,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while not list(state.glob("step*")):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    options = [a for a in args if not a.startswith("results/")]
+    snakemake(work, *options, "--unlock")
+
+
 def copy_run(src: Path, dest: Path) -> Path:
     """A finished run's folder, results and Snakemake's records included, to change without touching it."""
     shutil.copytree(
