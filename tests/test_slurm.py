@@ -26,6 +26,7 @@ pytestmark = [
 RUN = "results/lm/stories/a/seed0"
 # rules that run on the submitting machine (the workflow's localrules); every other job goes to SLURM
 LOCAL_RULES = {
+    "data_verify",
     "all",
     "rfm_theory",
     "rfm_summary",
