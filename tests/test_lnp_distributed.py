@@ -49,3 +49,34 @@ def test_fsdp_is_refused():
     batch, _ = batches()
     with pytest.raises(UnsupportedModelError, match="sharded by FSDP"):
         measure(net, lambda o, y: o.sum() * 0, batch)
+
+
+def test_a_logits_only_wrapping_ddp_keeps_wrapping_it(tmp_path):
+    """measure() unwraps DDP inside a LogitsOnly into a wrapper of its own: the caller's still wraps DDP."""
+    from types import SimpleNamespace
+
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from torch.nn.parallel import DistributedDataParallel
+
+    from spectral_reach.lnp import LogitsOnly
+
+    class HFStyle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model()
+
+        def forward(self, ids):
+            return SimpleNamespace(logits=self.net(ids))
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(HFStyle())
+        wrapper = LogitsOnly(ddp)
+        batch, _ = batches()
+        loss_fn = lambda o, y: F.cross_entropy(o.flatten(0, 1), y.flatten())  # noqa: E731
+        assert measure(wrapper, loss_fn, batch).n_units == batch[1].numel()
+        assert wrapper.model is ddp
+    finally:
+        dist.destroy_process_group()

@@ -45,7 +45,8 @@ def active() -> bool:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module a DDP wrapper holds (at the top or inside a ``LogitsOnly``); FSDP refused."""
+    """The module a DDP wrapper holds (``measure`` unwraps the inside of a ``LogitsOnly`` with it
+    too, in a fresh wrapper); FSDP refused."""
     from torch.nn.parallel import DistributedDataParallel
 
     for name, module in model.named_modules():
@@ -54,12 +55,7 @@ def unwrap(model: nn.Module) -> nn.Module:
                 f"module '{name or '<root>'}' is sharded by FSDP: no rank holds a whole parameter, so per-sample "
                 "gradient norms cannot be formed. Measure under DistributedDataParallel, or an unsharded copy."
             )
-    if isinstance(model, DistributedDataParallel):
-        return model.module
-    inner = getattr(model, "model", None)
-    if isinstance(inner, DistributedDataParallel):
-        model.model = inner.module  # a LogitsOnly made for this measurement: measure the module DDP wraps
-    return model
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 
 def shard(batch_size: int, units: Tensor) -> Shard:

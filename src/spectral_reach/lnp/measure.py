@@ -25,7 +25,6 @@ the estimate unbiased, lowers its variance, and skips the costliest per-probe no
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import asdict, dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -37,7 +36,7 @@ from .capture import RandomForwardError
 from .hutchinson import probe_count, probe_vectors
 from .persample import PerSampleNorms, RecordAgain
 from .rules import NormRule
-from .units import count_units_tensor
+from .units import count_units_tensor, loss_cache
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Batch = tuple[Tensor, Tensor]
@@ -107,21 +106,14 @@ class _Read:
     batch_size: int
 
 
-_MEAN_CHECKED: "weakref.WeakKeyDictionary[object, set]" = weakref.WeakKeyDictionary()
-
-
 def check_mean_reduction(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> None:
     """Refuse a loss that is not a mean over loss units (its value would change with batch size);
     once per loss, output and target shape (its comparison reads values: host syncs)."""
-    key = (tuple(outputs.shape[1:]), tuple(targets.shape[1:]), outputs.dtype, targets.dtype, str(outputs.device))
-    try:
-        seen = _MEAN_CHECKED.setdefault(loss_fn, set())
-    except TypeError:  # not weak-referenceable: checked at every call
-        seen = set()
-    if key in seen:
-        return
-    _check_mean(loss_fn, outputs, targets)
-    seen.add(key)
+    cache, key = loss_cache(loss_fn, outputs, targets)
+    key = ("mean", *key)
+    if key not in cache:
+        _check_mean(loss_fn, outputs, targets)
+        cache[key] = True
 
 
 def _check_mean(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> None:
@@ -164,8 +156,8 @@ def _recorded_forward(model: nn.Module, inputs: object, norms: PerSampleNorms, b
     captured output in place (that module's output is copied from then on). A forward pass that
     moved a default generator drew random numbers: refused unless ``allow_random`` (the function
     mode names the module for torch's random ops; this catches draws inside other kernels)."""
+    device = next(iter(norms.model.parameters())).device
     for _ in range(len(norms.owning) + 1):
-        device = next(iter(norms.model.parameters())).device
         before = _generator_states(device)
         with norms.forward(b, inputs):
             outputs = model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
@@ -354,7 +346,11 @@ def measure(
     Non-finite values (a NaN loss, say) are reported in the record, not raised.
     """
     train_grad = None if train_grad is None else list(train_grad)
-    model = distributed.unwrap(model)
+    if isinstance(model, LogitsOnly):  # a fresh wrapper: the caller's keeps wrapping what it wrapped
+        inner = distributed.unwrap(model.model)
+        model = model if inner is model.model else LogitsOnly(inner)
+    else:
+        model = distributed.unwrap(model)
     params = _check_arguments(model, hutchinson, train_grad)
     if generator is None:
         device = next(iter(params)).device

@@ -42,9 +42,8 @@ RATIO_RTOL = {torch.float64: 1e-9, torch.float32: 1e-4}
 
 @dataclass(frozen=True)
 class Units:
-    """Output dimensions (0 is the batch) averaged over, and those inside a unit."""
+    """The output dimensions inside a unit; the loss averages over all the others (the batch too)."""
 
-    averaged: tuple[int, ...]
     inside: tuple[int, ...]
 
     def count(self, grad: Tensor) -> Tensor:
@@ -56,6 +55,17 @@ class Units:
 
 
 _CACHE: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+
+
+def loss_cache(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> tuple[dict, tuple]:
+    """What is known of ``loss_fn`` (its structure, whether it is a mean), for this output and
+    target shape: a dict kept as long as the loss lives (a fresh one for a loss that cannot be
+    weakly referenced), and the key of this shape (the batch dimension left out)."""
+    key = (tuple(outputs.shape[1:]), tuple(targets.shape[1:]), outputs.dtype, targets.dtype, str(outputs.device))
+    try:
+        return _CACHE.setdefault(loss_fn, {}), key
+    except TypeError:
+        return {}, key
 
 
 def _point(outputs: Tensor, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
@@ -121,11 +131,8 @@ def _refuse(loss_fn: LossFn, outputs: Tensor, targets: Tensor, why: str) -> Unsu
 
 def structure(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> Units:
     """Which output dimensions the mean ``loss_fn`` averages over (see the module docstring)."""
-    key = (tuple(outputs.shape[1:]), tuple(targets.shape[1:]), targets.dtype, str(outputs.device))
-    try:
-        cache = _CACHE.setdefault(loss_fn, {})
-    except TypeError:  # not weak-referenceable: found at every call
-        cache = {}
+    cache, key = loss_cache(loss_fn, outputs, targets)
+    key = ("units", *key)
     if key not in cache:
         *others, own = _dtypes(outputs)
         for dtype in others:
@@ -164,26 +171,23 @@ def _structure(loss_fn: LossFn, outputs: Tensor, targets: Tensor, dtype: torch.d
         target_dim, inside = None, set(coupled)
     else:
         raise _refuse(loss_fn, outputs, targets, "the targets' shape does not show which output dimension they follow")
-    averaged = [0]
     for d in range(1, outputs.dim()):
         if d in inside:
             continue
         twice = loss_fn(torch.cat([x, x], d).detach(), torch.cat([t, t], target_dim(d)))
         ratio = float(twice) / loss if loss != 0 else float("nan")
-        if abs(ratio - 1) <= RATIO_RTOL[dtype]:
-            averaged.append(d)
-        elif abs(ratio - 2) <= 2 * RATIO_RTOL[dtype]:
-            inside.add(d)
-        elif not targets.is_floating_point():
-            averaged.append(d)  # a causal shift inside a class-index loss (see the module docstring)
-        else:
+        if abs(ratio - 2) <= 2 * RATIO_RTOL[dtype]:
+            inside.add(d)  # a sum over d: d lies inside a unit
+        elif abs(ratio - 1) > RATIO_RTOL[dtype] and targets.is_floating_point():
             raise _refuse(
                 loss_fn,
                 outputs,
                 targets,
                 f"along dimension {d} it is neither a mean nor a sum (duplicated, the loss changes by {ratio:.6g}x)",
             )
-    return Units(tuple(averaged), tuple(sorted(inside)))
+        # otherwise a mean over d (units run along it), or, with class-index targets, a causal shift
+        # inside the loss, which averages over positions too (module docstring)
+    return Units(tuple(sorted(inside)))
 
 
 def count_units_tensor(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> Tensor:
