@@ -198,10 +198,15 @@ def image_parts(dataset, key):
 SPLITS = ("train", "validation", "test")
 
 
+def split_files(dataset, parts=("",)):
+    """The prepared files of each split for ``parts`` (``""``: token splits; ``"_rgb"``, ``"_labels"``
+    of image data sets), with their sidecars."""
+    return [f"results/data/{dataset}/{s}{p}.{ext}" for s in SPLITS for p in parts for ext in ("bin", "json")]
+
+
 def prepared_files(dataset):
     """Every prepared file of a data set: token splits, and for images also RGB and labels; sidecars."""
-    parts = ("", "_rgb", "_labels") if config["data"][dataset]["kind"] == "image" else ("",)
-    return [f"results/data/{dataset}/{s}{p}.{ext}" for s in SPLITS for p in parts for ext in ("bin", "json")]
+    return split_files(dataset, ("", "_rgb", "_labels") if config["data"][dataset]["kind"] == "image" else ("",))
 
 
 def verified(dataset):
@@ -211,4 +216,4 @@ def verified(dataset):
 
 def data_files(dataset):
     """The prepared token splits that training reads, checked (:func:`verified`)."""
-    return [f"results/data/{dataset}/{s}.{ext}" for s in SPLITS for ext in ("bin", "json")] + [verified(dataset)]
+    return split_files(dataset) + [verified(dataset)]

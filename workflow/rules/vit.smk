@@ -3,13 +3,7 @@
 
 rule vit_train:
     input:
-        lambda w: [
-            f"results/data/{VIT['dataset']}/{split}_{part}.{ext}"
-            for split in SPLITS
-            for part in ("rgb", "labels")
-            for ext in ("bin", "json")
-        ]
-        + [verified(VIT["dataset"])],
+        lambda w: split_files(VIT["dataset"], ("_rgb", "_labels")) + [verified(VIT["dataset"])],
     output:
         model=directory("results/vit/{par}/{vsize}/seed{seed}/model"),
         metrics="results/vit/{par}/{vsize}/seed{seed}/metrics.parquet",
