@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 
 from ..analysis.claims import by_size, decreasing, dynamics, final
 from . import style
+from .panels import seed_mean_lines
 
 TITLES = {"standard": "standard", "mup": "muP"}
 
@@ -34,27 +34,9 @@ def plot(
     for col, par in enumerate(pars):
         order = list(dict.fromkeys(runs[runs["parametrization"] == par].sort_values("params")["size"]))
         top, bottom = axes[0, col], axes[1, col]
-        sns.lineplot(
-            curves[curves["parametrization"] == par],
-            x="step",
-            y="loss",
-            hue="size",
-            hue_order=order,
-            errorbar="sd",
-            ax=top,
-            palette="viridis",
-        )
-        sns.lineplot(
-            windows[windows["parametrization"] == par],
-            x="step",
-            y="chi_pos",
-            hue="size",
-            hue_order=order,
-            errorbar="sd",
-            ax=bottom,
-            palette="viridis",
-            legend=False,
-        )
+        seed_mean_lines(top, curves[curves["parametrization"] == par], "step", "loss", "size", order, log=False)
+        par_windows = windows[windows["parametrization"] == par]
+        seed_mean_lines(bottom, par_windows, "step", "chi_pos", "size", order, legend=False, log=False)
         # symlog: step 0, whose values the caption quotes, is on the axis (a log axis drops it)
         top.set(xscale="symlog", ylabel="training loss", title=TITLES[par], xlim=(0, None))
         bottom.set(xscale="symlog", xlabel="step", ylabel="χ_pos", xlim=(0, None))
