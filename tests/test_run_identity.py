@@ -17,6 +17,7 @@ from test_train import SPEC, assert_same_run
 
 from spectral_reach.data import Contexts, DataError, read_meta
 from spectral_reach.data.memmap import sha256_file, sidecar_path, verify
+from spectral_reach.models import llama
 from spectral_reach.train import NonFiniteLoss, Preempted, RunSpec, fingerprint, loop, train
 
 SHORT = {**SPEC, "steps": 16, "checkpoint_every": 4}
@@ -125,15 +126,52 @@ def test_changed_data_names_the_file(text_data, tmp_path):
     assert fingerprint.differences(old, new) == [f"inputs.train.bin.sha256: {meta['sha256']} -> {'0' * 64}"]
 
 
-def test_a_blown_up_update_is_never_checkpointed_and_the_advised_edit_runs_fresh(fresh, text_data, tmp_path):
-    blown = {**SHORT, "lr": 1e6, "warmup": 0, "checkpoint_every": 2}
-    with pytest.raises(NonFiniteLoss) as err:
-        train(RunSpec.from_dict(blown), text_data, tmp_path / "run", tmp_path / "state")
+def test_non_finite_parameters_are_never_checkpointed_and_the_advised_edit_runs_fresh(
+    fresh, text_data, tmp_path, monkeypatch
+):
+    """Step 1's update makes a parameter infinite (driven directly: where a real blow-up lands
+    depends on the machine's floating point); its loss, computed before the update, is finite,
+    so the guard at the checkpoint after step 1 is the one that fires."""
+    real = loop._Loop.step
+
+    def step(self, s):
+        lr = real(self, s)
+        if s == 1:
+            with torch.no_grad():
+                next(self.task.model.parameters())[0] = float("inf")
+        return lr
+
+    with monkeypatch.context() as m:
+        m.setattr(loop._Loop, "step", step)
+        with pytest.raises(NonFiniteLoss) as err:
+            train(RunSpec.from_dict({**SHORT, "checkpoint_every": 2}), text_data, tmp_path / "run", tmp_path / "state")
     message = str(err.value)
-    assert "are not finite" in message and "not checkpointed" in message
+    assert "after step 1 (its loss finite" in message and "are not finite" in message and "not checkpointed" in message
     assert "Nothing was checkpointed: the next run starts fresh. Lower the learning rate" in message
     assert not list((tmp_path / "state").glob("step*"))
     train(RunSpec.from_dict({**SHORT, "lr": 5e-3}), text_data, tmp_path / "run", tmp_path / "state")
+    assert_same_run(fresh[5e-3], tmp_path / "run")
+
+
+def assert_finite_checkpoints(state: Path) -> None:
+    """Every checkpoint in ``state`` holds finite parameters and optimizer state."""
+    for ckpt in state.glob("step*"):
+        tensors = list(llama.load(ckpt / "model").state_dict().values())
+        saved = torch.load(ckpt / "state.pt", weights_only=False)["optimizer"]["state"]
+        tensors += [t for s in saved.values() for t in s.values() if torch.is_tensor(t) and t.is_floating_point()]
+        assert all(torch.isfinite(t).all() for t in tensors), ckpt
+
+
+def test_a_blown_up_run_keeps_what_either_guard_promises(fresh, text_data, tmp_path):
+    """A real blow-up (lr 1e6) stops at a NaN loss or at non-finite parameters, whichever this
+    machine's rounding reaches first; both promise the same: the advice, no non-finite state in any
+    checkpoint, and the advised edit runs fresh (any checkpoint of the old lr set aside)."""
+    blown = {**SHORT, "lr": 1e6, "warmup": 0, "checkpoint_every": 2}
+    with pytest.raises(NonFiniteLoss, match=r"Lower the learning rate \(lr\) in config/"):
+        train(RunSpec.from_dict(blown), text_data, tmp_path / "run", tmp_path / "state")
+    assert_finite_checkpoints(tmp_path / "state")
+    train(RunSpec.from_dict({**SHORT, "lr": 5e-3}), text_data, tmp_path / "run", tmp_path / "state")
+    assert json.loads((tmp_path / "run" / "done.json").read_text())["resumed_at"] == []
     assert_same_run(fresh[5e-3], tmp_path / "run")
 
 

@@ -16,6 +16,7 @@ import time
 import pandas as pd
 import pytest
 import yaml
+from test_train import hold_env
 from workflow_run import ENV, SLURM, SLURM_ARGS, copy_run, edited, snakemake
 
 pytestmark = [
@@ -86,23 +87,24 @@ def test_cancelled_training_job_resumes_through_the_slurm_profile(workdir, tmp_p
     (work / "c.yaml").write_text(yaml.safe_dump(edited(lm__stories__steps=440, lm__stories__checkpoint_every=20)))
     args = [f"{RUN}/done.json", *SLURM_ARGS, "--configfile", "c.yaml"]  # target first: --configfile takes a list
     log = open(tmp_path / "snakemake.log", "w")
+    marker = tmp_path / "held"  # the job holds still after its first checkpoint (step 20) until SIGTERM
     proc = subprocess.Popen(
         ["timeout", "-k", "10", "600", sys.executable, "-m", "snakemake", "--cores", "2", *args],
         cwd=work,
-        env=ENV,
+        env=hold_env(marker, ENV),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    state, deadline = work / "results/checkpoints/lm/stories/a/seed0", time.time() + 300
-    while not list(state.glob("step*")):
+    deadline = time.time() + 300
+    while not marker.exists():
         assert proc.poll() is None and time.time() < deadline, (tmp_path / "snakemake.log").read_text()[-3000:]
         time.sleep(0.05)
     subprocess.run(["scancel", slurm_jobs()["rule_lm_train_wildcards_stories_a_0"]], check=True)
     assert proc.wait() == 0, (tmp_path / "snakemake.log").read_text()[-5000:]
 
     assert "resuming from checkpoint" in (work / "logs/lm_train/stories/a/seed0.log").read_text()
-    resumed = json.loads((work / RUN / "done.json").read_text())["resumed_at"]
-    assert len(resumed) == 1 and 0 < resumed[0] < 440
+    # SIGTERM reached it held after step 19: it ran step 20, checkpointed at 21 and stopped
+    assert json.loads((work / RUN / "done.json").read_text())["resumed_at"] == [21]
     cancelled = {t: pd.read_parquet(work / RUN / f"{t}.parquet") for t in ("metrics", "lnp", "eval")}
 
     # the same job uninterrupted, locally, on the same prepared data: the same numbers

@@ -69,8 +69,19 @@ COLUMNS = {
 }
 
 
-def cli(spec: dict, data: Path, out: Path, state: Path, *extra: str) -> subprocess.Popen:
+HOLD = Path(__file__).parent / "hold"
+
+
+def hold_env(marker: Path, env: dict[str, str]) -> dict[str, str]:
+    """``env`` in which the first training process to write a checkpoint holds still after it and
+    creates ``marker`` (tests/hold/sitecustomize.py): a kill then lands at a known step."""
+    path = os.pathsep.join(p for p in (str(HOLD), env.get("PYTHONPATH", "")) if p)
+    return {**env, "PYTHONPATH": path, "SPECTRAL_REACH_HOLD_AFTER_CHECKPOINT": str(marker)}
+
+
+def cli(spec: dict, data: Path, out: Path, state: Path, *extra: str, hold: Path | None = None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = env if hold is None else hold_env(hold, env)
     return subprocess.Popen(
         [
             sys.executable,
@@ -94,9 +105,10 @@ def cli(spec: dict, data: Path, out: Path, state: Path, *extra: str) -> subproce
     )
 
 
-def wait_for_checkpoint(state: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for_hold(marker: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait until the process started with ``hold=marker`` holds after its first checkpoint."""
     end = time.time() + timeout
-    while not list(state.glob("step*")):
+    while not marker.exists():
         assert proc.poll() is None, proc.stdout.read()
         assert time.time() < end, "no checkpoint appeared"
         time.sleep(0.02)
@@ -140,8 +152,8 @@ def test_tables_have_the_documented_columns_and_finite_values(reference):
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_and_matches(reference, text_data, tmp_path):
-    proc = cli(SPEC, text_data, tmp_path / "run", tmp_path / "state")
-    wait_for_checkpoint(tmp_path / "state", proc)
+    proc = cli(SPEC, text_data, tmp_path / "run", tmp_path / "state", hold=tmp_path / "held")
+    wait_for_hold(tmp_path / "held", proc)
     proc.kill()
     proc.wait()
     rerun = cli(SPEC, text_data, tmp_path / "run", tmp_path / "state")
@@ -149,20 +161,21 @@ def test_sigkill_then_rerun_resumes_and_matches(reference, text_data, tmp_path):
     assert rerun.returncode == 0, log
     assert "resuming from checkpoint" in log
     resumed = json.loads((tmp_path / "run" / "done.json").read_text())["resumed_at"]
-    assert len(resumed) == 1 and resumed[0] % 5 == 0 and 0 < resumed[0] < 40
+    assert resumed == [5]  # held after its first checkpoint (checkpoint_every 5)
     assert_same_run(reference, tmp_path / "run")
 
 
 @pytest.mark.slow
 def test_sigterm_checkpoints_exits_143_and_resumes(reference, text_data, tmp_path):
-    proc = cli(SPEC, text_data, tmp_path / "run", tmp_path / "state")
-    wait_for_checkpoint(tmp_path / "state", proc)
+    proc = cli(SPEC, text_data, tmp_path / "run", tmp_path / "state", hold=tmp_path / "held")
+    wait_for_hold(tmp_path / "held", proc)
     proc.send_signal(signal.SIGTERM)
     log = proc.communicate()[0]
     assert proc.returncode == 143, log
-    assert "SIGTERM" in log and list((tmp_path / "state").glob("step*"))
+    assert "SIGTERM" in log and [p.name for p in (tmp_path / "state").glob("step*")] == ["step00000006"]
     rerun = cli(SPEC, text_data, tmp_path / "run", tmp_path / "state")
     assert rerun.wait() == 0
+    assert json.loads((tmp_path / "run" / "done.json").read_text())["resumed_at"] == [6]
     assert_same_run(reference, tmp_path / "run")
 
 

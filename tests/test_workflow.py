@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from test_run_identity import assert_finite_checkpoints
 from workflow_run import CI_CONFIG, ENV, ROOT, copy_run, edited, kill_after_checkpoint, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
@@ -263,8 +264,7 @@ def test_killed_training_job_resumes_and_matches(workdir, tmp_path):
             snakemake(work, *args[:-1], "--rerun-incomplete", target)
             assert "resuming from checkpoint" in (work / "logs/lm_train/stories/a/seed0.log").read_text()
         runs[name] = work / "results/lm/stories/a/seed0"
-    resumed = json.loads((runs["killed"] / "done.json").read_text())["resumed_at"]
-    assert len(resumed) == 1 and 0 < resumed[0] < 80
+    assert json.loads((runs["killed"] / "done.json").read_text())["resumed_at"] == [10]  # its first checkpoint
     for table in ("metrics", "lnp", "eval"):
         a, b = (
             pd.read_parquet(r / f"{table}.parquet").drop(columns=["step_s", "lnp_s"], errors="ignore")
@@ -323,16 +323,21 @@ def test_a_blown_up_lr_fails_clearly_and_the_advised_edit_ends_as_a_fresh_run(wo
     proc = with_config(work, blown, LR_TARGET, check=False)
     assert proc.returncode != 0
     log = (work / "logs/lm_train/stories/a/seed0.log").read_text()
-    assert "NonFiniteLoss: step " in log and "Lower the learning rate (lr) in config/" in log
-    # warmup: the state after step 1 is finite and its own loss is finite (ln 128, uniform), so it is a good
-    # checkpoint; the blow-up comes after it. The message names it and what each next run does.
-    kept = sorted((work / "results/checkpoints/lm/stories/a/seed0").glob("step*"))
-    assert [k.name for k in kept] == ["step00000002"]
-    assert f"resumes the last good checkpoint, {kept[-1].relative_to(work)} (step {int(kept[-1].name[4:])})" in log
+    assert "NonFiniteLoss: " in log and "Lower the learning rate (lr) in config/" in log
+    # A NaN loss or non-finite parameters, whichever this machine's rounding reaches first: either
+    # way no checkpoint holds non-finite state, and the message says what each next run does.
+    state = work / "results/checkpoints/lm/stories/a/seed0"
+    assert_finite_checkpoints(state)
+    kept = sorted(state.glob("step*"))
+    if kept:
+        assert f"resumes the last good checkpoint, {kept[-1].relative_to(work)} (step {int(kept[-1].name[4:])})" in log
+    else:
+        assert "Nothing was checkpointed: the next run starts fresh" in log
     advised = edited(lm__stories__steps=80, lm__stories__checkpoint_every=2, lm__stories__sizes__a__lr=5e-3)
     with_config(work, advised, LR_TARGET)
     log = (work / "logs/lm_train/stories/a/seed0.log").read_text()
-    assert "its run differs: lr: 1000000.0 -> 0.005. Starting fresh" in log
+    assert ("its run differs: lr: 1000000.0 -> 0.005. Starting fresh" in log) == bool(kept)
+    assert "resuming from" not in log
     assert_same_tables(new_lr_run, work / "results/lm/stories/a/seed0")
 
 

@@ -79,25 +79,29 @@ def copy_workflow(dest: Path) -> Path:
 
 
 def kill_after_checkpoint(work: Path, args: list[str], state: Path) -> None:
-    """Start ``snakemake args`` in ``work``, SIGKILL it (and its jobs) once ``state`` holds a
-    checkpoint, and remove the lock a killed Snakemake leaves behind (``args`` without targets
-    after the options is what ``--unlock`` is run with: pass the targets last)."""
-    import os
+    """Start ``snakemake args`` in ``work``, SIGKILL it (and its jobs) once the training job writing
+    to ``state`` holds still after its first checkpoint (tests/hold: the kill lands at a known step
+    whatever the machine's speed), and remove the lock a killed Snakemake leaves behind (``args``
+    without targets after the options is what ``--unlock`` is run with: pass the targets last)."""
     import signal
     import time
 
+    from test_train import hold_env
+
+    marker = work / ".held"
     proc = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "--cores", "1", *args],
         cwd=work,
-        env=ENV,
+        env=hold_env(marker, ENV),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     deadline = time.time() + 300
-    while not list(state.glob("step*")):
+    while not marker.exists():
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.05)
+    assert (work / marker.read_text()).parent.resolve() == state.resolve()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     options = [a for a in args if not a.startswith("results/")]
