@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -53,6 +54,16 @@ def shifted_ce(o: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(o[:, :-1].reshape(-1, o.shape[-1]), ids[:, 1:].reshape(-1))
 
 
+def positive(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """A per-class or per-element tensor of a loss's own (weight, pos_weight, a variance)."""
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + 0.5
+
+
+def gaussian_nll(var: torch.Tensor):
+    """A heteroscedastic Gaussian NLL whose variance a closure holds."""
+    return lambda o, y: F.gaussian_nll_loss(o, y, var)
+
+
 ignored = labels((B, T), C)
 ignored[0, :2] = -100
 
@@ -93,6 +104,49 @@ ROWS = [
     ("Huber", (C,), nn.HuberLoss(), soft((B, C)), B * C),
     ("BCE with logits, multi-label", (C,), F.binary_cross_entropy_with_logits, labels((B, C), 2).double(), B * C),
     ("masked MSE, mean over the mask", (C,), masked_mse, soft((B, C)), int((soft((B, C)) > MISSING).sum())),
+    # losses holding tensors of their own that follow the outputs (issue 31)
+    (
+        "BCE with logits, pos_weight, multi-hot",
+        (C,),
+        nn.BCEWithLogitsLoss(pos_weight=positive((C,), 4)),
+        labels((B, C), 2).double(),
+        B * C,
+    ),
+    (
+        "BCE with logits, per-class weight",
+        (C,),
+        nn.BCEWithLogitsLoss(weight=positive((C,), 5)),
+        labels((B, C), 2).double(),
+        B * C,
+    ),
+    (
+        "BCE with logits per token, pos_weight",
+        (T, C),
+        nn.BCEWithLogitsLoss(pos_weight=positive((C,), 6)),
+        labels((B, T, C), 2).double(),
+        B * T * C,
+    ),
+    (
+        "multi-label soft margin, class weight",
+        (C,),
+        nn.MultiLabelSoftMarginLoss(weight=positive((C,), 9)),
+        labels((B, C), 2).double(),
+        B * C,
+    ),
+    (
+        "Gaussian NLL, a variance per element (closure)",
+        (C,),
+        gaussian_nll(positive((B, C), 7)),  # one variance per element: it follows the batch too
+        soft((B, C)),
+        B * C,
+    ),
+    (
+        "Gaussian NLL, a variance per sample (partial)",
+        (C,),
+        functools.partial(F.gaussian_nll_loss, var=positive((B,), 8)),  # one per sample: a dimension fewer
+        soft((B, C)),
+        B * C,
+    ),
 ]
 
 
@@ -127,6 +181,35 @@ def test_a_loss_whose_units_cannot_be_told_is_refused_with_the_fix():
         measure(m, loss_fn, (inputs, target), hutchinson=None)
     got = measure(m, loss_fn, (inputs, target), hutchinson=None, count_units=lambda o, y: y.numel())
     assert got.n_units == B * C
+
+
+WEIGHTS = positive((C,), 10)  # a module-level tensor: no closure or partial holds it
+
+
+def globally_weighted(o: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (WEIGHTS * (o - y) ** 2).mean()
+
+
+def test_a_loss_whose_own_tensor_cannot_follow_the_probe_is_refused_with_the_fix():
+    """Its tensor is neither a buffer, a partial's argument nor a closure's cell: refused (never a
+    raw RuntimeError), and exact with count_units."""
+    m, inputs, target = model((C,)), x(), soft((B, C))
+    with pytest.raises(UnsupportedModelError, match=r"own tensors .* duplicated alike .*Pass count_units="):
+        measure(m, globally_weighted, (inputs, target), hutchinson=None)
+    got = measure(m, globally_weighted, (inputs, target), hutchinson=None, count_units=lambda o, y: y.numel())
+    ref = reference_lnp(m, globally_weighted, (inputs, target))
+    assert got.n_units == B * C and got.chi_loss == pytest.approx(B * C * ref.g_sq, rel=1e-10)
+
+
+def test_a_per_sample_weight_the_mean_check_cannot_cut_is_refused():
+    m, inputs, target = model((C,)), x(), soft((B, C))
+    per_sample = positive((B, C), 11)
+
+    def loss_fn(o, y):  # indexes its tensor by position instead of broadcasting it
+        return sum(((o[i] - y[i]) ** 2 * per_sample[i]).mean() for i in range(B)) / B
+
+    with pytest.raises(UnsupportedModelError, match="fails on one sample of the batch"):
+        measure(m, loss_fn, (inputs, target), hutchinson=None)
 
 
 def test_a_loss_coupling_samples_is_refused():

@@ -102,6 +102,20 @@ CAUSAL_LMS = {
             num_experts_per_tok=2,
         ),
     ),
+    "qwen2_moe": (
+        transformers.Qwen2MoeConfig,
+        transformers.Qwen2MoeForCausalLM,
+        dict(
+            SMALL,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            moe_intermediate_size=12,
+            shared_expert_intermediate_size=20,
+            num_experts=3,
+            num_experts_per_tok=2,
+        ),
+    ),
 }
 CLASSIFIERS = {
     "bert": (
@@ -219,6 +233,45 @@ class Encoder(nn.Module):
         return self.head(h.mean(1))
 
 
+class Decoder(nn.Module):
+    """``nn.TransformerDecoderLayer`` (causal self-attention, cross-attention to a memory) with
+    padding masks, between an embedding and an LM head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.encode = nn.Embedding(V, D), nn.Linear(D, D)
+        self.layer = nn.TransformerDecoderLayer(D, 2, 20, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(D, V)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.emb(ids)
+        memory = torch.tanh(self.encode(h.flip(1)))
+        causal = nn.Transformer.generate_square_subsequent_mask(ids.shape[1], dtype=h.dtype)
+        pad = ids == 0
+        out = self.layer(
+            h,
+            memory,
+            tgt_mask=causal,
+            tgt_is_causal=True,
+            tgt_key_padding_mask=pad,
+            memory_key_padding_mask=pad.flip(1),
+        )
+        return self.head(out)
+
+
+def decoder_layer() -> tuple:
+    """As many samples as positions (b = T = 6): the (T, T) causal mask has the batch's size."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+
+    def ids(b: int) -> torch.Tensor:
+        x = torch.randint(1, V, (b, T), generator=g)
+        x[0, -2:] = 0  # padding keys, never a whole row: position 0 is a real token
+        return x
+
+    return Decoder().double().eval(), seq_ce, (ids(T), ids(T)), (ids(3), ids(3))
+
+
 def conv_bn_relu() -> tuple:
     torch.manual_seed(0)
     model = nn.Sequential(
@@ -309,6 +362,7 @@ EXACT = [
     "functional_reuse",
     "hand_tied_head",
     "encoder_layer",
+    "decoder_layer",
     "conv_bn_relu",
     "mup_readout",
 ]

@@ -284,12 +284,25 @@ class ParameterUses(TorchFunctionMode):
                 params[pos] = id(leaf)
             elif id(leaf) in self.derived:
                 derived[pos] = self.derived[id(leaf)]
-            elif batch_dim(leaf, self.batch_size) == 0:
+            elif self.per_sample(leaf):
                 batched.append(pos)
             if id(leaf) in self.activations and leaf.dim() > 0:
                 rows.append(leaf.shape[0])
                 shapes.append(tuple(leaf.shape))
         return params, derived, batched, rows, shapes
+
+    def per_sample(self, t: Tensor) -> bool:
+        """Whether a replay slices ``t`` per sample: its dimension 0 has the batch's size, and it is
+        computed from the model's inputs, or its rows are all equal (a tensor made with the batch's
+        size, ``torch.zeros(b, h)``: slicing it is exact). A constant whose first dimension only
+        happens to equal the batch (a ``(T, T)`` causal mask with ``T == b``) is passed whole;
+        telling it from equal rows reads values (a host sync), for such tensors only. Without the
+        inputs (``inputs=None``) nothing is known to come from them: the shape alone decides."""
+        if batch_dim(t, self.batch_size) != 0:
+            return False
+        if self.inputs is None or self.activations.get(id(t)) is t or t.shape[0] == 1 or t.stride(0) == 0:
+            return True
+        return bool((t == t[:1]).all())
 
     def _record(self, call: Call, use: bool) -> None:
         for pid in call.param_ids:

@@ -47,6 +47,7 @@ class ModuleCall:
     kwargs: dict
     output: Any  # what the module returned (before our hook's clone)
     versions: dict[int, int] = field(default_factory=dict)  # id(output tensor) -> version when returned
+    batched: list[int] = field(default_factory=list)  # positions in flattened (args, kwargs) sliced per sample
 
 
 @dataclass
@@ -181,7 +182,6 @@ def _module_group(rec: Recording, name: str, module: nn.Module) -> Group | None:
         return None
     call, b = calls[0], rec.batch
     outs = [t for t in tree_flatten(call.output)[0] if isinstance(t, Tensor) and t.requires_grad]
-    ins = [t for t in tree_flatten((call.args, call.kwargs))[0] if isinstance(t, Tensor)]
     dims = [batch_dim(t, b) for t in outs]
     if not outs or None in dims:
         return None
@@ -216,7 +216,7 @@ def _module_group(rec: Recording, name: str, module: nn.Module) -> Group | None:
     inside = {id(p): n for n, p in module.named_parameters(remove_duplicate=False)}
     if not mine or not mine <= inside.keys() or not (direct & uses.touches.keys()) <= mine:
         return None
-    if not any(batch_dim(t, b) == 0 for t in ins):
+    if not call.batched:
         return None
     return Group(
         name,

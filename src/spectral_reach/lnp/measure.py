@@ -33,7 +33,9 @@ from torch import Tensor, nn
 
 from . import distributed
 from .capture import RandomForwardError
+from .errors import UnsupportedModelError
 from .hutchinson import probe_count, probe_vectors
+from .loss_tensors import LossShapeError, evaluate, first, first_twice
 from .persample import PerSampleNorms, RecordAgain
 from .rules import NormRule
 from .units import count_units_tensor, loss_cache
@@ -124,8 +126,15 @@ def _check_mean(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> None:
             "(reduction='mean', or 'batchmean' for KLDivLoss), as the training step uses"
         )
     with torch.no_grad():  # on the first sample: a mean does not change when it is repeated
-        once = loss_fn(outputs[:1], targets[:1])
-        twice = loss_fn(torch.cat([outputs[:1]] * 2), torch.cat([targets[:1]] * 2))
+        try:
+            once = evaluate(loss_fn, outputs, targets, 0, 0, first)
+            twice = evaluate(loss_fn, outputs, targets, 0, 0, first_twice)
+        except LossShapeError as err:
+            raise UnsupportedModelError(
+                f"loss_fn fails on one sample of the batch, even with its own tensors that follow the batch "
+                f"(a per-sample weight or variance) cut alike ({err}), so LNP cannot check that it is a mean. "
+                "Make the loss's own tensors broadcast over the batch, or pass them with the targets."
+            ) from err
     if torch.isfinite(once) and not torch.allclose(twice, once, rtol=1e-3, atol=1e-6):
         raise ValueError(
             f"loss_fn is not a mean over loss units: repeating a sample changed the loss from "

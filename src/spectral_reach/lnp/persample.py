@@ -41,6 +41,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from .capture import ParameterUses
 from .errors import UnsupportedModelError
 from .groups import Group, ModuleCall, Recording, opacus_rule, plan
+from .model_checks import check_model
 from .replay import replay_sq_norms
 from .rules import NormRule, rule_for
 
@@ -62,23 +63,6 @@ _CLONED: "weakref.WeakKeyDictionary[nn.Module, set[str]]" = weakref.WeakKeyDicti
 class RecordAgain(Exception):
     """An op changed a captured module output in place; the forward pass must be recorded again
     (the module's output is copied from now on, for this model)."""
-
-
-def check_model(model: nn.Module) -> None:
-    """Refuse models whose samples interact through batch statistics, and fused RNNs."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.RNNBase) and any(p.requires_grad for p in module.parameters()):
-            raise UnsupportedModelError(
-                f"module '{name}' ({type(module).__name__}) runs as one fused kernel that torch.func "
-                f"cannot replay per sample. Use opacus.layers.DP{type(module).__name__} instead (same "
-                "parameters and maths, built from Linear cells, measured exactly), or freeze it."
-            )
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
-            raise UnsupportedModelError(
-                f"module '{name}' ({type(module).__name__}) is in train mode: batch statistics "
-                "mix the samples, so per-sample Jacobians are undefined. Call .eval() on it "
-                "before measuring, or use LayerNorm/GroupNorm."
-            )
 
 
 @dataclass
@@ -163,7 +147,8 @@ class PerSampleNorms:
             leaves, spec = tree_flatten((args, kwargs))
             args_kwargs = tree_unflatten([t.detach() if isinstance(t, Tensor) else t for t in leaves], spec)
             versions = {id(t): t._version for t in tree_flatten(output)[0] if isinstance(t, Tensor)}
-            self._calls.setdefault(name, []).append(ModuleCall(*args_kwargs, output, versions))
+            batched = [i for i, t in enumerate(leaves) if isinstance(t, Tensor) and self._uses.per_sample(t)]
+            self._calls.setdefault(name, []).append(ModuleCall(*args_kwargs, output, versions, batched))
             if isinstance(output, Tensor) and output.requires_grad and name in _CLONED.get(self._owner, ()):
                 # a later in-place op (ReLU(inplace=True)) then changes the copy, not ours
                 returned = output.clone()

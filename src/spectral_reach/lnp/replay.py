@@ -27,7 +27,6 @@ from torch import Tensor
 from torch.func import functional_call, grad, vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from .capture import batch_dim
 from .errors import UnsupportedModelError
 from .rules import accumulation_dtype
 
@@ -151,7 +150,7 @@ def _module_replay(
     g: Group, params: dict[int, Tensor], grads: list[Tensor | None], batch: int, lo: int, size: int
 ) -> dict[int, Tensor]:
     leaves, spec = tree_flatten((g.call.args, g.call.kwargs))
-    pos = [i for i, t in enumerate(leaves) if isinstance(t, Tensor) and batch_dim(t, batch) == 0]
+    pos = g.call.batched
     flat_out = tree_flatten(g.call.output)[0]
     picks = [next(i for i, t in enumerate(flat_out) if t is x) for x in g.targets]
     keys = tuple(g.params)

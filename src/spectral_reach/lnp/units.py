@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from .errors import UnsupportedModelError
+from .loss_tensors import LossShapeError, duplicate, evaluate
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -142,7 +143,16 @@ def structure(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> Units:
             except (RuntimeError, TypeError):  # the loss does not take this dtype
                 continue
         else:
-            cache[key] = _structure(loss_fn, outputs, targets, own)
+            try:
+                cache[key] = _structure(loss_fn, outputs, targets, own)
+            except LossShapeError as err:
+                raise _refuse(
+                    loss_fn,
+                    outputs,
+                    targets,
+                    f"it fails on outputs duplicated along a dimension, even with its own tensors (weight, "
+                    f"pos_weight, a captured variance) duplicated alike ({err})",
+                ) from err
     return cache[key]
 
 
@@ -168,13 +178,13 @@ def _structure(loss_fn: LossFn, outputs: Tensor, targets: Tensor, dtype: torch.d
             )
         target_dim, inside = (lambda d: d if d < c else d - 1), set(coupled) | {c}
     elif outputs.dim() == 1 or all(d in coupled for d in range(1, outputs.dim())):
-        target_dim, inside = None, set(coupled)
+        target_dim, inside = (lambda d: None), set(coupled)
     else:
         raise _refuse(loss_fn, outputs, targets, "the targets' shape does not show which output dimension they follow")
     for d in range(1, outputs.dim()):
         if d in inside:
             continue
-        twice = loss_fn(torch.cat([x, x], d).detach(), torch.cat([t, t], target_dim(d)))
+        twice = evaluate(loss_fn, x.detach(), t, d, target_dim(d), duplicate)
         ratio = float(twice) / loss if loss != 0 else float("nan")
         if abs(ratio - 2) <= 2 * RATIO_RTOL[dtype]:
             inside.add(d)  # a sum over d: d lies inside a unit
