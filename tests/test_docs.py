@@ -1,5 +1,7 @@
 """What a researcher copies from the documents works as written: every Python block of the README
-runs on the CPU install, and the SLURM profile sends no placeholder partition or account."""
+and docs/ runs on the CPU install, every excerpt of an example is lines of that example (which
+the tests run), the README stays a first screen, and the SLURM profile sends no placeholder
+partition or account."""
 
 from __future__ import annotations
 
@@ -11,15 +13,34 @@ import pytest
 import yaml
 from workflow_run import ROOT
 
-BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCKS = [block for doc in DOCUMENTS for block in re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)]
+#: (example, excerpt): a ```py block that follows a line naming `examples/NAME.py`
+EXCERPTS = [
+    (ROOT / m.group(1), m.group(2))
+    for doc in DOCUMENTS
+    for m in re.finditer(r"`(examples/\w+\.py)`[^`]*?:\n\n```py\n(.*?)```", doc.read_text(), re.S)
+]
 
 
-def test_the_readme_has_python_blocks():
-    assert BLOCKS
+def test_the_readme_has_python_blocks_and_stays_a_first_screen():
+    assert re.search(r"```python\n", (ROOT / "README.md").read_text())
+    assert len((ROOT / "README.md").read_bytes()) < 8 * 1024
+
+
+def test_the_integration_page_has_an_excerpt_of_each_example():
+    assert {p.name for p, _ in EXCERPTS} >= {"hf_trainer.py", "lightning_module.py"}
+
+
+@pytest.mark.parametrize("example, excerpt", EXCERPTS, ids=[f"{p.name}:{i}" for i, (p, _) in enumerate(EXCERPTS)])
+def test_every_excerpt_is_lines_of_its_example(example, excerpt):
+    lines = {line.strip() for line in example.read_text().splitlines()}
+    for line in excerpt.splitlines():
+        assert not line.strip() or line.strip() in lines, f"{line!r} is not in {example}"
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_every_readme_python_block_runs_as_written(block, tmp_path):
+def test_every_python_block_runs_as_written(block, tmp_path):
     proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     if "measure(" in block:  # the LNP loop prints the components it measured, and the loss falls
