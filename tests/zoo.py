@@ -247,7 +247,7 @@ class Decoder(nn.Module):
         h = self.emb(ids)
         memory = torch.tanh(self.encode(h.flip(1)))
         causal = nn.Transformer.generate_square_subsequent_mask(ids.shape[1], dtype=h.dtype)
-        pad = ids == 0
+        pad = torch.zeros(ids.shape, dtype=h.dtype).masked_fill(ids == 0, float("-inf"))  # float, as the causal mask
         out = self.layer(
             h,
             memory,
