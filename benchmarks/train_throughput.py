@@ -9,7 +9,7 @@ ratio, and the fraction of a whole run spent measuring under that config's windo
 Target: at most 5% with the paper's schedule. On a GPU (``--device cuda``) the step runs in
 bf16 autocast and model FLOPs utilisation is reported as ``6 N tokens/s / peak``
 (``--peak-tflops``, 989 for an H100 SXM in dense bf16). The measurement runs at each precision
-of ``--lnp-precision`` (see :func:`spectral_reach.train.loop.lnp_precision`) and each Hutchinson
+of ``--lnp-precision`` (see :func:`spectral_reach.train.device.lnp_precision`) and each Hutchinson
 count of ``--hutchinson`` on the same batches, and each row reports the relative deviation of its
 components from the first measurement, so speed and accuracy are read side by side.
 

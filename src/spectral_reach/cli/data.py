@@ -74,19 +74,31 @@ def images_convert(a: argparse.Namespace) -> None:
 def data_verify(a: argparse.Namespace) -> None:
     import json
 
-    from ..data.memmap import verify
+    from ..data.memmap import verify_all
     from ..io import atomic_file
 
-    checked = []
-    for path in a.files:
-        if path.endswith(".bin"):
-            checked.append(verify(path, float("inf")))
-            log.info("%s", checked[-1])
+    checked = list(verify_all(dict(zip(a.files, a.files)), float("inf")).values())
+    for result in checked:
+        log.info("%s", result)
     with atomic_file(a.out) as tmp:
         tmp.write_text(json.dumps(checked, indent=1) + "\n")
 
 
 def register(sub) -> None:
+    """The data commands: text corpora, then images, then the check of prepared files."""
+    _text(sub)
+    _images(sub)
+    command(
+        sub,
+        "data-verify",
+        data_verify,
+        "check prepared data files against their sidecars (size and sha256)",
+        files={"nargs": "+"},
+        out={},
+    )
+
+
+def _text(sub) -> None:
     command(
         sub,
         "stories-generate",
@@ -136,6 +148,9 @@ def register(sub) -> None:
         validation_stories=INT,
         out_dir={},
     )
+
+
+def _images(sub) -> None:
     command(
         sub,
         "images-generate",
@@ -147,14 +162,6 @@ def register(sub) -> None:
         seed=INT,
         exponent={"type": float, "nargs": 2},
         background={"type": float, "default": 1.0, "help": "amplitude of the random-field background"},
-    )
-    command(
-        sub,
-        "data-verify",
-        data_verify,
-        "check prepared data files against their sidecars (size and sha256)",
-        files={"nargs": "+"},
-        out={},
     )
     command(sub, "cifar5m-download", cifar5m_download, "one published CIFAR-5M part", part=INT, out={})
     command(

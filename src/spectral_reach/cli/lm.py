@@ -81,6 +81,7 @@ def fig_components(a: argparse.Namespace) -> None:
 
 
 def register(sub) -> None:
+    """The language-model commands: training, summaries, tables, then the figures."""
     command(
         sub,
         "train-lm",
@@ -119,6 +120,10 @@ def register(sub) -> None:
         out_loss={},
         out_pos={},
     )
+    _figures(sub)
+
+
+def _figures(sub) -> None:
     figure(
         sub,
         "fig01",

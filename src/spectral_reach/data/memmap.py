@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -149,6 +149,11 @@ def verify(path: str | os.PathLike, checksum_max_bytes: float) -> dict[str, Any]
             f"was written (corrupt or edited in place); {remake(path)}"
         )
     return {"path": str(path), "bytes": size, "checked": "size and sha256"}
+
+
+def verify_all(paths: Mapping[str, str | os.PathLike], checksum_max_bytes: float) -> dict[str, dict[str, Any]]:
+    """:func:`verify` of each ``.bin`` file among ``paths`` (``{role: path}``), by role."""
+    return {role: verify(path, checksum_max_bytes) for role, path in paths.items() if str(path).endswith(".bin")}
 
 
 def read_memmap(path: str | os.PathLike) -> np.memmap:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from .errors import UnsupportedModelError
-from .loss_tensors import LossShapeError, duplicate, evaluate
+from .loss_tensors import LossShapeError, duplicate, evaluate, first, first_twice
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -214,3 +214,37 @@ def count_units_tensor(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> Ten
 def count_loss_units(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> int:
     """Loss units of a batch (:func:`count_units_tensor`) as a number."""
     return int(count_units_tensor(loss_fn, outputs, targets))
+
+
+def check_mean_reduction(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> None:
+    """Refuse a loss that is not a mean over loss units (its value would change with batch size);
+    once per loss, output and target shape (its comparison reads values: host syncs)."""
+    cache, key = loss_cache(loss_fn, outputs, targets)
+    key = ("mean", *key)
+    if key not in cache:
+        _check_mean(loss_fn, outputs, targets)
+        cache[key] = True
+
+
+def _check_mean(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> None:
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction not in ("mean", "batchmean"):
+        raise ValueError(
+            f"loss_fn has reduction={reduction!r}; LNP needs a mean over loss units "
+            "(reduction='mean', or 'batchmean' for KLDivLoss), as the training step uses"
+        )
+    with torch.no_grad():  # on the first sample: a mean does not change when it is repeated
+        try:
+            once = evaluate(loss_fn, outputs, targets, 0, 0, first)
+            twice = evaluate(loss_fn, outputs, targets, 0, 0, first_twice)
+        except LossShapeError as err:
+            raise UnsupportedModelError(
+                f"loss_fn fails on one sample of the batch, even with its own tensors that follow the batch "
+                f"(a per-sample weight or variance) cut alike ({err}), so LNP cannot check that it is a mean. "
+                "Make the loss's own tensors broadcast over the batch, or pass them with the targets."
+            ) from err
+    if torch.isfinite(once) and not torch.allclose(twice, once, rtol=1e-3, atol=1e-6):
+        raise ValueError(
+            f"loss_fn is not a mean over loss units: repeating a sample changed the loss from "
+            f"{once.item():.6g} to {twice.item():.6g}. Use a mean reduction (e.g. reduction='mean')."
+        )

@@ -2,7 +2,8 @@
 
 from ..models.llama import lm_loss
 from . import fingerprint
+from .guards import NonFiniteLoss
 from .lm import RunSpec, train
-from .loop import NonFiniteLoss, Preempted
+from .loop import Preempted
 
 __all__ = ["fingerprint", "NonFiniteLoss", "Preempted", "RunSpec", "lm_loss", "train"]

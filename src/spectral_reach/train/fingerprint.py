@@ -8,7 +8,7 @@ resumed run is bitwise equal to an uninterrupted one whatever they are). A data 
 the sha256 its sidecar records (written with the file) and its size; data written before sidecars
 carried checksums falls back to size, mtime and the sidecar's own sha256. Any other input (a probe's
 backbone weights) is hashed whole. Checkpoints, ``done.json`` and every run table record both, so a
-checkpoint of other settings is never resumed (:mod:`.loop`) and a result says what it is.
+checkpoint of other settings is never resumed (:mod:`.resume`) and a result says what it is.
 """
 
 from __future__ import annotations

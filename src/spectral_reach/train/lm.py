@@ -20,7 +20,8 @@ from ..data import Contexts, DataError, FixedSet, TrainOrder, read_meta
 from ..models import llama
 from ..models.llama import lm_loss
 from .device import pick_device
-from .loop import BaseSpec, Task, adamw, run
+from .loop import Task, run
+from .spec import BaseSpec, adamw
 
 
 @dataclass(frozen=True, kw_only=True)

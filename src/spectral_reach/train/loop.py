@@ -10,19 +10,15 @@ Per step ``s`` (nanoGPT-style, one pass over the data in a fixed order):
 
 The loss stays on the device: it is read (one host sync) every ``log_every`` steps, before a
 measurement and before a checkpoint, so a NaN stops the run naming its step and never reaches a
-checkpoint. Step times are taken at those reads, which wait for the device: each interval's wall
-time, less its evaluations, measurements and checkpoint writes, is split evenly over its steps
-(``step_s`` adds a step's own measurement, ``lnp_s``, which syncs and is timed on its own), so no
-per-step sync is needed and on a GPU no queued work lands on whichever step syncs next. On a GPU, batches come from pinned memory, copied asynchronously, the next one read
-from disk while the GPU works.
+checkpoint; step times are taken at those reads. On a GPU, batches come from pinned memory,
+copied asynchronously, the next one read from disk while the GPU works.
 
 Everything random is fixed by ``seed`` (initialisation, Hutchinson vectors) and ``data_seed``
 (data order, ``B'`` draws), so a resumed run ends bitwise equal to an uninterrupted one on CPU.
-A run resumes only a checkpoint of itself: one whose fingerprint (:mod:`.fingerprint`: settings,
-code version, input data) differs is set aside and the run starts fresh, its log naming what
-changed. A checkpoint is written only of finite parameters and optimizer state.
-What differs between run kinds (model, data, loss) is a :class:`Task`, built by :mod:`.lm` and
-:mod:`.vit`.
+Around the loop: the settings (:mod:`.spec`), the resume decision (:mod:`.resume`: only a
+checkpoint of this very run), the non-finite guards and their advice (:mod:`.guards`), the step
+timer (:mod:`.timing`). What differs between run kinds (model, data, loss) is a :class:`Task`,
+built by :mod:`.lm` and :mod:`.vit`.
 """
 
 from __future__ import annotations
@@ -34,7 +30,7 @@ import shutil
 import signal
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,71 +39,21 @@ import transformers
 from torch import Tensor
 
 from ..data import FixedSet, TrainOrder
-from ..data.memmap import verify
+from ..data.memmap import verify_all
 from ..lnp import LogitsOnly, measure
-from . import checkpoint, fingerprint
-from .device import LNP_PRECISIONS, lnp_precision
+from . import checkpoint, fingerprint, guards
+from .device import lnp_precision
+from .guards import NonFiniteLoss
 from .outputs import write_outputs
+from .resume import resumable
 from .schedule import eval_steps, lnp_steps, lr_factor
+from .timing import StepTimer
 
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLoss(RuntimeError):
-    """The training loss, the parameters or the optimizer state became NaN or infinite; nothing
-    was checkpointed after it, and the message says what the next run will do."""
-
-
 class Preempted(RuntimeError):
     """SIGTERM arrived; a checkpoint was written and the run can be resumed."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class BaseSpec:
-    """The settings every run kind has; :class:`.lm.RunSpec` and :class:`.vit.ViTSpec` add theirs."""
-
-    size: dict[str, Any]
-    batch_size: int
-    steps: int
-    lr: float
-    seed: int
-    data_seed: int
-    betas: tuple[float, float]
-    eps: float
-    weight_decay: float
-    warmup: int
-    schedule: str
-    lnp: dict[str, Any]
-    eval: dict[str, int]
-    checkpoint_every: int
-    log_every: int
-    device: str = "auto"
-    precision: str = "fp32"
-    compile: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Any:
-        """The spec from the rule's params ``d``: unknown keys are refused, naming the known ones;
-        the settings every run kind shares are checked here, a kind's own in :meth:`check`."""
-        names = {f.name for f in fields(cls)}
-        if unknown := set(d) - names:
-            raise ValueError(f"unknown {cls.kind} settings {sorted(unknown)}; known: {sorted(names)}")
-        spec = cls(**{**d, "betas": tuple(d["betas"])})
-        if spec.lr <= 0:
-            raise ValueError(f"lr must be positive, not {spec.lr}")
-        if spec.lnp["width"] > spec.steps:
-            raise ValueError(f"lnp.width={spec.lnp['width']} exceeds steps={spec.steps}")
-        if spec.lnp.get("precision", "fp32") not in LNP_PRECISIONS:
-            raise ValueError(f"lnp.precision must be one of {LNP_PRECISIONS}, not {spec.lnp['precision']!r}")
-        if spec.warmup >= spec.steps:
-            raise ValueError(f"warmup={spec.warmup} must be below steps={spec.steps}")
-        spec.check()
-        return spec
-
-    kind = "run"
-
-    def check(self) -> None:
-        """Checks of a run kind's own settings."""
 
 
 def _evaluate(
@@ -152,24 +98,6 @@ class Task:
     inputs: dict[str, Path]
 
 
-def adamw(params: list[torch.nn.Parameter], spec: Any, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW with the run's settings (:func:`adamw_settings`)."""
-    return torch.optim.AdamW(params, **adamw_settings(spec, device))
-
-
-def adamw_settings(spec: Any, device: torch.device) -> dict[str, Any]:
-    """The run's learning rate, betas, eps and weight decay, and ``fused`` (one kernel for all
-    parameters) where torch has the fused kernel, on CPU and CUDA: on CPU it took a demo ViT's
-    step from 2.2 ms of per-tensor updates to 0.3 ms."""
-    return dict(
-        lr=spec.lr,
-        betas=spec.betas,
-        eps=spec.eps,
-        weight_decay=spec.weight_decay,
-        fused=device.type in ("cpu", "cuda"),
-    )
-
-
 @dataclass
 class _Loop:
     """The state of one run as the loop advances: model, optimizer, schedule and the table rows."""
@@ -186,8 +114,7 @@ class _Loop:
     pending: list[tuple[dict[str, Any], Tensor]] = field(default_factory=list)  # metrics rows, loss on device
     last_finite: float = math.nan
     prefetched: tuple[int, tuple[Tensor, Tensor]] | None = None
-    mark: float = 0.0  # perf_counter at the last host sync that closed a timing interval
-    excluded: float = 0.0  # seconds since the mark that belong to no step (evaluations)
+    timer: StepTimer = field(default_factory=StepTimer)
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -209,26 +136,10 @@ class _Loop:
         return fingerprint.fingerprint(self.identity)
 
     def resume(self) -> None:
-        """Continue from the newest checkpoint in ``state_dir`` if it is of this very run (same
-        fingerprint). Any other checkpoint (other settings or data, older code, no fingerprint,
-        unreadable) is moved aside and the run starts fresh, saying why in one line."""
-        if (ckpt := checkpoint.latest(self.state_dir)) is None:
+        """Continue from the newest checkpoint in ``state_dir`` if it is of this very run (:mod:`.resume`)."""
+        if (found := resumable(self.state_dir, self.identity, self.task.load_state)) is None:
             return
-        try:
-            state = checkpoint.load_state(ckpt)
-            weights = self.task.load_state(ckpt / "model") if state.get("fingerprint") == self.fingerprint else None
-        except Exception as e:  # any unreadable checkpoint: never crash on it, never resume it
-            state, weights, why = {}, None, f"it cannot be read ({type(e).__name__}: {e})"
-        else:
-            if "fingerprint" not in state:
-                why = "it records no fingerprint (written by an older version)"
-            else:
-                changed = fingerprint.differences(state.get("identity", {}), self.identity)
-                why = "its run differs: " + "; ".join(changed)
-        if weights is None:
-            aside = checkpoint.set_aside(self.state_dir)
-            log.warning("not resuming %s: %s. Starting fresh; the old checkpoints are in %s", ckpt, why, aside)
-            return
+        ckpt, state, weights = found
         self.task.model.load_state_dict(weights)
         self.task.optimizer.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
@@ -240,7 +151,7 @@ class _Loop:
         """Write the state a run continues from at ``next_step``: only after the losses so far
         are read and found finite, and only of finite parameters and optimizer state."""
         self.flush()
-        self.check_finite(next_step)
+        guards.check_state(self.task.model, self.task.optimizer, next_step, self.last_finite)
         state = {
             "fingerprint": self.fingerprint,
             "identity": self.identity,
@@ -252,26 +163,8 @@ class _Loop:
             "resumed": self.resumed,
         }
         saved = checkpoint.save(self.state_dir, next_step, self.task.model, state)
-        self.mark = time.perf_counter()  # the write belongs to no step
+        self.timer.restart()  # the write belongs to no step
         return saved
-
-    def check_finite(self, next_step: int) -> None:
-        """Raise :class:`NonFiniteLoss` if a parameter or optimizer state is NaN or infinite (one
-        host sync; the names are looked up only then)."""
-        named = [(n, p) for n, p in self.task.model.named_parameters() if p.requires_grad]
-        named += [
-            (f"optimizer state {k} of {n}", t)
-            for (n, p) in named
-            for k, t in self.task.optimizer.state.get(p, {}).items()
-            if torch.is_tensor(t) and t.is_floating_point()
-        ]
-        if torch.stack([torch.isfinite(t).all() for _, t in named]).all():
-            return
-        bad = [n for n, t in named if not torch.isfinite(t).all()]
-        raise NonFiniteLoss(
-            f"after step {next_step - 1} (its loss finite, {self.last_finite:.6g}) {len(bad)} tensors are not finite "
-            f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): not checkpointed"
-        )
 
     def seen(self, step: int) -> int:
         """Tokens or images consumed by the end of ``step``."""
@@ -320,7 +213,7 @@ class _Loop:
                 self.step_model, self.task.loss, self.task.test_set, self.spec.eval["batch"], self.device, self.autocast
             )  # reads each chunk's loss: synchronised
             self.rows["eval"].append({"step": step, unit: self.seen(step), "test_loss": test_loss})
-            self.excluded += time.perf_counter() - t_eval
+            self.timer.exclude(time.perf_counter() - t_eval)
         return lr
 
     def flush(self) -> float:
@@ -328,19 +221,9 @@ class _Loop:
         A non-finite loss stops the run, naming its step: no checkpoint is written after it."""
         if self.pending:
             values = torch.stack([loss for _, loss in self.pending]).tolist()  # waits for the device
-            now = time.perf_counter()
-            measured = sum(row["lnp_s"] for row, _ in self.pending)
-            share = max(0.0, now - self.mark - self.excluded - measured) / len(self.pending)
-            for row, _ in self.pending:
-                row["step_s"] = share + row["lnp_s"]
-            self.mark, self.excluded = now, 0.0
-            for (row, _), value in zip(self.pending, values):
-                if not math.isfinite(value):
-                    raise NonFiniteLoss(
-                        f"step {row['step']}: training loss {value}; last finite loss {self.last_finite:.6g} at "
-                        f"step {row['step'] - 1}"
-                    )
-                row["loss"] = self.last_finite = value
+            rows = [row for row, _ in self.pending]
+            self.timer.close(rows)
+            self.last_finite = guards.finite_losses(rows, values, self.last_finite)
             self.pending.clear()
         return self.last_finite
 
@@ -364,17 +247,6 @@ class _Loop:
         self.rows["lnp"].append(row)
         return time.perf_counter() - t_lnp  # measure() read its results from the device: synchronised
 
-    def next_run(self) -> str:
-        """What rerunning the job will do after a failure, and what to delete to do otherwise."""
-        if (ckpt := checkpoint.latest(self.state_dir)) is None:
-            return "Nothing was checkpointed: the next run starts fresh. Lower the learning rate (lr) in config/."
-        step = checkpoint.step_of(ckpt)
-        return (
-            f"Lower the learning rate (lr) in config/: a run with changed settings starts fresh (the old checkpoint "
-            f"is set aside). Rerun unchanged, it resumes the last good checkpoint, {ckpt} (step {step}), and meets "
-            f"this again; to start unchanged settings from step 0, delete {self.state_dir}"
-        )
-
     def progress(self, step: int, lr: float, t0: float) -> None:
         """Every ``log_every`` steps and at the end: read the losses, log the rate and the ETA."""
         if (step + 1) % self.spec.log_every and step + 1 != self.spec.steps:
@@ -393,12 +265,10 @@ class _Loop:
 
 
 def verify_inputs(task: Task, checksum_max_mb: float) -> None:
-    """Check every data file the run reads against its sidecar (:func:`..data.memmap.verify`)
+    """Check every data file the run reads against its sidecar (:func:`..data.memmap.verify_all`)
     before the first step, and log what was checked."""
-    for role, path in task.inputs.items():
-        if path.suffix == ".bin":
-            checked = verify(path, checksum_max_mb * 2**20)
-            log.info("data %s: %s, %d bytes, %s", role, path, checked["bytes"], checked["checked"])
+    for role, checked in verify_all(task.inputs, checksum_max_mb * 2**20).items():
+        log.info("data %s: %s, %d bytes, %s", role, checked["path"], checked["bytes"], checked["checked"])
 
 
 def run(
@@ -433,7 +303,8 @@ def run(
     )
     previous = signal.signal(signal.SIGTERM, loop.on_sigterm)
     task.model.train()
-    t0 = loop.mark = time.perf_counter()
+    loop.timer.restart()
+    t0 = loop.timer.mark
     try:
         for step in range(loop.start, spec.steps):
             lr = loop.step(step)
@@ -446,7 +317,7 @@ def run(
         if loop.start < spec.steps:
             loop.checkpoint(spec.steps)
     except NonFiniteLoss as e:
-        raise NonFiniteLoss(f"{e}. {loop.next_run()}") from None
+        raise NonFiniteLoss(f"{e}. {guards.next_run(state_dir)}") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     seen = {task.unit_name: spec.steps * task.units}

@@ -21,7 +21,8 @@ from torch import Tensor
 from ..data import FixedSet, Images, TrainOrder
 from ..models import vit
 from .device import pick_device
-from .loop import BaseSpec, Task, adamw_settings, run
+from .loop import Task, run
+from .spec import BaseSpec, adamw_settings
 
 
 @dataclass(frozen=True, kw_only=True)
