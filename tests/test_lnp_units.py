@@ -59,6 +59,12 @@ def positive(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + 0.5
 
 
+def closure_over(loss: nn.Module):
+    """A lambda around a loss module (sigmoid outputs for BCELoss): the module's tensors are reached
+    through the closure."""
+    return lambda o, y: loss(torch.sigmoid(o), y)
+
+
 def gaussian_nll(var: torch.Tensor):
     """A heteroscedastic Gaussian NLL whose variance a closure holds."""
     return lambda o, y: F.gaussian_nll_loss(o, y, var)
@@ -130,6 +136,13 @@ ROWS = [
         "multi-label soft margin, class weight",
         (C,),
         nn.MultiLabelSoftMarginLoss(weight=positive((C,), 9)),
+        labels((B, C), 2).double(),
+        B * C,
+    ),
+    (
+        "BCE on probabilities, per-class weight, the loss module inside a lambda",
+        (C,),
+        closure_over(nn.BCELoss(weight=positive((C,), 12))),
         labels((B, C), 2).double(),
         B * C,
     ),

@@ -55,10 +55,16 @@ def _aligned(t: Tensor, shape: tuple[int, ...], dim: int, right: bool) -> int | 
 
 
 def _reshaped(value: object, shape: tuple[int, ...], dim: int, op: Reshape, right: bool) -> tuple[object, bool]:
+    """``value`` reshaped if it is a tensor that follows output ``dim``, or a loss module holding
+    one (a closure over ``nn.BCELoss(weight=w)``); whether it changed."""
     if isinstance(value, Tensor) and not isinstance(value, nn.Parameter):
         td = _aligned(value, shape, dim, right)
         if td is not None:
             return op(value, td), True
+    if isinstance(value, nn.Module):
+        adapted = _with_own_tensors(value, shape, dim, op, right)
+        if adapted is not None:
+            return adapted, True
     return value, False
 
 
