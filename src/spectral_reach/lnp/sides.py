@@ -31,7 +31,7 @@ CHECK_SEED = 0
 
 @dataclass
 class Side:
-    """One batch's sums, kept on the device until :func:`read` (one host transfer per measurement, :func:`read`)."""
+    """One batch's sums, kept on the device until :func:`read` (one host transfer per measurement)."""
 
     loss: Tensor
     g_sq: Tensor
