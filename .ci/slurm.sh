@@ -5,6 +5,10 @@
 #
 #   .ci/slurm.sh up BASE     install if missing, write /etc/slurm/slurm.conf, start the daemons
 #   .ci/slurm.sh down BASE   stop them by their saved pids
+#
+# FAKE_GPUS=N (up to 4; default 0) gives the node N GPUs as a generic resource backed by character
+# devices (/dev/null, ...), so jobs that ask for `--gpus`/`--gres=gpu` (the study's training rules,
+# its packed gpu_pack4 groups) schedule on a CPU-only machine, N at a time; torch sees no CUDA.
 set -euo pipefail
 action=${1:?usage: slurm.sh up|down BASE}
 base=$(realpath -m "${2:?usage: slurm.sh up|down BASE}")
@@ -36,6 +40,16 @@ chown -R root /etc/munge /run/munge /var/lib/munge /var/log/munge
 munged --force -F > "$base/munged.out" 2>&1 & echo $! > "$base/munged.pid"
 for _ in $(seq 50); do munge -n 2> /dev/null | unmunge > /dev/null 2>&1 && break; sleep 0.1; done
 
+gpus=${FAKE_GPUS:-0}
+devices=(/dev/null /dev/zero /dev/full /dev/urandom)
+if (( gpus > ${#devices[@]} )); then echo "FAKE_GPUS=$gpus: at most ${#devices[@]}" >&2; exit 2; fi
+gres_types="" node_gres=""
+printf 'AutoDetect=off\n' > /etc/slurm/gres.conf
+if (( gpus > 0 )); then
+    gres_types="GresTypes=gpu" node_gres="Gres=gpu:$gpus"
+    for dev in "${devices[@]:0:$gpus}"; do printf 'NodeName=localhost Name=gpu File=%s\n' "$dev" >> /etc/slurm/gres.conf; done
+fi
+
 # Two partitions on the one node; profiles/slurm names none, so every job goes to the default (gpu).
 cat > /etc/slurm/slurm.conf <<EOF
 ClusterName=local
@@ -59,7 +73,8 @@ SlurmctldLogFile=$base/slurmctld.log
 SlurmdLogFile=$base/slurmd.log
 SlurmUser=root
 ReturnToService=2
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=16000 State=UNKNOWN
+$gres_types
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=16000 $node_gres State=UNKNOWN
 PartitionName=gpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 PartitionName=cpu Nodes=localhost MaxTime=INFINITE State=UP
 EOF

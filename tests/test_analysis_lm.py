@@ -299,3 +299,21 @@ def test_a_template_naming_an_unmeasured_value_names_the_template(tmp_path):
     with pytest.raises(SystemExit, match=r"fig01\.rst: 'datasets' is undefined; this figure measures: other"):
         caption.render(TEMPLATES / "fig01.rst", tmp_path / "out.rst", {"other": 1})
     assert not (tmp_path / "out.rst").exists()
+
+
+def test_size_tables_go_by_parameter_count_as_the_papers_do():
+    """The rule's params list sizes by name ('102.6K' after '1.1M'); Tables 1-4 go by count."""
+    import yaml
+
+    from spectral_reach.analysis.tables import lm_table, vit_table
+
+    paper = yaml.safe_load((Path(__file__).parents[1] / "config/paper.yaml").read_text())
+    for d in paper["datasets"]:
+        sizes = dict(sorted(paper["lm"][d]["sizes"].items()))  # by name, as the rule passes them
+        table = lm_table(sizes, paper["data"][d].get("vocab_size", 256), 0.01)  # images: the schema default
+        assert table["params"].is_monotonic_increasing and set(table["size"]) == set(sizes)
+    vit = {p: dict(sorted(paper["vit"][p]["sizes"].items())) for p in ("standard", "mup")}
+    table = vit_table(vit, 0.01)
+    assert list(dict.fromkeys(table["parametrization"])) == ["standard", "mup"]
+    for _, rows in table.groupby("parametrization"):
+        assert rows["params"].is_monotonic_increasing

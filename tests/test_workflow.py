@@ -143,6 +143,7 @@ def test_schema_violation_fails_before_any_job(workdir):
         ({"lm__pixels__warmup": 1000}, ["lm.pixels.warmup=1000 must be below lm.pixels.steps"]),
         ({"vit__steps": 10_000}, ["vit.steps=10000 exceeds vit.passes", "lower vit.steps or raise vit.passes"]),
         ({"data__pixels__source__generate__parts_per_image": 2}, ["generate", "parts_per_image"]),
+        ({"checks__hutchinson__draws": 8}, ["checks.hutchinson.draws=8 gives fewer than two groups of K=8"]),
     ],
 )
 def test_bad_config_is_named_before_any_job(workdir, change, words):

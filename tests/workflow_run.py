@@ -101,7 +101,7 @@ def kill_after_checkpoint(work: Path, args: list[str], state: Path) -> None:
     while not marker.exists():
         assert proc.poll() is None and time.time() < deadline
         time.sleep(0.05)
-    assert (work / marker.read_text()).parent.resolve() == state.resolve()
+    assert (work / marker.read_text().splitlines()[0]).parent.resolve() == state.resolve()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     options = [a for a in args if not a.startswith("results/")]

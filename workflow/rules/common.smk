@@ -20,6 +20,12 @@ def check_settings(config):
                 f"{key}.runs_per_gpu={r['runs_per_gpu']} with gpu={r.get('gpu')}: runs share one GPU, so "
                 f"set {key}.gpu: 1, or runs_per_gpu: 1"
             )
+    hcv = config["checks"]["hutchinson"]
+    if hcv["draws"] < 2 * max(hcv["ks"]):
+        raise ValueError(
+            f"checks.hutchinson.draws={hcv['draws']} gives fewer than two groups of K={max(hcv['ks'])} "
+            f"(checks.hutchinson.ks): the CV of K needs at least 2 K draws; raise draws to {2 * max(hcv['ks'])} or drop that K"
+        )
     vit = config.get("vit")
     parts = config["data"].get(vit["dataset"], {}) if vit else {}
     generated = parts.get("source", {}).get("generate")

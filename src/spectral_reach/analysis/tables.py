@@ -2,7 +2,8 @@
 
 A size's name is the paper's label (``'1.2M'``); ``params`` is counted on the model we build,
 ``rel_diff`` against the label, and ``note`` says when the count does not round to it (for
-language models, also whether the other ``tied`` setting would).
+language models, also whether the other ``tied`` setting would). Rows go by parameter count, as
+the paper's tables do (the rule's params list sizes by name: '102.6K' would follow '1.1M').
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def lm_table(sizes: dict[str, dict], vocab_size: int, tolerance: float) -> pd.Da
                 else "does not match the paper's count"
             )
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values("params", kind="stable", ignore_index=True)
 
 
 def vit_table(sizes: dict[str, dict[str, dict]], tolerance: float) -> pd.DataFrame:
@@ -61,4 +62,6 @@ def vit_table(sizes: dict[str, dict[str, dict]], tolerance: float) -> pd.DataFra
             }
             matches = row["paper_params"] is None or label_matches(name, row["params"], tolerance)
             rows.append({**row, "note": "" if matches else "does not match the paper's count"})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    by_kind = [g.sort_values("params", kind="stable") for _, g in table.groupby("parametrization", sort=False)]
+    return pd.concat(by_kind, ignore_index=True)
