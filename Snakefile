@@ -27,8 +27,9 @@ include: "workflow/rules/validate.smk"
 
 
 # Each config writes to its own folder (run_name: runs/<run_name>/), so the demo and the paper study
-# live side by side; targets and --report paths are inside it.
-workdir: run_folder(config)
+# live side by side; targets and --report paths are inside it. Absolute, from where Snakemake was
+# started: a cluster job starts inside it already (validate.smk: launch_folder).
+workdir: os.path.join(LAUNCH, run_folder(config))
 
 
 include: "workflow/rules/common.smk"

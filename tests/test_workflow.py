@@ -200,6 +200,14 @@ def test_each_run_name_writes_to_its_own_folder(workdir, tmp_path):
     assert (work / "runs/other/results/tables/lm_sizes_stories.md").exists()
     assert (work / "runs/other/logs/lm_table/stories.log").exists()
     assert (work / "results/tables/lm_sizes_stories.md").stat().st_mtime_ns == before
+    # a cluster job's Snakemake starts inside the run folder: it finds the same tree, not runs/other/runs/other
+    inside = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(work / "Snakefile"), "--workflow-profile", "none"]
+        + ["--configfile", str(work / "c.yaml"), "-n", "results/tables/lm_sizes_stories.md"],
+        cwd=work / "runs/other", env=ENV, capture_output=True, text=True,
+    )  # fmt: skip
+    assert inside.returncode == 0 and "Nothing to be done" in inside.stdout, inside.stdout + inside.stderr
+    assert not (work / "runs/other/runs").exists()
 
 
 def test_the_readme_target_forms_plan_what_they_say(workdir):

@@ -75,24 +75,37 @@ def check_config(config, path):
         )
 
 
-def anchor_paths(config):
+def anchor_paths(config, launch):
     """Relative data paths of a config (local story files, a CIFAR-5M folder, a tokenizer) made
-    absolute from the folder Snakemake runs in, before ``workdir`` moves into the run's folder."""
+    absolute from ``launch``, the folder Snakemake was started in, before ``workdir`` moves into
+    the run's folder."""
     for d in config["data"].values():
         src = d["source"]
         if "files" in src:
-            src["files"] = {split: [os.path.abspath(f) for f in files] for split, files in src["files"].items()}
+            src["files"] = {split: [os.path.join(launch, f) for f in files] for split, files in src["files"].items()}
         if "path" in src:
-            src["path"] = os.path.abspath(src["path"])
+            src["path"] = os.path.join(launch, src["path"])
         if d.get("tokenizer"):
-            d["tokenizer"] = os.path.abspath(d["tokenizer"])
+            d["tokenizer"] = os.path.join(launch, d["tokenizer"])
 
 
 def run_folder(config):
-    """Where a config's results live: ``runs/<run_name>``, or here without a run name."""
+    """Where a config's results live, from the folder Snakemake was started in: ``runs/<run_name>``,
+    or there itself without a run name."""
     return os.path.join("runs", config["run_name"]) if "run_name" in config else "."
+
+
+def launch_folder(config):
+    """The folder Snakemake was started in. A cluster job's Snakemake starts inside the run folder
+    (its master's working directory), so there it is the folder that holds the run folder: applying
+    ``workdir`` again would nest ``runs/<name>/runs/<name>`` (seen through profiles/slurm)."""
+    here, folder = os.path.normpath(os.getcwd()), os.path.normpath(run_folder(config))
+    if folder != "." and here.endswith(os.sep + folder):
+        return here[: -len(folder) - 1]
+    return here
 
 
 check_config(config, SCHEMA)
 validate(config, SCHEMA)
-anchor_paths(config)
+LAUNCH = launch_folder(config)
+anchor_paths(config, LAUNCH)
