@@ -9,6 +9,9 @@
 # FAKE_GPUS=N (up to 4; default 0) gives the node N GPUs as a generic resource backed by character
 # devices (/dev/null, ...), so jobs that ask for `--gpus`/`--gres=gpu` (the study's training rules,
 # its packed gpu_pack4 groups) schedule on a CPU-only machine, N at a time; torch sees no CUDA.
+# NODE_CPUS=C (default: nproc) declares C CPUs: a packed group of k runs asks for at least k CPUs
+# per GPU, more than a 2-core machine has, so a rehearsal of packing oversubscribes
+# (config_overrides: slurmd takes the declared CPUs over the ones it finds).
 set -euo pipefail
 action=${1:?usage: slurm.sh up|down BASE}
 base=$(realpath -m "${2:?usage: slurm.sh up|down BASE}")
@@ -72,9 +75,10 @@ SlurmdPidFile=$base/slurmd.daemon.pid
 SlurmctldLogFile=$base/slurmctld.log
 SlurmdLogFile=$base/slurmd.log
 SlurmUser=root
+SlurmdParameters=config_overrides
 ReturnToService=2
 $gres_types
-NodeName=localhost NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=16000 $node_gres State=UNKNOWN
+NodeName=localhost NodeAddr=127.0.0.1 CPUs=${NODE_CPUS:-$(nproc)} RealMemory=16000 $node_gres State=UNKNOWN
 PartitionName=gpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 PartitionName=cpu Nodes=localhost MaxTime=INFINITE State=UP
 EOF
