@@ -9,7 +9,7 @@ CORES  ?= 2
 BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup workflow test test-fast lint bench gpu-check clean
+.PHONY: setup workflow test test-fast lint bench gpu-check rehearsal clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -47,6 +47,10 @@ bench: setup
 # one prepared check of the GPU path on a machine with one GPU (~8 min): report in gpu_check.md
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py --out gpu_check.md
+
+# the paper study's whole DAG, shrunk, through a local SLURM with faults (root; runs/rehearsal/rehearsal.md)
+rehearsal: setup
+	$(BIN)/python benchmarks/rehearsal.py
 
 clean:
 	rm -rf runs results figures logs .snakemake report.html report.zip
