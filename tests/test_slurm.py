@@ -16,8 +16,7 @@ import time
 import pandas as pd
 import pytest
 import yaml
-from test_train import hold_env
-from workflow_run import ENV, SLURM, SLURM_ARGS, copy_run, edited, snakemake
+from workflow_run import ENV, SLURM, SLURM_ARGS, copy_run, edited, hold_env, snakemake
 
 pytestmark = [
     pytest.mark.slow,

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from workflow_run import hold_env
 
 from spectral_reach.data import Contexts, TrainOrder
 from spectral_reach.models import llama
@@ -67,16 +68,6 @@ COLUMNS = {
     ],
     "eval": ["step", "tokens", "test_loss"],
 }
-
-
-HOLD = Path(__file__).parent / "hold"
-
-
-def hold_env(marker: Path, env: dict[str, str]) -> dict[str, str]:
-    """``env`` in which the first training process to write a checkpoint holds still after it and
-    creates ``marker`` (tests/hold/sitecustomize.py): a kill then lands at a known step."""
-    path = os.pathsep.join(p for p in (str(HOLD), env.get("PYTHONPATH", "")) if p)
-    return {**env, "PYTHONPATH": path, "SPECTRAL_REACH_HOLD_AFTER_CHECKPOINT": str(marker)}
 
 
 def cli(spec: dict, data: Path, out: Path, state: Path, *extra: str, hold: Path | None = None) -> subprocess.Popen:

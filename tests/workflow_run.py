@@ -78,6 +78,16 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+HOLD = Path(__file__).parent / "hold"
+
+
+def hold_env(marker: Path, env: dict[str, str]) -> dict[str, str]:
+    """``env`` in which the first training process to write a checkpoint holds still after it and
+    creates ``marker`` (tests/hold/sitecustomize.py): a kill then lands at a known step."""
+    path = os.pathsep.join(p for p in (str(HOLD), env.get("PYTHONPATH", "")) if p)
+    return {**env, "PYTHONPATH": path, "SPECTRAL_REACH_HOLD_AFTER_CHECKPOINT": str(marker)}
+
+
 def kill_after_checkpoint(work: Path, args: list[str], state: Path) -> None:
     """Start ``snakemake args`` in ``work``, SIGKILL it (and its jobs) once the training job writing
     to ``state`` holds still after its first checkpoint (tests/hold: the kill lands at a known step
@@ -85,8 +95,6 @@ def kill_after_checkpoint(work: Path, args: list[str], state: Path) -> None:
     without targets after the options is what ``--unlock`` is run with: pass the targets last)."""
     import signal
     import time
-
-    from test_train import hold_env
 
     marker = work / ".held"
     proc = subprocess.Popen(

@@ -79,14 +79,15 @@ def anchor_paths(config, launch):
     """Relative data paths of a config (local story files, a CIFAR-5M folder, a tokenizer) made
     absolute from ``launch``, the folder Snakemake was started in, before ``workdir`` moves into
     the run's folder."""
+    anchored = lambda path: os.path.normpath(os.path.join(launch, path))  # os.path.abspath, from launch
     for d in config["data"].values():
         src = d["source"]
         if "files" in src:
-            src["files"] = {split: [os.path.join(launch, f) for f in files] for split, files in src["files"].items()}
+            src["files"] = {split: [anchored(f) for f in files] for split, files in src["files"].items()}
         if "path" in src:
-            src["path"] = os.path.join(launch, src["path"])
+            src["path"] = anchored(src["path"])
         if d.get("tokenizer"):
-            d["tokenizer"] = os.path.join(launch, d["tokenizer"])
+            d["tokenizer"] = anchored(d["tokenizer"])
 
 
 def run_folder(config):

@@ -212,6 +212,7 @@ class ParameterUses(TorchFunctionMode):
     derived: dict[int, tuple[Call, int]] = field(default_factory=dict)
     touches: dict[int, list[Call]] = field(default_factory=dict)
     activations: "weakref.WeakValueDictionary[int, Tensor]" = field(default_factory=weakref.WeakValueDictionary)
+    equal_rows: dict[int, tuple[Tensor, bool]] = field(default_factory=dict)  # per_sample's answers that read values
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -296,13 +297,17 @@ class ParameterUses(TorchFunctionMode):
         computed from the model's inputs, or its rows are all equal (a tensor made with the batch's
         size, ``torch.zeros(b, h)``: slicing it is exact). A constant whose first dimension only
         happens to equal the batch (a ``(T, T)`` causal mask with ``T == b``) is passed whole;
-        telling it from equal rows reads values (a host sync), for such tensors only. Without the
-        inputs (``inputs=None``) nothing is known to come from them: the shape alone decides."""
+        telling it from equal rows reads values (a host sync), once per such tensor in a forward pass
+        (its calls and its module's hook ask again). Without the inputs (``inputs=None``) nothing is
+        known to come from them: the shape alone decides."""
         if batch_dim(t, self.batch_size) != 0:
             return False
         if self.inputs is None or self.activations.get(id(t)) is t or t.shape[0] == 1 or t.stride(0) == 0:
             return True
-        return bool((t == t[:1]).all())
+        known = self.equal_rows.get(id(t))
+        if known is None or known[0] is not t:
+            known = self.equal_rows[id(t)] = (t, bool((t == t[:1]).all()))
+        return known[1]
 
     def _record(self, call: Call, use: bool) -> None:
         for pid in call.param_ids:
