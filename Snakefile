@@ -34,6 +34,7 @@ workdir: os.path.join(LAUNCH, run_folder(config))
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/runs.smk"
+include: "workflow/rules/settings.smk"
 include: "workflow/rules/targets.smk"
 include: "workflow/rules/rfm.smk"
 include: "workflow/rules/data.smk"

@@ -16,8 +16,10 @@ Faults, each injected at a point chosen here and reported in runs/rehearsal/rehe
 
 Each interrupted language model is then trained again uninterrupted on this machine, with its own
 recorded settings and data, and its tables compared with the interrupted run's (timing columns
-left out). Then the Snakemake report. The numbers are a rehearsal's, not the paper's.
-Measured here (2 cores, FAKE_GPUS=2, NODE_CPUS=8): 14.1 min in all.
+left out). Then every figure is checked against its tables and caption
+(tests/test_figures_draw_tables.py on this tree), the cost forecast (``results/forecast``, each
+kind of training job timed alone) is set beside the runs' measured time, and the Snakemake report
+is built. It exits 1 when a check fails. The numbers are a rehearsal's, not the paper's.
 """
 
 from __future__ import annotations
@@ -179,9 +181,38 @@ def uninterrupted_equal(run: Path, scratch: Path) -> bool | None:
     return all(a.equals(b) for a, b in tables)
 
 
-def summary(wall: float, faults: list[dict], edit: dict, scratch: Path) -> str:
+def figures_checked(log: Path) -> tuple[int, int]:
+    """tests/test_figures_draw_tables.py on the rehearsal's tree: (passed, failed)."""
+    env = {**ENV, "SPECTRAL_REACH_FIGURES_CONFIG": CONFIG}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_figures_draw_tables.py"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True).stdout
+    log.write_text(out)
+    counts = dict((k, int(n)) for n, k in re.findall(r"(\d+) (passed|failed|error)", out.splitlines()[-1]))
+    return counts.get("passed", 0), counts.get("failed", 0) + counts.get("error", 0)
+
+
+def forecast_against_runs(log: Path) -> pd.DataFrame:
+    """The forecast (``results/forecast``, each kind of job timed alone on this machine) of each
+    training rule's loop seconds (steps and LNP measurements; start-up, evaluation and checkpoints
+    left out), beside the rehearsal's: its runs' loop seconds (``done.json``: ``train_s + lnp_s``)
+    and its jobs' CPU seconds (Snakemake benchmarks, start-up included)."""
+    assert snakemake("results/forecast/forecast.md", "--cores", "1", "--configfile", CONFIG, log=log) == 0
+    fc = pd.read_csv(RUN / "results/forecast/forecast.csv")
+    fc["forecast_s"] = fc["count"] * (fc["steps"] * fc["t_step"] + fc["n_lnp"] * fc["t_lnp"])
+    rows = []
+    for rule, kind in (("lm_train", "lm"), ("probe_train", "probe"), ("vit_train", "vit")):
+        done = [json.loads(p.read_text()) for p in (RUN / "results" / kind).glob("**/done.json")]
+        cpu = [pd.read_csv(p, sep="\t")["cpu_time"].iloc[-1] for p in (RUN / "logs/benchmarks" / rule).glob("**/*.tsv")]
+        rows.append({"rule": rule, "jobs": len(done), "forecast_s": fc.loc[fc["rule"] == rule, "forecast_s"].sum(),
+                     "loop_s": sum(d["train_s"] + d["lnp_s"] for d in done), "cpu_s": sum(cpu)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def summary(wall: float, faults: list[dict], edit: dict, checks: dict, scratch: Path) -> tuple[str, list[str]]:
+    """The rehearsal's markdown summary, and what failed in it (empty when all held)."""
     figures = sorted(p.name for p in (RUN / "figures").glob("*.pdf"))
     tables = sorted(p.name for p in (RUN / "results/tables").glob("*.md"))
+    failed = [] if len(figures) == 11 else [f"{len(figures)} figures, not 11"]
     lines = [
         "# Rehearsal of the paper study (config/rehearsal.yaml): a rehearsal's numbers, not the paper's",
         "",
@@ -194,9 +225,10 @@ def summary(wall: float, faults: list[dict], edit: dict, scratch: Path) -> str:
     for f in faults:
         if "run" in f:
             resumed = json.loads((RUN / f["run"] / "done.json").read_text())["resumed_at"]
-            same = {True: "equal", False: "NOT equal", None: "not compared"}[
-                uninterrupted_equal(RUN / f["run"], scratch)
-            ]
+            equal = uninterrupted_equal(RUN / f["run"], scratch)
+            failed += [f"{f['run']}: not resumed"] if not resumed else []
+            failed += [f"{f['run']}: differs from an uninterrupted run"] if equal is False else []
+            same = {True: "equal", False: "NOT equal", None: "not compared"}[equal]
             lines.append(
                 f"| {f['fault']} (SLURM job {f['slurm_job']}, {f['at_s']} s in) | {f['run']}, held after {f['held_after']} | "
                 f"resumed at steps {resumed}; tables {same} to an uninterrupted run |"
@@ -208,19 +240,30 @@ def summary(wall: float, faults: list[dict], edit: dict, scratch: Path) -> str:
             )
     plan = ", ".join(f"{rule} {n}" for rule, n in sorted(edit["planned"].items()))
     if edit["stale"]:
-        outcome = (
-            f"**{', '.join(edit['stale'])} still at the old lr**: not rerun (Snakemake: jobs with missing "
-            "provenance, finished while the master was dead, are not rerun on a params change)"
-        )
+        failed.append(f"{edit['size']} {', '.join(edit['stale'])} at the old lr")
+        outcome = f"**{', '.join(edit['stale'])} still at the old lr**: not rerun"
     else:
         outcome = f"every one of its {edit['expected_lm']} language models at the new lr"
+    passed, broken = checks["figures"]
+    failed += [f"{broken} figure-vs-table checks failed"] if broken or not passed else []
+    fc = checks["forecast"]
     lines += [
         f"| lr of {edit['size']} edited to {edit['lr']:g} | dry run: {plan} | {outcome} |",
         "",
-        "The real study: `snakemake results/forecast/forecast.md --configfile config/paper.yaml` on its GPU "
-        "(docs/workflow.md: roughly 100 H100-hours, 208 jobs).",
+        f"Figures against their tables and captions (tests/test_figures_draw_tables.py on this tree): {passed} passed, "
+        f"{broken} failed.",
+        "",
+        "The forecast (`results/forecast`, each kind of training job timed alone for a few steps on this machine) "
+        "against the rehearsal's runs, in seconds of training loop (steps and LNP measurements); the runs shared "
+        "two cores with up to seven others, and their jobs' CPU seconds include start-up:",
+        "",
+        fc.to_markdown(index=False, floatfmt=".0f"),
+        "",
+        f"Forecast over measured loop time: {fc['forecast_s'].sum() / fc['loop_s'].sum():.2f}. The real study: "
+        "`snakemake results/forecast/forecast.md --configfile config/paper.yaml` on its GPU (docs/workflow.md: "
+        "roughly 100 H100-hours, 208 jobs and a settings file per run).",
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", failed
 
 
 def main() -> None:
@@ -245,13 +288,18 @@ def main() -> None:
         log = scratch / "snakemake.log"
         wall = study(scratch, log, faults)
         edit = edit_lr(scratch, log)
+        checks = {"figures": figures_checked(RUN / "figures_check.log"), "forecast": forecast_against_runs(log)}
         report = snakemake("--configfile", CONFIG, "--report", "report.html", log=log)
-        text = summary(wall, faults, edit, scratch) + f"\nSnakemake report: {'built' if report == 0 else 'FAILED'}.\n"
+        text, failed = summary(wall, faults, edit, checks, scratch)
+        failed += [] if report == 0 else ["the Snakemake report"]
+        text += f"\nSnakemake report: {'built' if report == 0 else 'FAILED'}.\n"
+        text += f"\n**Failed: {'; '.join(failed)}**\n" if failed else "\nEvery check held.\n"
         (RUN / "rehearsal.md").write_text(text)
         shutil.copy(log, RUN / "rehearsal.snakemake.log")
         print(text)
     finally:
         subprocess.run([str(ROOT / ".ci/slurm.sh"), "down", str(base)], check=False)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

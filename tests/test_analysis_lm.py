@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from spectral_reach.analysis import claims, lm
+from spectral_reach.analysis.runs import StaleRun
 from spectral_reach.figures import (
     caption,
     fig01_scaling,
@@ -35,12 +36,15 @@ def _fake_run(folder: Path, params: int, losses: list[float], test_loss: float) 
     pd.DataFrame(
         {"step": [0, len(losses) - 1], "tokens": [64, 64 * len(losses)], "test_loss": [5.0, test_loss]}
     ).to_parquet(folder / "eval.parquet")
-    done = {"params": params, "tokens": 64 * len(losses), "final_test_loss": test_loss, "train_s": 1.0, "lnp_s": 0.5}
+    done = {"params": params, "tokens": 64 * len(losses), "final_test_loss": test_loss, "train_s": 1.0, "lnp_s": 0.5,
+            "spec": {"lr": 0.01}}  # fmt: skip
     (folder / "done.json").write_text(json.dumps(done))
+    # the training job's params file (workflow/rules/settings.smk), its spec as the rule's JSON text
+    (folder / "params.json").write_text(json.dumps({"spec": json.dumps({"lr": 0.01, "checkpoint_every": 5})}))
     return {
-        name: str(folder / f"{name}.{'json' if name == 'done' else 'parquet'}")
+        name: str(folder / f"{name}.{'json' if name in ('done', 'settings') else 'parquet'}")
         for name in ("done", "metrics", "lnp", "eval")
-    }
+    } | {"settings": str(folder / "params.json")}
 
 
 def test_lm_summary_reads_the_files_the_rule_names(tmp_path):
@@ -49,7 +53,7 @@ def test_lm_summary_reads_the_files_the_rule_names(tmp_path):
     a = _fake_run(tmp_path / "a", 100, [4.0, 3.0, 2.0, 1.0], 1.5)
     b = _fake_run(tmp_path / "b", 300, [3.0, 2.0, 1.0, 0.5], 0.9)
     keys = json.dumps([{"size": "s", "seed": 0}, {"size": "l", "seed": 1}])
-    files = [arg for name in ("done", "metrics", "lnp", "eval") for arg in (f"--{name}", a[name], b[name])]
+    files = [arg for name in ("done", "metrics", "lnp", "eval", "settings") for arg in (f"--{name}", a[name], b[name])]
     out = {k: str(tmp_path / f"{k}.parquet") for k in ("runs", "lnp", "curves", "fits")}
     outs = [arg for k, v in out.items() for arg in (f"--out-{k}", v)]
     settings = ["--final-fraction", "0.5", "--raw-steps", "2", "--fit-max-rel-error", "1.0"]
@@ -63,8 +67,11 @@ def test_lm_summary_reads_the_files_the_rule_names(tmp_path):
     assert len(pd.read_parquet(out["curves"])) == 4
     fits = pd.read_parquet(out["fits"])  # two runs cannot determine three parameters
     assert fits["loss"].tolist() == ["train", "test"] and not fits["determined"].any()
-    with pytest.raises(SystemExit, match="--eval: 1 files for 2 runs"):
+    with pytest.raises(SystemExit, match="--settings: 1 files for 2 runs"):
         main(["lm-summary", "--keys", keys, *files[:-1], *settings, *outs])
+    Path(b["settings"]).write_text(json.dumps({"spec": json.dumps({"lr": 0.005})}))  # the config's lr changed
+    with pytest.raises(StaleRun, match=r"run \{'size': 'l', 'seed': 1\} .* lr: ran with 0.01, config says 0.005"):
+        main(["lm-summary", "--keys", keys, *files, *settings, *outs])
 
 
 def test_power_law_recovers_known_parameters():
@@ -283,6 +290,19 @@ def test_measured_values_fill_the_caption_templates(tables, tmp_path):
     assert [p["name"] for p in m9["parametrizations"]] == ["standard", "muP"]
     caption.render(TEMPLATES / "fig09.rst", tmp_path / "fig09.rst", m9)
     assert "(falls with size)" in (tmp_path / "fig09.rst").read_text()
+
+
+def test_fig08_caption_names_the_best_size_of_the_drawn_losses_when_a_run_has_no_chi_pos_there():
+    """Seen on the rehearsal: at the largest budget some runs had no LNP window yet, and the caption's
+    best size was taken from the runs with one only, not from the losses the figure draws."""
+    loss = pd.DataFrame(
+        {"budget": 1e6, "size": ["s", "s", "l", "l"], "seed": [0, 1, 0, 1], "params": [10, 10, 100, 100],
+         "test_loss": [3.0, 1.0, 2.5, 2.5]}
+    )  # fmt: skip
+    pos = loss.drop(columns="test_loss").assign(chi_pos=[0.1, 0.2, 0.3, 0.4]).iloc[[0, 2, 3]]  # s, seed 1: none
+    [budget] = fig08_isocompute.caption_values({"a": (loss, pos)})["datasets"][0]["budgets"]
+    assert budget["best"] == "s"  # seed means 2.0 < 2.5; with s's chi_pos rows only it would be "l" (3.0)
+    assert budget["rank_corr"] == pytest.approx(-1.0)  # over s (3.0, 0.1) and l (2.5, 0.35)
 
 
 def test_a_rising_or_unordered_curve_is_called_so():

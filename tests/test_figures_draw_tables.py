@@ -7,16 +7,22 @@ as multisets, with the same numbers computed independently from the summary tabl
 over seeds, left out exactly where the figure says it leaves points out. The caption's numbers
 (its ``caption_values``, which the rendered caption prints) must be among the drawn ones, and
 the caption rendered here must equal the one the workflow wrote.
+
+The tree is the CI-scale run, or the finished run of the config that ``SPECTRAL_REACH_FIGURES_CONFIG``
+names (``make rehearsal`` checks runs/rehearsal so).
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from workflow_run import CI_CONFIG, CI_CONFIG_PATH, snakemake
+import yaml
+from workflow_run import CI_CONFIG_PATH, ROOT, snakemake
 
 from spectral_reach.cli import main
 from spectral_reach.figures import style
@@ -26,13 +32,27 @@ pytestmark = pytest.mark.slow
 
 RULES = ["fig01", "fig03", "fig04", "fig05", "fig06", "fig07", "fig08", "fig09", "fig10", "fig11", "fig12"]
 RTOL = 1e-9
+CONFIG_PATH = ROOT / os.environ.get("SPECTRAL_REACH_FIGURES_CONFIG", CI_CONFIG_PATH)
+CONFIG = yaml.safe_load(CONFIG_PATH.read_text())
 
 
 @pytest.fixture(scope="module")
-def drawn(workdir, tmp_path_factory):
+def launch(request) -> Path:
+    """The folder Snakemake starts in: this checkout for a named config, else the CI-scale run's."""
+    return ROOT if CONFIG_PATH != CI_CONFIG_PATH else request.getfixturevalue("workdir")
+
+
+@pytest.fixture(scope="module")
+def tree(launch) -> Path:
+    """The finished tree (the config's run folder) the figures are read from."""
+    return launch / "runs" / CONFIG["run_name"] if "run_name" in CONFIG else launch
+
+
+@pytest.fixture(scope="module")
+def drawn(launch, tree, tmp_path_factory):
     """``{rule: (figure, caption text rendered here)}`` from each figure rule's own command."""
     out = snakemake(
-        workdir, "-n", "-p", "--forcerun", *RULES, "--configfile", str(CI_CONFIG_PATH), "--replace-workflow-config"
+        launch, "-n", "-p", "--forcerun", *RULES, "--configfile", str(CONFIG_PATH), "--replace-workflow-config"
     ).stdout
     # the figure command inside its rule's log wrapper (workflow/rules/common.smk: logged)
     shell = [line[line.index("spectral-reach fig") :] for line in out.splitlines() if "spectral-reach fig" in line]
@@ -40,7 +60,7 @@ def drawn(workdir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("figures")
     figures = {}
     with pytest.MonkeyPatch.context() as m:
-        m.chdir(workdir)
+        m.chdir(tree)
         m.setattr(style, "save", lambda fig, pdf, png, dpi: figures.__setitem__("current", fig))
         for command in commands:
             args = shlex.split(command)[1:]
@@ -95,40 +115,38 @@ def seed_means(df: pd.DataFrame, by: list[str], x: str, y: str, positive: bool) 
     return m[[x, y]].to_numpy()
 
 
-def caption_on_disk(workdir, rule: str) -> str:
-    return (workdir / f"results/report/{rule}.rst").read_text()
+def caption_on_disk(tree, rule: str) -> str:
+    return (tree / f"results/report/{rule}.rst").read_text()
 
 
-def read(workdir, path: str) -> pd.DataFrame:
-    return (pd.read_parquet if path.endswith(".parquet") else pd.read_csv)(workdir / path)
+def read(tree, path: str) -> pd.DataFrame:
+    return (pd.read_parquet if path.endswith(".parquet") else pd.read_csv)(tree / path)
 
 
-LM = CI_CONFIG["datasets"]
+LM = CONFIG["datasets"]
 
 
 @pytest.mark.parametrize("rule", RULES)
-def test_the_caption_the_workflow_wrote_is_the_one_of_these_tables(drawn, workdir, rule):
-    assert drawn[rule][1] == caption_on_disk(workdir, rule)
+def test_the_caption_the_workflow_wrote_is_the_one_of_these_tables(drawn, tree, rule):
+    assert drawn[rule][1] == caption_on_disk(tree, rule)
 
 
-def test_fig01_draws_each_run_and_the_seed_means_of_chi_pos(drawn, workdir):
+def test_fig01_draws_each_run_and_the_seed_means_of_chi_pos(drawn, tree):
     from spectral_reach.figures import fig01_scaling
 
     fig = drawn["fig01"][0]
     data = {}
     for col, name in enumerate(LM):
         runs, windows = (
-            read(workdir, f"results/lm/{name}/summary/runs.csv"),
-            read(workdir, f"results/lm/{name}/summary/lnp_windows.parquet"),
+            read(tree, f"results/lm/{name}/summary/runs.csv"),
+            read(tree, f"results/lm/{name}/summary/lnp_windows.parquet"),
         )
         data[name] = (runs, windows)
         top, bottom = fig.get_axes()[col], fig.get_axes()[len(LM) + col]
         same_points(scattered(top), runs[["params", "final_train_loss"]].to_numpy(), f"{name} losses")
         expected = seed_means(windows, ["size", "step"], "step", "chi_pos", positive=True)
         same_points(points(bottom), expected, f"{name} chi_pos")
-    fits = pd.concat(
-        [read(workdir, f"results/lm/{n}/summary/fits.csv").assign(dataset=n) for n in LM], ignore_index=True
-    )
+    fits = pd.concat([read(tree, f"results/lm/{n}/summary/fits.csv").assign(dataset=n) for n in LM], ignore_index=True)
     values = fig01_scaling.caption_values(data, fits[fits["loss"] == "train"])
     for col, d in enumerate(values["datasets"]):
         y = points(fig.get_axes()[len(LM) + col])[:, 1]
@@ -150,11 +168,11 @@ def test_fig01_mean_of_a_positive_and_a_negative_seed_is_drawn_at_the_mean(tmp_p
     same_points(points(figs[0].get_axes()[1]), [[10, 3e-6], [20, 1.1e-7]], "chi_pos")
 
 
-def test_fig03_draws_the_seed_means_and_theory_of_its_tables(drawn, workdir):
+def test_fig03_draws_the_seed_means_and_theory_of_its_tables(drawn, tree):
     fig = drawn["fig03"][0]
     left, right = fig.get_axes()[:2]
-    dev, curves = read(workdir, "results/rfm/deviations.csv"), read(workdir, "results/rfm/theory.csv")
-    dim = CI_CONFIG["rfm"]["input_dim"]
+    dev, curves = read(tree, "results/rfm/deviations.csv"), read(tree, "results/rfm/theory.csv")
+    dim = CONFIG["rfm"]["input_dim"]
     same_points(
         points(left),
         np.concatenate([np.c_[np.arange(1, dim + 1), data_spectrum(dim, a)] for a in sorted(dev["alpha"])]),
@@ -165,11 +183,11 @@ def test_fig03_draws_the_seed_means_and_theory_of_its_tables(drawn, workdir):
     same_points(points(right), np.concatenate(means + theory), "LNP at initialisation")
 
 
-def test_fig04_draws_the_ratios_its_caption_states(drawn, workdir):
+def test_fig04_draws_the_ratios_its_caption_states(drawn, tree):
     from spectral_reach.figures import fig04_probe_ratio
 
     fig = drawn["fig04"][0]
-    data = {n: read(workdir, f"results/probe/{n}/summary/ratios.csv") for n in LM}
+    data = {n: read(tree, f"results/probe/{n}/summary/ratios.csv") for n in LM}
     values = fig04_probe_ratio.caption_values(data)
     for ax, d in zip(fig.get_axes(), values["datasets"]):
         params = data[d["name"]].groupby("size")["params"].first()
@@ -179,11 +197,11 @@ def test_fig04_draws_the_ratios_its_caption_states(drawn, workdir):
         same_points(points(ax), expected, d["name"])
 
 
-def test_fig05_draws_chi_net_of_full_training_and_random_probes(drawn, workdir):
+def test_fig05_draws_chi_net_of_full_training_and_random_probes(drawn, tree):
     fig = drawn["fig05"][0]
     for ax, name in zip(fig.get_axes(), LM):
-        lm = read(workdir, f"results/lm/{name}/summary/lnp_windows.parquet")
-        probe = read(workdir, f"results/probe/{name}/summary/lnp_windows.parquet")
+        lm = read(tree, f"results/lm/{name}/summary/lnp_windows.parquet")
+        probe = read(tree, f"results/probe/{name}/summary/lnp_windows.parquet")
         expected = np.concatenate(
             [
                 seed_means(lm, ["size", "step"], "step", "chi_net", positive=False),
@@ -193,40 +211,40 @@ def test_fig05_draws_chi_net_of_full_training_and_random_probes(drawn, workdir):
         same_points(points(ax), expected, name)
 
 
-def test_fig06_draws_the_cv_and_every_seed(drawn, workdir):
+def test_fig06_draws_the_cv_and_every_seed(drawn, tree):
     fig = drawn["fig06"][0]
-    cv = read(workdir, "results/checks/hutchinson_cv.csv")
+    cv = read(tree, "results/checks/hutchinson_cv.csv")
     top = fig.get_axes()[0]
     measured = lines(top)[0]
     same_points(measured, cv[["k", "cv"]].to_numpy(), "CV")
     among([cv["cv"].iloc[0], cv["cv"].iloc[-1]], measured[:, 1], "CV")
     assert f"slope {cv['slope'].iloc[0]:.3f}" in top.get_legend().get_texts()[1].get_text()
     for ax, name in zip(fig.get_axes()[1:], LM):
-        windows = read(workdir, f"results/lm/{name}/summary/lnp_windows.parquet")
+        windows = read(tree, f"results/lm/{name}/summary/lnp_windows.parquet")
         positive = windows[windows["chi_pos"] > 0]  # every seed its own line: per-seed filtering is right here
         same_points(points(ax), positive[["step", "chi_pos"]].to_numpy(), name)
 
 
-def test_fig07_draws_each_run_and_its_caption_is_their_mean(drawn, workdir):
+def test_fig07_draws_each_run_and_its_caption_is_their_mean(drawn, tree):
     from spectral_reach.analysis.claims import final
 
     fig = drawn["fig07"][0]
     for ax, name in zip(fig.get_axes(), LM):
-        runs = read(workdir, f"results/lm/{name}/summary/runs.csv")
+        runs = read(tree, f"results/lm/{name}/summary/runs.csv")
         got = scattered(ax)
         same_points(got, runs[["params", "final_test_loss"]].to_numpy(), name)
         means = pd.DataFrame(got, columns=["x", "y"]).groupby("x")["y"].mean().sort_index().to_numpy()
         np.testing.assert_allclose(means, final(runs, "final_test_loss"), rtol=RTOL)
 
 
-def test_fig08_draws_the_isocompute_seed_means(drawn, workdir):
+def test_fig08_draws_the_isocompute_seed_means(drawn, tree):
     from spectral_reach.figures import fig08_isocompute
 
     fig = drawn["fig08"][0]
     data = {}
     for row, name in enumerate(LM):
-        loss = read(workdir, f"results/lm/{name}/summary/isocompute_loss.csv")
-        pos = read(workdir, f"results/lm/{name}/summary/isocompute_chi_pos.csv")
+        loss = read(tree, f"results/lm/{name}/summary/isocompute_loss.csv")
+        pos = read(tree, f"results/lm/{name}/summary/isocompute_chi_pos.csv")
         data[name] = (loss, pos)
         left, right = fig.get_axes()[2 * row], fig.get_axes()[2 * row + 1]
         same_points(points(left), seed_means(loss, ["budget", "params"], "params", "test_loss", False), name)
@@ -240,13 +258,13 @@ def test_fig08_draws_the_isocompute_seed_means(drawn, workdir):
         assert drawn_best == sorted(params[s] for s in best.values()), name
 
 
-def test_fig09_draws_vit_loss_curves_and_chi_pos(drawn, workdir):
+def test_fig09_draws_vit_loss_curves_and_chi_pos(drawn, tree):
     from spectral_reach.figures import fig09_vit
 
     fig = drawn["fig09"][0]
-    runs = read(workdir, "results/vit/summary/runs.csv")
-    windows = read(workdir, "results/vit/summary/lnp_windows.parquet")
-    curves = read(workdir, "results/vit/summary/curves.parquet")
+    runs = read(tree, "results/vit/summary/runs.csv")
+    windows = read(tree, "results/vit/summary/lnp_windows.parquet")
+    curves = read(tree, "results/vit/summary/curves.parquet")
     pars = [p for p in fig09_vit.TITLES if p in set(runs["parametrization"])]
     axes = np.array(fig.get_axes()).reshape(2, len(pars))
     values = fig09_vit.caption_values(runs, windows)["parametrizations"]
@@ -259,13 +277,13 @@ def test_fig09_draws_vit_loss_curves_and_chi_pos(drawn, workdir):
 
 
 @pytest.mark.parametrize("rule", ["fig10", "fig11"])
-def test_fig10_fig11_draw_every_component_at_its_seed_means(drawn, workdir, rule):
+def test_fig10_fig11_draw_every_component_at_its_seed_means(drawn, tree, rule):
     from spectral_reach.figures import fig10_components
 
     fig = drawn[rule][0]
-    name = CI_CONFIG["figures"][rule]["dataset"]
-    windows = read(workdir, f"results/lm/{name}/summary/lnp_windows.parquet")
-    runs = read(workdir, f"results/lm/{name}/summary/runs.csv")
+    name = CONFIG["figures"][rule]["dataset"]
+    windows = read(tree, f"results/lm/{name}/summary/lnp_windows.parquet")
+    runs = read(tree, f"results/lm/{name}/summary/runs.csv")
     values = fig10_components.caption_values(windows, runs, name)
     for ax, (col, _) in zip(fig.get_axes(), fig10_components.PANELS):
         got = points(ax)
@@ -273,10 +291,10 @@ def test_fig10_fig11_draw_every_component_at_its_seed_means(drawn, workdir, rule
         among([x for s in values[col]["sizes"] for x in (s["first"], s["last"]) if x > 0], got[:, 1], col)
 
 
-def test_fig12_draws_the_spectrum_and_its_caption_rows(drawn, workdir):
+def test_fig12_draws_the_spectrum_and_its_caption_rows(drawn, tree):
     fig = drawn["fig12"][0]
-    spectrum = read(workdir, "results/checks/entk_spectrum.parquet")
-    shift = read(workdir, "results/checks/entk_shift.csv")
+    spectrum = read(tree, "results/checks/entk_spectrum.parquet")
+    shift = read(tree, "results/checks/entk_shift.csv")
     kept = spectrum[spectrum["lhat"] > 0]
     hist, scatter, reach = fig.get_axes()[:3]
     same_points(scattered(scatter), kept[["lhat", "chat_sq"]].to_numpy(), "projections")

@@ -52,6 +52,12 @@ def shape(config: dict) -> dict:
     }
 
 
+CLUSTER_RULES_WITH_PARAMS = {
+    "lm_train", "probe_train", "vit_train", "rfm_lnp", "hutchinson_cv", "entk_spectrum", "stories_generate",
+    "stories_download", "tokenizer_train", "stories_tokenize", "images_generate", "images_convert",
+}  # fmt: skip
+
+
 def test_the_rehearsal_has_the_paper_studys_shape():
     assert shape(REHEARSAL) == shape(PAPER)
 
@@ -59,7 +65,10 @@ def test_the_rehearsal_has_the_paper_studys_shape():
 def test_the_rehearsal_plans_the_paper_studys_jobs_but_one_data_job(tmp_path):
     work = copy_workflow(tmp_path)
     paper, rehearsal = planned_jobs(work, PAPER), planned_jobs(work, REHEARSAL)
+    files = paper.pop("params_file")  # one per cluster job with params, written by the master (settings.smk)
+    assert files == sum(n for rule, n in paper.items() if rule in CLUSTER_RULES_WITH_PARAMS)
     assert sum(paper.values()) == 208
+    assert rehearsal.pop("params_file") == sum(n for rule, n in rehearsal.items() if rule in CLUSTER_RULES_WITH_PARAMS)
     data = {"stories_download": 2, "cifar5m_download": 6}
     twins = {"stories_generate": 1, "images_generate": 6}
     assert {r: paper[r] for r in data} == data and {r: rehearsal[r] for r in twins} == twins

@@ -15,6 +15,7 @@ import pytest
 import torch
 from test_train import SPEC, assert_same_run
 
+from spectral_reach.analysis.runs import StaleRun, check_current
 from spectral_reach.data import Contexts, DataError, read_meta
 from spectral_reach.data.memmap import sha256_file, sidecar_path, verify
 from spectral_reach.models import llama
@@ -62,6 +63,23 @@ def test_done_json_and_every_table_record_the_run(fresh, text_data):
     for table in ("metrics", "lnp", "eval"):
         attrs = pd.read_parquet(fresh[1e-2] / f"{table}.parquet").attrs["run"]
         assert attrs["fingerprint"] == done["fingerprint"] and attrs["spec"] == done["spec"]
+
+
+def test_a_summary_reads_a_run_only_if_its_params_file_still_holds_its_settings(fresh, tmp_path):
+    done = fresh[1e-2] / "done.json"
+    params = tmp_path / "params.json"
+
+    def write(spec):
+        params.write_text(json.dumps({"spec": json.dumps(spec, sort_keys=True), "state": "results/..."}))
+
+    write({**SHORT, "lr": 1e-2, "checkpoint_every": 2, "log_every": 1})
+    assert check_current({"size": "a"}, done, params)["spec"]["lr"] == 1e-2  # intervals change no number
+    write({**SHORT, "lr": 5e-3})
+    with pytest.raises(StaleRun, match=r"run \{'size': 'a'\} .* lr: ran with 0.01, config says 0.005\. Rerun it"):
+        check_current({"size": "a"}, done, params)
+    write({**SHORT, "lr": 1e-2, "size": {**SHORT["size"], "hidden": 32}})
+    with pytest.raises(StaleRun, match="size: ran with .*'hidden': 16.*config says .*'hidden': 32"):
+        check_current({"size": "a"}, done, params)
 
 
 def test_changed_lr_starts_fresh_and_equals_an_uninterrupted_run_of_it(fresh, text_data, tmp_path, monkeypatch, caplog):

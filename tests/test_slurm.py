@@ -26,6 +26,7 @@ pytestmark = [
 RUN = "results/lm/stories/a/seed0"
 # rules that run on the submitting machine (the workflow's localrules); every other job goes to SLURM
 LOCAL_RULES = {
+    "params_file",
     "data_verify",
     "all",
     "rfm_theory",
@@ -44,6 +45,7 @@ LOCAL_RULES = {
     "fig05",
     "fig06",
     "fig12",
+    "vit_summary",
     "vit_table",
     "fig09",
 }

@@ -12,7 +12,17 @@ import pandas as pd
 import pytest
 import yaml
 from test_run_identity import assert_finite_checkpoints
-from workflow_run import CI_CONFIG, ENV, ROOT, copy_run, edited, kill_after_checkpoint, planned_jobs, snakemake
+from workflow_run import (
+    CI_CONFIG,
+    CI_CONFIG_PATH,
+    ENV,
+    ROOT,
+    copy_run,
+    edited,
+    kill_after_checkpoint,
+    planned_jobs,
+    snakemake,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +68,7 @@ def test_ci_scale_run_makes_every_target(workdir):
 def test_one_sizes_learning_rate_reruns_that_size_and_what_depends_on_it(workdir):
     changed = edited(lm__stories__sizes__b__lr=5e-3)
     assert planned_jobs(workdir, changed) == Counter(
+        params_file=4,  # settings.smk: the 2 language models' and the 2 probes' params
         lm_train=2,
         probe_train=2,
         lm_table=1,
@@ -78,12 +89,32 @@ def test_one_sizes_learning_rate_reruns_that_size_and_what_depends_on_it(workdir
 
 def test_one_mup_learning_rate_reruns_that_vit_only(workdir):
     changed = edited(vit__mup__sizes__b__lr=3e-3)
-    assert planned_jobs(workdir, changed) == Counter(vit_train=1, vit_table=1, vit_summary=1, fig09=1, all=1)
+    assert planned_jobs(workdir, changed) == Counter(
+        params_file=1, vit_train=1, vit_table=1, vit_summary=1, fig09=1, all=1
+    )
+
+
+def test_jobs_that_finished_while_snakemake_was_dead_rerun_on_an_edit(workdir, tmp_path):
+    """A cluster job that ends while its Snakemake master is dead gets no provenance (the master
+    records it), and Snakemake ignores a params change of such a job: the rehearsal's lr edit left
+    one seed at its old lr. Its params file (settings.smk), a local rule's output, changes all the same."""
+    work = copy_run(workdir, tmp_path / "run")
+    run = "results/lm/stories/b/seed0"
+    config = ["--configfile", str(CI_CONFIG_PATH), "--replace-workflow-config"]
+    outputs = [f"{run}/{f}" for f in ("model", "metrics.parquet", "lnp.parquet", "eval.parquet", "done.json")]
+    snakemake(work, *config, "--cleanup-metadata", *outputs, "results/rfm/alpha1.parquet")  # as if never seen to finish
+    assert planned_jobs(work, edited(rfm__width=96))["rfm_lnp"] == 2
+    changed = edited(lm__stories__sizes__b__lr=5e-3)
+    assert planned_jobs(work, changed)["lm_train"] == 2
+    path = work / "edited.yaml"
+    snakemake(work, "--configfile", str(path), "--replace-workflow-config", f"{run}/done.json")
+    assert json.loads((work / run / "done.json").read_text())["spec"]["lr"] == 5e-3
 
 
 def test_added_seed_trains_only_the_new_runs(workdir):
     changed = edited(lm__stories__seeds=[0, 1, 2])
     assert planned_jobs(workdir, changed) == Counter(
+        params_file=2,
         lm_train=2,
         lm_summary=1,
         lm_isocompute=1,
@@ -110,7 +141,9 @@ def test_plotting_option_reruns_only_its_figure(workdir):
 
 
 def test_model_width_reruns_measurements_not_theory(workdir):
-    assert planned_jobs(workdir, edited(rfm__width=96)) == Counter(rfm_lnp=2, rfm_summary=1, fig03=1, all=1)
+    assert planned_jobs(workdir, edited(rfm__width=96)) == Counter(
+        params_file=2, rfm_lnp=2, rfm_summary=1, fig03=1, all=1
+    )
 
 
 def test_theory_option_reruns_no_measurement(workdir):
@@ -119,7 +152,9 @@ def test_theory_option_reruns_no_measurement(workdir):
 
 def test_added_alpha_runs_one_new_measurement(workdir):
     added = edited(rfm__alphas=CI_CONFIG["rfm"]["alphas"] + [3.0])
-    assert planned_jobs(workdir, added) == Counter(rfm_lnp=1, rfm_theory=1, rfm_summary=1, fig03=1, all=1)
+    assert planned_jobs(workdir, added) == Counter(
+        params_file=1, rfm_lnp=1, rfm_theory=1, rfm_summary=1, fig03=1, all=1
+    )
 
 
 def test_schema_violation_fails_before_any_job(workdir):

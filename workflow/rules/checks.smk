@@ -8,6 +8,7 @@ rule hutchinson_cv:
     input:
         model=lambda w: f"{lm_run_dir(**check_run('hutchinson'))}/model",
         data=lambda w: data_files(config["checks"]["hutchinson"]["dataset"]),
+        settings=params_file("hutchinson_cv"),
     output:
         report("results/checks/hutchinson_cv.csv", caption="../report/hutchinson_cv.rst", category="Fig. 6"),
     log:
@@ -33,6 +34,7 @@ rule entk_spectrum:
     input:
         model=lambda w: f"{lm_run_dir(**check_run('entk'))}/model",
         data=lambda w: data_files(config["checks"]["entk"]["dataset"]),
+        settings=params_file("entk_spectrum"),
     output:
         spectrum="results/checks/entk_spectrum.parquet",
         shift=report("results/checks/entk_shift.csv", caption="../report/entk_shift.rst", category="Fig. 12"),

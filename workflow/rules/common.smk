@@ -110,6 +110,30 @@ wildcard_constraints:
     vsize=constraint(VIT_SIZES),
 
 
+def params_path(rule, wildcards):
+    """The params file of the job of ``rule`` with ``wildcards`` (settings.smk):
+    ``results/settings/<rule>/<name>=<value>/....json``, names sorted (``job.json`` for none)."""
+    parts = [f"{k}={v}" for k, v in sorted(wildcards.items())] or ["job"]
+    return os.path.join("results", "settings", rule, *parts) + ".json"
+
+
+def params_file(rule):
+    """The input function of a job's params file: ``settings=params_file("<its rule>")``."""
+    return lambda w: params_path(rule, dict(w.items()))
+
+
+def params_of(rule, job):
+    """The params of the job of ``rule`` that ``job`` names (its wildcards, as :func:`params_path`
+    writes them), as sorted JSON: each param as Snakemake gives it to the job, a function of the
+    wildcards called with them."""
+    from snakemake.iocontainers import Wildcards
+
+    pairs = [] if job == "job" else [part.split("=", 1) for part in job.split(os.sep)]
+    w = Wildcards(fromdict=dict(pairs))
+    values = {name: value(w) if callable(value) else value for name, value in getattr(rules, rule).params.items()}
+    return json.dumps(values, sort_keys=True)
+
+
 def pick(mapping, keys):
     """Only the keys a job uses, in a fixed order: editing another key, or re-ordering keys in
     a YAML file, does not change the job's params (Snakemake compares their text)."""

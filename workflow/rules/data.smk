@@ -27,6 +27,8 @@ localrules:
 
 
 rule stories_generate:
+    input:
+        settings=params_file("stories_generate"),
     output:
         train="results/data/{dataset}/generated/train.parquet",
         test="results/data/{dataset}/generated/test.parquet",
@@ -54,6 +56,8 @@ rule stories_generate:
 
 
 rule stories_download:
+    input:
+        settings=params_file("stories_download"),
     output:
         "results/data/{dataset}/hub/{split}.parquet",
     log:
@@ -77,7 +81,8 @@ rule stories_download:
 
 rule tokenizer_train:
     input:
-        lambda w: story_files(w.dataset, "train"),
+        stories=lambda w: story_files(w.dataset, "train"),
+        settings=params_file("tokenizer_train"),
     output:
         "results/data/{dataset}/tokenizer.json",
     log:
@@ -93,7 +98,7 @@ rule tokenizer_train:
         vocab_size=lambda w: config["data"][w.dataset]["vocab_size"],
     shell:
         logged(
-            "spectral-reach tokenizer-train --stories {input} --column {params.column}"
+            "spectral-reach tokenizer-train --stories {input.stories} --column {params.column}"
             " --vocab-size {params.vocab_size} --out {output}"
         )
 
@@ -103,6 +108,7 @@ rule stories_tokenize:
         train=lambda w: story_files(w.dataset, "train"),
         test=lambda w: story_files(w.dataset, "test"),
         tokenizer=lambda w: tokenizer_file(w.dataset),
+        settings=params_file("stories_tokenize"),
     output:
         multiext("results/data/{dataset}/train", ".bin", ".json"),
         multiext("results/data/{dataset}/validation", ".bin", ".json"),
@@ -127,6 +133,8 @@ rule stories_tokenize:
 
 
 rule images_generate:
+    input:
+        settings=params_file("images_generate"),
     output:
         "results/data/{dataset}/generated/part{part}.npz",
     log:
@@ -169,6 +177,7 @@ rule images_convert:
     input:
         train=lambda w: image_parts(w.dataset, "train_parts"),
         test=lambda w: image_parts(w.dataset, "test_parts"),
+        settings=params_file("images_convert"),
     output:
         multiext(
             "results/data/{dataset}/train", ".bin", ".json", "_rgb.bin", "_rgb.json", "_labels.bin", "_labels.json"

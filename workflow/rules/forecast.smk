@@ -4,6 +4,8 @@
 
 
 rule forecast_job:
+    input:
+        settings=params_file("forecast_job"),
     output:
         "results/forecast/jobs/{kind}/{group}/{size}.csv",
     log:

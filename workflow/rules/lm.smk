@@ -3,7 +3,8 @@
 
 rule lm_train:
     input:
-        lambda w: data_files(w.dataset),
+        data=lambda w: data_files(w.dataset),
+        settings=params_file("lm_train"),
     output:
         model=directory("results/lm/{dataset}/{size}/seed{seed}/model"),
         metrics="results/lm/{dataset}/{size}/seed{seed}/metrics.parquet",
@@ -45,6 +46,9 @@ rule lm_train:
 rule lm_summary:
     input:
         unpack(lambda w: run_files([lm_run_dir(w.dataset, *run) for run in lm_runs(w.dataset)], RUN_FILES)),
+        settings=lambda w: [
+            params_path("lm_train", dict(dataset=w.dataset, size=s, seed=n)) for s, n in lm_runs(w.dataset)
+        ],
     output:
         runs="results/lm/{dataset}/summary/runs.csv",
         lnp="results/lm/{dataset}/summary/lnp_windows.parquet",
@@ -64,7 +68,7 @@ rule lm_summary:
     shell:
         logged(
             "spectral-reach lm-summary --keys {params.run_keys:q} --done {input.done} --metrics {input.metrics}"
-            " --lnp {input.lnp} --eval {input.eval} --final-fraction {params.final_fraction}"
+            " --lnp {input.lnp} --eval {input.eval} --settings {input.settings} --final-fraction {params.final_fraction}"
             " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-lnp {output.lnp}"
             " --out-curves {output.curves} --fit-max-rel-error {params.fit_max_rel_error} --out-fits {output.fits}"
         )

@@ -7,6 +7,7 @@ rule probe_train:
     input:
         data=lambda w: data_files(w.dataset),
         backbone=lambda w: [f"{lm_run_dir(w.dataset, w.size, w.seed)}/model"] if w.backbone == "pretrained" else [],
+        settings=params_file("probe_train"),
     output:
         model=directory("results/probe/{dataset}/{size}/seed{seed}/{backbone}/model"),
         metrics="results/probe/{dataset}/{size}/seed{seed}/{backbone}/metrics.parquet",
@@ -53,6 +54,12 @@ rule probe_summary:
     input:
         pretrained=lambda w: [f"{probe_dir(w.dataset, *run)}/pretrained/lnp.parquet" for run in probe_runs(w.dataset)],
         random=lambda w: [f"{probe_dir(w.dataset, *run)}/random/lnp.parquet" for run in probe_runs(w.dataset)],
+        pretrained_done=lambda w: [
+            f"{probe_dir(w.dataset, *run)}/pretrained/done.json" for run in probe_runs(w.dataset)
+        ],
+        random_done=lambda w: [f"{probe_dir(w.dataset, *run)}/random/done.json" for run in probe_runs(w.dataset)],
+        pretrained_settings=lambda w: probe_params(w.dataset, "pretrained"),
+        random_settings=lambda w: probe_params(w.dataset, "random"),
         runs="results/lm/{dataset}/summary/runs.csv",
     output:
         ratios="results/probe/{dataset}/summary/ratios.csv",
@@ -72,7 +79,8 @@ rule probe_summary:
     shell:
         logged(
             "spectral-reach probe-summary --keys {params.run_keys:q} --pretrained {input.pretrained}"
-            " --random {input.random} --lm-runs {input.runs} --steps {params.steps}"
+            " --random {input.random} --pretrained-done {input.pretrained_done} --random-done {input.random_done}"
+            " --pretrained-settings {input.pretrained_settings} --random-settings {input.random_settings} --lm-runs {input.runs} --steps {params.steps}"
             " --top-fraction {params.top_fraction} --time-windows {params.time_windows:q}"
             " --raw-steps {params.raw_steps} --out-ratios {output.ratios} --out-lnp {output.lnp}"
         )

@@ -2,6 +2,8 @@
 
 
 rule rfm_lnp:
+    input:
+        settings=params_file("rfm_lnp"),
     output:
         "results/rfm/alpha{alpha}.parquet",
     log:

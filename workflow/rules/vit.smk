@@ -3,7 +3,8 @@
 
 rule vit_train:
     input:
-        lambda w: split_files(VIT["dataset"], ("_rgb", "_labels")) + [verified(VIT["dataset"])],
+        data=lambda w: split_files(VIT["dataset"], ("_rgb", "_labels")) + [verified(VIT["dataset"])],
+        settings=params_file("vit_train"),
     output:
         model=directory("results/vit/{par}/{vsize}/seed{seed}/model"),
         metrics="results/vit/{par}/{vsize}/seed{seed}/metrics.parquet",
@@ -45,6 +46,7 @@ rule vit_train:
 rule vit_summary:
     input:
         **run_files([vit_run_dir(*run) for run in vit_runs()], pick(RUN_FILES, ["done", "metrics", "lnp"])),
+        settings=[params_path("vit_train", dict(par=p, vsize=s, seed=n)) for p, s, n in vit_runs()],
     output:
         runs="results/vit/summary/runs.csv",
         curves="results/vit/summary/curves.parquet",
@@ -62,7 +64,7 @@ rule vit_summary:
     shell:
         logged(
             "spectral-reach vit-summary --keys {params.run_keys:q} --done {input.done} --metrics {input.metrics}"
-            " --lnp {input.lnp} --final-fraction {params.final_fraction}"
+            " --lnp {input.lnp} --settings {input.settings} --final-fraction {params.final_fraction}"
             " --raw-steps {params.raw_steps} --out-runs {output.runs} --out-curves {output.curves}"
             " --out-lnp {output.lnp}"
         )
@@ -121,5 +123,6 @@ rule fig09:
 
 
 localrules:
+    vit_summary,
     vit_table,
     fig09,

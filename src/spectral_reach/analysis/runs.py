@@ -6,6 +6,9 @@ Per run: parameters, what it saw (tokens or images), the final train loss (mean 
 language models, whose scaling figures read test loss; adds ``first_<unit>``, the first
 evaluation) or the training loss smoothed over ``final_fraction`` of steps (``curves="train"``,
 the ViTs of Fig. 9).
+
+A run is read only if its ``done.json`` records the settings its params file holds now
+(:func:`check_current`): a run trained with other settings never reaches a table or figure.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..train.fingerprint import NOT_RESULT
 from .lm import final_train_loss, lnp_windows
 
 
@@ -29,6 +33,30 @@ class RunFiles:
     metrics: str | Path
     lnp: str | Path
     eval: str | Path | None = None
+    settings: str | Path | None = None
+
+
+class StaleRun(ValueError):
+    """A finished run whose recorded settings are not the ones its config gives now."""
+
+
+def check_current(key: dict, done_path: str | Path, params_path: str | Path) -> dict:
+    """``done.json`` of the run named ``key``, refused unless it records each setting of the spec
+    in its training job's params file (the workflow's ``results/settings/``: ``{"spec": <JSON>,
+    ...}``), less :data:`NOT_RESULT`, which change no number; a setting the spec leaves out is its
+    default, which the run applied. So a table or figure never shows a run of other settings."""
+    done = json.loads(Path(done_path).read_text())
+    spec = json.loads(json.loads(Path(params_path).read_text())["spec"])
+    want = {k: v for k, v in spec.items() if k not in NOT_RESULT}
+    have = done.get("spec", {})
+    changed = sorted(k for k in want if want[k] != have.get(k))
+    if changed:
+        diff = "; ".join(f"{k}: ran with {have.get(k)!r}, config says {want.get(k)!r}" for k in changed)
+        raise StaleRun(
+            f"run {key} ({done_path}) is not the config's run ({params_path}): {diff}. Rerun it: "
+            f"delete {done_path} and run snakemake again"
+        )
+    return done
 
 
 def summarise(
@@ -40,7 +68,11 @@ def summarise(
     rows, windows, loss_curves = [], [], []
     for run in runs:
         key = run.key
-        done = json.loads(Path(run.done).read_text())
+        done = (
+            json.loads(Path(run.done).read_text())
+            if run.settings is None
+            else check_current(key, run.done, run.settings)
+        )
         metrics = pd.read_parquet(run.metrics)
         row = {**key, "params": done["params"], unit: done[unit]}
         if curves == "test":

@@ -11,7 +11,7 @@ from ..io import write_table
 from .common import CHECKSUM_MB, by_dataset, caption, command, figure, log, preemptible, style, summary
 
 INT, FLOAT = {"type": int}, {"type": float}
-LM_RUN_FILES = ("done", "metrics", "lnp", "eval")
+LM_RUN_FILES = ("done", "metrics", "lnp", "eval", "settings")
 
 
 def train_lm(a: argparse.Namespace) -> None:

@@ -11,17 +11,21 @@ from ..io import write_table
 from .common import by_dataset, caption, command, figure, log, run_files, style
 
 BACKBONES = ("pretrained", "random")
+PER_BACKBONE = tuple(f"{b}_{file}" for b in BACKBONES for file in ("done", "settings"))
 
 
 def probe_summary(a: argparse.Namespace) -> None:
     from ..analysis import lm, probe
+    from ..analysis.runs import check_current
 
     params = pd.read_csv(a.lm_runs).groupby("size")["params"].first()
     windows = [tuple(w) for w in json.loads(a.time_windows)]
     ratios, curves = [], []
-    for key, files in run_files(a, BACKBONES):
+    for key, files in run_files(a, (*BACKBONES, *PER_BACKBONE)):
         size, seed = key["size"], key["seed"]
-        tables = {b: pd.read_parquet(path) for b, path in files.items()}
+        for b in BACKBONES:
+            check_current({**key, "backbone": b}, files[f"{b}_done"], files[f"{b}_settings"])
+        tables = {b: pd.read_parquet(files[b]) for b in BACKBONES}
         r = probe.ratio(tables["pretrained"], tables["random"], a.steps, a.top_fraction, windows)
         ratios.append(r.assign(size=size, seed=seed, params=params[size]))
         for b, df in tables.items():
@@ -60,6 +64,10 @@ def register(sub) -> None:
         keys={"help": "JSON list of {size, seed} of each probe pair"},
         pretrained={"nargs": "+", "help": "each pair's LNP table on the pretrained backbone"},
         random={"nargs": "+", "help": "each pair's LNP table on the random backbone"},
+        **{
+            f: {"nargs": "+", "help": "each pair's done.json / params file (settings.smk) on that backbone"}
+            for f in PER_BACKBONE
+        },  # fmt: skip
         lm_runs={},
         steps={"type": int},
         top_fraction={"type": float},

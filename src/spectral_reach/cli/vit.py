@@ -10,7 +10,7 @@ import pandas as pd
 from ..io import write_table
 from .common import CHECKSUM_MB, caption, command, figure, log, preemptible, style, summary
 
-VIT_RUN_FILES = ("done", "metrics", "lnp")
+VIT_RUN_FILES = ("done", "metrics", "lnp", "settings")
 
 
 def train_vit(a: argparse.Namespace) -> None:

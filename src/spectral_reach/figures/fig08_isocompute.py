@@ -36,22 +36,26 @@ def plot(
 
 
 def caption_values(data: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> dict:
-    """Per data set and budget: the size with the lowest test loss, and whether ``chi_pos`` ranks the
-    sizes as the test loss does (Spearman correlation over sizes of the seed means)."""
+    """Per data set and budget: the size with the lowest test loss (seed means of every run the left
+    panel draws), and whether ``chi_pos`` ranks the sizes as the test loss does (Spearman correlation
+    over the sizes of the seed means, runs with a ``chi_pos`` at that budget only: a run whose last
+    measurement falls short of the budget has none)."""
     out = []
     for name, (loss, pos) in data.items():
+        means = loss.groupby(["budget", "size"], as_index=False)["test_loss"].mean()
         both = (
             loss.merge(pos, on=["budget", "size", "seed", "params"])
-            .groupby(["budget", "size"], as_index=False)[["params", "test_loss", "chi_pos"]]
+            .groupby(["budget", "size"], as_index=False)[["test_loss", "chi_pos"]]
             .mean()
         )
         budgets = []
-        for budget, g in both.groupby("budget"):
+        for budget, g in means.groupby("budget"):
+            ranked = both[both["budget"] == budget]
             budgets.append(
                 {
                     "budget": float(budget),
                     "best": g.loc[g["test_loss"].idxmin(), "size"],
-                    "rank_corr": float(g["test_loss"].corr(g["chi_pos"], method="spearman")),
+                    "rank_corr": float(ranked["test_loss"].corr(ranked["chi_pos"], method="spearman")),
                 }
             )
         out.append({"name": name, "budgets": budgets, "agree": sum(b["rank_corr"] > 0 for b in budgets)})
