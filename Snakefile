@@ -32,6 +32,9 @@ include: "workflow/rules/validate.smk"
 workdir: os.path.join(LAUNCH, run_folder(config))
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/runs.smk"
 include: "workflow/rules/settings.smk"

@@ -468,6 +468,7 @@ def test_report_holds_every_figure_and_table(workdir):
     # every figure's caption carries this run's numbers: Fig. 1's fit, the ViTs' final losses
     html = zipfile.ZipFile(workdir / "report.zip").read("report/report.html").decode()
     assert html.count("Measured in this run") == len(FIGURES)
+    assert CI_CONFIG["report_note"] in html  # what these numbers are, at the top (workflow/report/workflow.rst)
     fits = pd.read_csv(workdir / "results/lm/stories/summary/fits.csv").set_index("loss")
     caption = (workdir / "results/report/fig01.rst").read_text()
     stories = fits.loc["train"]
