@@ -12,7 +12,7 @@ SLURM_DRY_RUN = ("-n", "--workflow-profile", "none", "--profile", "profiles/slur
 
 
 def _jobs(out: str) -> list[dict]:
-    """``{rule, wildcards..., resources, group}`` of every training job a dry run prints; ``group``
+    """``{rule, wildcards, resources, group}`` of every training job a dry run prints; ``group``
     is the group job that lists it, or ``None``."""
     jobs, group = [], None
     for line in out.splitlines():
@@ -23,7 +23,7 @@ def _jobs(out: str) -> list[dict]:
         elif m := re.match(r"\s*rule (\w+):", line):
             jobs.append({"rule": m.group(1), "group": group})
         elif m := re.match(r"\s*wildcards: (.*)", line):
-            jobs[-1].update(kv.split("=") for kv in m.group(1).split(", "))
+            jobs[-1]["wildcards"] = dict(kv.split("=", 1) for kv in m.group(1).split(", "))
         elif m := re.match(r"\s*resources: (.*)", line):
             jobs[-1]["resources"] = dict(kv.split("=", 1) for kv in m.group(1).split(", "))
     return [job for job in jobs if job["rule"] in ("lm_train", "probe_train", "vit_train")]
@@ -48,7 +48,8 @@ def test_small_sizes_share_a_gpu_and_slurm_packs_them_four_to_a_job():
     }
     assert packed_sizes, "the paper config packs no size"
     for job in jobs:
-        key = ("vit", job["par"], job["vsize"]) if job["rule"] == "vit_train" else ("lm", job["dataset"], job["size"])
+        w = job["wildcards"]
+        key = ("vit", w["par"], w["vsize"]) if job["rule"] == "vit_train" else ("lm", w["dataset"], w["size"])
         r = job["resources"]
         if key in packed_sizes:
             assert (r.get("gres"), r["gpu_share"], "gpu" in r, r["cpus_per_gpu"]) == ("gpu:1", "25", False, "2"), job
