@@ -67,7 +67,7 @@ def register(sub) -> None:
         **{
             f: {"nargs": "+", "help": "each pair's done.json / params file (settings.smk) on that backbone"}
             for f in PER_BACKBONE
-        },  # fmt: skip
+        },
         lm_runs={},
         steps={"type": int},
         top_fraction={"type": float},
