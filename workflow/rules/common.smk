@@ -117,6 +117,12 @@ def params_path(rule, wildcards):
     return os.path.join("results", "settings", rule, *parts) + ".json"
 
 
+def params_paths(rule, names, runs, **same):
+    """The params files of ``rule``'s jobs for ``runs``: each run a tuple of the wildcards ``names``
+    names, plus the wildcards ``same`` that all share (what a summary rule reads, one per run)."""
+    return [params_path(rule, {**dict(zip(names, run)), **same}) for run in runs]
+
+
 def params_file(rule):
     """The input function of a job's params file: ``settings=params_file("<its rule>")``."""
     return lambda w: params_path(rule, dict(w.items()))

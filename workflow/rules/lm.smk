@@ -46,9 +46,7 @@ rule lm_train:
 rule lm_summary:
     input:
         unpack(lambda w: run_files([lm_run_dir(w.dataset, *run) for run in lm_runs(w.dataset)], RUN_FILES)),
-        settings=lambda w: [
-            params_path("lm_train", dict(dataset=w.dataset, size=s, seed=n)) for s, n in lm_runs(w.dataset)
-        ],
+        settings=lambda w: params_paths("lm_train", ("size", "seed"), lm_runs(w.dataset), dataset=w.dataset),
     output:
         runs="results/lm/{dataset}/summary/runs.csv",
         lnp="results/lm/{dataset}/summary/lnp_windows.parquet",

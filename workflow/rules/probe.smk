@@ -58,8 +58,12 @@ rule probe_summary:
             f"{probe_dir(w.dataset, *run)}/pretrained/done.json" for run in probe_runs(w.dataset)
         ],
         random_done=lambda w: [f"{probe_dir(w.dataset, *run)}/random/done.json" for run in probe_runs(w.dataset)],
-        pretrained_settings=lambda w: probe_params(w.dataset, "pretrained"),
-        random_settings=lambda w: probe_params(w.dataset, "random"),
+        pretrained_settings=lambda w: params_paths(
+            "probe_train", ("size", "seed"), probe_runs(w.dataset), dataset=w.dataset, backbone="pretrained"
+        ),
+        random_settings=lambda w: params_paths(
+            "probe_train", ("size", "seed"), probe_runs(w.dataset), dataset=w.dataset, backbone="random"
+        ),
         runs="results/lm/{dataset}/summary/runs.csv",
     output:
         ratios="results/probe/{dataset}/summary/ratios.csv",

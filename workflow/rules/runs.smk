@@ -42,14 +42,6 @@ def probe_dir(dataset, size, seed):
     return f"results/probe/{dataset}/{size}/seed{seed}"
 
 
-def probe_params(dataset, backbone):
-    """The params files (settings.smk) of a data set's probes on one backbone."""
-    return [
-        params_path("probe_train", dict(dataset=dataset, size=s, seed=n, backbone=backbone))
-        for s, n in probe_runs(dataset)
-    ]
-
-
 def run_files(dirs, files):
     """``{name: [<dir>/<file> for each run folder]}``: the files a summary rule reads, as named inputs."""
     return {name: [f"{d}/{file}" for d in dirs] for name, file in files.items()}

@@ -46,7 +46,7 @@ rule vit_train:
 rule vit_summary:
     input:
         **run_files([vit_run_dir(*run) for run in vit_runs()], pick(RUN_FILES, ["done", "metrics", "lnp"])),
-        settings=[params_path("vit_train", dict(par=p, vsize=s, seed=n)) for p, s, n in vit_runs()],
+        settings=params_paths("vit_train", ("par", "vsize", "seed"), vit_runs()),
     output:
         runs="results/vit/summary/runs.csv",
         curves="results/vit/summary/curves.parquet",
