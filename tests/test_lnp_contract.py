@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from models import cases, mlp, mse, seq_ce, tiny_llama
 from torch import nn
 
-from spectral_reach.lnp import UnsupportedModelError, measure
+from spectral_reach.lnp import LogitsOnly, UnsupportedModelError, measure
 
 
 def snapshot(model: nn.Module):
@@ -166,3 +166,19 @@ def test_lnp_precision_context_sets_and_restores():
     with pytest.raises(ValueError, match="lnp.precision must be one of"):
         with lnp_precision("fp16", torch.device("cpu")):
             pass
+
+
+def test_a_compiled_model_is_measured_through_its_original_module():
+    """Issue 36: measure(torch.compile(model)) traced dynamo into the measurement's hooks and hit its
+    recompile limit (23x slower). The compiled module's original module is measured, as DDP is
+    unwrapped: the same record as the eager model, and dynamo compiles nothing."""
+    from torch._dynamo.utils import counters
+
+    model, loss_fn, batch, other = cases(torch.float64)["llama"]
+    model.eval()
+    eager = measure(model, loss_fn, batch, other, hutchinson=2)
+    counters.clear()
+    compiled = measure(torch.compile(model), loss_fn, batch, other, hutchinson=2)
+    inner = measure(LogitsOnly(torch.compile(model.model)), loss_fn, batch, other, hutchinson=2)
+    assert compiled == eager and inner == eager
+    assert not counters["stats"]["unique_graphs"]

@@ -230,3 +230,124 @@ def test_a_loss_coupling_samples_is_refused():
     contrastive = lambda o, y: F.cross_entropy(o @ o.T, torch.arange(len(o)))  # noqa: E731
     with pytest.raises(UnsupportedModelError, match="couples samples"):
         count_loss_units(contrastive, m(inputs), labels((B,), C))
+
+
+def triplet_in_outputs(o: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A siamese network embeds anchor, positive and negative: outputs (b, 3, d)."""
+    return F.triplet_margin_loss(o[:, 0], o[:, 1], o[:, 2], margin=0.3)
+
+
+def cosine_pairs(o: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cosine_embedding_loss(o[:, 0], o[:, 1], y, margin=0.1)
+
+
+PM = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=torch.float64)
+
+
+def triplet_targets(o: torch.Tensor) -> tuple:
+    """Positives and negatives of an anchor; sample 0's positive is its anchor, its negative far away."""
+    y = torch.randn(B, 2, C, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    y[0, 0], y[0, 1] = o[0], o[0] + 10
+    return lambda o, y: F.triplet_margin_loss(o, y[:, 0], y[:, 1], margin=0.3), y
+
+
+def multi_margin(p: int):
+    def make(o: torch.Tensor) -> tuple:
+        """Sample 0's target is its top class, the margin half its lead over the next."""
+        y = labels((B,), C)
+        top = o[0].topk(2).values
+        y[0] = int(o[0].argmax())
+        return nn.MultiMarginLoss(p=p, margin=float(top[0] - top[1]) / 2), y
+
+    return make
+
+
+# (name, output shape, make(outputs) -> (loss, targets)): a unit is past its margin (asserted)
+MARGINS = [
+    ("triplet, anchor/positive/negative in the outputs", (3, C), lambda o: (triplet_in_outputs, torch.zeros(B))),
+    ("triplet, positive and negative in the targets", (C,), triplet_targets),
+    ("multi-margin", (C,), multi_margin(1)),
+    ("multi-margin, squared", (C,), multi_margin(2)),
+    ("hinge embedding", (), lambda o: (lambda o, y: F.hinge_embedding_loss(o, y, margin=0.3), PM)),
+    ("cosine embedding with a margin", (2, C), lambda o: (cosine_pairs, torch.tensor([1, -1, -1, 1]))),
+]
+
+
+def flat_model(shape: tuple[int, ...]) -> nn.Module:
+    """``model(shape)``, or one output per sample for ``shape == ()``."""
+    return model(shape) if shape else nn.Sequential(model((1,)), nn.Flatten(0))
+
+
+@pytest.mark.parametrize("name, shape, make", MARGINS, ids=[r[0] for r in MARGINS])
+def test_a_unit_past_its_margin_still_counts(name, shape, make):
+    """Issue 36: a satisfied hinge has a zero gradient but the mean divides by it; counting only
+    units with a gradient put chi_loss 42% and chi_net 73% off, silently. Every unit counts here."""
+    m, inputs = flat_model(shape), x()
+    loss_fn, targets = make(m(inputs).detach())
+    out = m(inputs).detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(loss_fn(out, targets), out)
+    assert int(g.reshape(B, -1).ne(0).any(1).logical_not().sum()) >= 1  # a unit is past its margin
+    got = measure(m, loss_fn, (inputs, targets), hutchinson=None)
+    ref = reference_lnp(m, loss_fn, (inputs, targets))
+    assert got.n_units == B
+    assert got.chi_loss == pytest.approx(B * ref.g_sq, rel=1e-10)
+    assert got.chi_net == pytest.approx(ref.j_sq / B, rel=1e-10)
+    assert got.chi_pos == pytest.approx(ref.chi_pos, rel=1e-8)
+
+
+def test_margin_ranking_units_are_refused_then_exact_with_count_units():
+    """Two scores per sample, one +-1 target: which dimension the units follow is not shown."""
+    m, inputs = model((2,)), x()
+    loss_fn = lambda o, y: F.margin_ranking_loss(o[:, 0], o[:, 1], y, margin=0.05)  # noqa: E731
+    with pytest.raises(UnsupportedModelError, match="Pass count_units="):
+        measure(m, loss_fn, (inputs, PM), hutchinson=None)
+    got = measure(m, loss_fn, (inputs, PM), hutchinson=None, count_units=lambda o, y: len(y))
+    ref = reference_lnp(m, loss_fn, (inputs, PM))
+    assert got.chi_loss == pytest.approx(B * ref.g_sq, rel=1e-10) and got.chi_pos == pytest.approx(ref.chi_pos)
+
+
+def test_a_masked_hinge_is_refused_when_a_flat_unit_cannot_be_told():
+    """A hinge with a mask: a unit flat at the outputs and at every probed point may be masked or
+    past its margin; refused asking for count_units=, never a silent count."""
+    m, inputs = flat_model(()), x()
+    loss_fn = lambda o, y: (F.relu(0.2 - o * y[:, 0]) * y[:, 1]).sum() / y[:, 1].sum()  # noqa: E731
+    y = torch.tensor([[1.0, 1.0], [-1.0, 0.0], [1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64)
+    with pytest.raises(
+        UnsupportedModelError, match=r"1 of its 4 loss units .* flat in its outputs \(relu\).*count_units="
+    ):
+        measure(m, loss_fn, (inputs, y), hutchinson=None)
+    got = measure(m, loss_fn, (inputs, y), hutchinson=None, count_units=lambda o, y: int(y[:, 1].sum()))
+    ref = reference_lnp(m, loss_fn, (inputs, y))
+    assert got.n_units == 3 and got.chi_loss == pytest.approx(3 * ref.g_sq, rel=1e-10)
+
+
+def test_smooth_losses_are_not_probed():
+    """The ignored units of a cross-entropy are told by structure: no flat op, no probes."""
+    from spectral_reach.lnp.units import structure
+
+    outputs = model((T, C))(x()).detach()
+    assert structure(ROWS[6][2], outputs, ignored).flat == ()
+    assert structure(masked_mse, model((C,))(x()).detach(), soft((B, C))).flat == ()
+    assert structure(nn.MultiMarginLoss(), model((C,))(x()).detach(), labels((B,), C)).flat == ("multi_margin_loss",)
+
+
+def test_bf16_models_are_measured_not_refused():
+    """Issue 36: the mean check compared bf16 losses at rtol 1e-3, below bf16's rounding, and refused a
+    plain cross-entropy on a bf16 Llama. Now checked in float64: exact to bf16's precision against
+    the explicit eNTK of the same bf16 model, and a sum is still refused."""
+    from models import seq_ce, tiny_llama
+
+    torch.manual_seed(2)
+    lm, loss_fn = tiny_llama(vocab=64).to(torch.bfloat16).eval(), seq_ce
+    g = torch.Generator().manual_seed(2)
+    batch = (torch.randint(0, 64, (3, 8), generator=g), torch.randint(0, 64, (3, 8), generator=g))
+    other = (torch.randint(0, 64, (2, 8), generator=g), torch.randint(0, 64, (2, 8), generator=g))
+    got = measure(lm, loss_fn, batch, other, hutchinson=None)
+    ref = reference_lnp(lm, loss_fn, batch, other)
+    assert got.n_units == batch[1].numel()
+    assert got.chi_net_raw == pytest.approx(ref.chi_net_raw, rel=2e-2)
+    assert got.chi_loss_raw == pytest.approx(ref.chi_loss_raw, rel=2e-2)
+    assert got.chi_pos == pytest.approx(ref.chi_pos, rel=5e-2)
+    summed = lambda o, y: F.cross_entropy(o.flatten(0, 1), y.flatten(), reduction="sum")  # noqa: E731
+    with pytest.raises(ValueError, match="not a mean over loss units"):
+        measure(lm, summed, batch, hutchinson=1)

@@ -21,7 +21,7 @@ from spectral_reach.lnp.rules import RULES, EmbeddingRule, LinearRule
 
 #: transformers' RMSNorms compute in fp32 inside fp64 models: autograd's gradient and the reference's
 #: J^T g then differ by fp32 rounding (up to 1e-7 seen); chi_net and delta-vs-autograd stay at 1e-12.
-FP32_NORMS = {"llama_tied", "gemma", "mistral_gqa", "qwen3"}
+FP32_NORMS = {"llama_tied", "gemma", "mistral_gqa", "qwen3", "peft_prompt_tuning"}
 
 
 def autograd_delta(model, loss_fn, batch, other):
@@ -61,6 +61,21 @@ def test_tied_and_broadcast_parameters_take_their_exact_routes():
     assert "'model.transformer.wte'" in tied and "'model.lm_head'" in tied
     assert covered["model.transformer.h.0.attn.c_attn"] == "module replay"  # Conv1D flattens inside
     assert covered["model.transformer.h.0.ln_1"] == "LayerNormRule"
+
+
+@pytest.mark.parametrize(
+    "name, replayed",
+    [("peft_prompt_tuning", ["model.prompt_encoder.default.embedding.weight"]), ("learned_memory", ["mem"])],
+)
+def test_a_parameter_repeated_over_the_batch_is_replayed_by_its_own_call(name, replayed):
+    """Issue 36: peft's virtual tokens (repeated) and a learned memory (expanded) were refused, the
+    replay recomputing the whole batch's tensor beside one sample's activations. The repeating
+    call is now replayed for sample i on row i: exact (test_zoo_is_exact), and not by replaying
+    the whole model per sample."""
+    model, _, (ids, _), _ = zoo.build(name)
+    covered, got = plan(model, ids)
+    assert got == replayed
+    assert "module replay" not in {how for n, how in covered.items() if n in ("model", "")}
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama_tied", "functional_reuse"])

@@ -272,6 +272,46 @@ def decoder_layer() -> tuple:
     return Decoder().double().eval(), seq_ce, (ids(T), ids(T)), (ids(3), ids(3))
 
 
+class LearnedMemory(nn.Module):
+    """A decoder layer cross-attending to a learned memory expanded over the batch (a parameter
+    repeated per sample, as Perceiver latents or a memory bank are)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(V, D)
+        self.mem = nn.Parameter(torch.randn(4, D))
+        self.layer = nn.TransformerDecoderLayer(D, 2, 20, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(D, V)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        memory = self.mem.expand(ids.shape[0], -1, -1)
+        return self.head(self.layer(self.emb(ids), memory))
+
+
+def learned_memory() -> tuple:
+    torch.manual_seed(0)
+    return _lm(LearnedMemory(), wrap=False)
+
+
+def peft_prompt_tuning() -> tuple:
+    """peft's prompt tuning on a tiny Llama: only the virtual tokens train; peft builds them from a
+    parameter and repeats them over the batch (``prompts.repeat(batch_size, 1, 1)``). The targets
+    cover the virtual positions too, ignored (-100)."""
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    torch.manual_seed(0)
+    base = transformers.LlamaForCausalLM(
+        transformers.LlamaConfig(**SMALL, num_attention_heads=2, num_key_value_heads=2, attn_implementation="eager")
+    )
+    model = get_peft_model(base, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=3))
+    g = torch.Generator().manual_seed(1)
+
+    def targets(b: int) -> torch.Tensor:
+        return torch.cat([torch.full((b, 3), -100), _ids(g, b)], 1)
+
+    return LogitsOnly(model).double().eval(), seq_ce, (_ids(g, 3), targets(3)), (_ids(g, 2), targets(2))
+
+
 def conv_bn_relu() -> tuple:
     torch.manual_seed(0)
     model = nn.Sequential(
@@ -363,6 +403,8 @@ EXACT = [
     "hand_tied_head",
     "encoder_layer",
     "decoder_layer",
+    "learned_memory",
+    "peft_prompt_tuning",
     "conv_bn_relu",
     "mup_readout",
 ]

@@ -8,7 +8,11 @@ computed from parameters alone) is recorded:
 
 * with no argument computed from the model's inputs, it only *derives* a tensor from
   parameters (``W.T``, ``1 + w``, an embedding of position ids): the call is kept to
-  recompute it;
+  recompute it. A derived tensor *repeated over the batch* (peft's virtual tokens
+  ``prompt.repeat(b, 1, 1)``, a learned memory ``mem.expand(b, S, d)``: dimension 0 of the
+  batch's size, every row equal) is an activation from then on, and the call that made it a
+  use whose replay for sample ``i`` takes row ``i`` (the samples meet the same values, each
+  its own row, as in the forward pass);
 * otherwise it is a *use*: its outputs, with the output gradients, give the per-sample
   gradient of the parameters it involves (:mod:`.replay`), exactly, however the parameter
   reached it, provided its batched arguments carry the batch on dimension 0.
@@ -98,6 +102,7 @@ class Call:
     rows: list[int]  # first dimension of each argument computed from the model's inputs
     shapes: list[tuple[int, ...]]  # the shapes of those arguments
     running: str = ""  # innermost module running at that moment, owning parameters or not
+    repeats: bool = False  # derived outputs repeated over the batch: sample i's replay takes row i
 
     @property
     def name(self) -> str:
@@ -112,7 +117,8 @@ class Call:
         return f"'{self.name}' in module '{inner or '<root>'}'"
 
     def replay(self, params: dict[int, Tensor], batched: list[Tensor], memo: dict[int, list[Tensor]]) -> list[Tensor]:
-        """The call's recorded outputs, recomputed with ``params`` and the batched leaves given."""
+        """The call's recorded outputs, recomputed with ``params`` and the batched leaves given (for a
+        call that ``repeats``, the samples' indices: their rows of the outputs)."""
         leaves = list(self.leaves)
         for pos, pid in self.params.items():
             leaves[pos] = params.get(pid, leaves[pos])
@@ -124,6 +130,8 @@ class Call:
         ctx = torch.autocast(*self.autocast) if self.autocast else _null()
         with ctx:
             flat = tree_flatten(self.func(*args, **kwargs))[0]
+        if self.repeats:
+            return [flat[i].index_select(0, batched[0]) for i, _ in self.outputs]
         return [flat[i] for i, _ in self.outputs]
 
     def derive(self, params: dict[int, Tensor], memo: dict[int, list[Tensor]]) -> list[Tensor]:
@@ -245,10 +253,11 @@ class ParameterUses(TorchFunctionMode):
             for pos in batched:
                 record[pos] = record[pos].clone()
         out = func(*args, **kwargs)
-        if active or rows or batched:
-            self._mark(out)
         flat = tree_flatten(out)[0]
         outputs = [(i, t) for i, t in enumerate(flat) if isinstance(t, Tensor) and t.requires_grad]
+        repeats = not (active or rows or batched) and self._repeated([t for _, t in outputs])
+        if active or rows or batched or repeats:
+            self._mark(out)
         if outputs:
             self._record(
                 Call(
@@ -267,10 +276,16 @@ class ParameterUses(TorchFunctionMode):
                     rows,
                     shapes,
                     self.stack[-1] if self.stack else "",
+                    repeats,
                 ),
-                use=bool(active or rows or batched),
+                use=bool(active or rows or batched or repeats),
             )
         return out
+
+    def _repeated(self, outputs: list[Tensor]) -> bool:
+        """Derived outputs repeated over the batch: each has the batch's size on dimension 0, every row equal."""
+        b = self.batch_size
+        return b > 1 and bool(outputs) and all(batch_dim(t, b) == 0 and self._equal_rows(t) for t in outputs)
 
     def _classify(
         self, leaves: list[Any]
@@ -302,7 +317,14 @@ class ParameterUses(TorchFunctionMode):
         known to come from them: the shape alone decides."""
         if batch_dim(t, self.batch_size) != 0:
             return False
-        if self.inputs is None or self.activations.get(id(t)) is t or t.shape[0] == 1 or t.stride(0) == 0:
+        if self.inputs is None or self.activations.get(id(t)) is t:
+            return True
+        return self._equal_rows(t)
+
+    def _equal_rows(self, t: Tensor) -> bool:
+        """Every row of ``t`` equals its first (read once per tensor: a host sync, unless it has one
+        row or is expanded with stride 0)."""
+        if t.shape[0] == 1 or t.stride(0) == 0:
             return True
         known = self.equal_rows.get(id(t))
         if known is None or known[0] is not t:

@@ -45,8 +45,9 @@ def active() -> bool:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module a DDP wrapper holds (``measure`` unwraps the inside of a ``LogitsOnly`` with it
-    too, in a fresh wrapper); FSDP refused."""
+    """The module that DDP wraps or ``torch.compile`` compiled (its ``_orig_mod``: the measurement's
+    hooks would make dynamo retrace it at every call), however nested; ``measure`` unwraps the
+    inside of a ``LogitsOnly`` with it too, in a fresh wrapper. FSDP refused."""
     from torch.nn.parallel import DistributedDataParallel
 
     for name, module in model.named_modules():
@@ -55,7 +56,13 @@ def unwrap(model: nn.Module) -> nn.Module:
                 f"module '{name or '<root>'}' is sharded by FSDP: no rank holds a whole parameter, so per-sample "
                 "gradient norms cannot be formed. Measure under DistributedDataParallel, or an unsharded copy."
             )
-    return model.module if isinstance(model, DistributedDataParallel) else model
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def shard(batch_size: int, units: Tensor) -> Shard:

@@ -114,7 +114,7 @@ def plan(rec: Recording, output: Tensor) -> list[Group]:
     if hard:
         calls = [c for c in uses.uses if c.param_ids & hard]
         for c in calls:
-            if not c.batched or None in c.out_dims:
+            if not (c.batched or c.repeats) or None in c.out_dims:
                 raise UnsupportedModelError(_misplaced_batch(c, [rec.params[p] for p in c.param_ids & hard], b))
         groups.append(
             Group(
@@ -212,7 +212,8 @@ def _module_group(rec: Recording, name: str, module: nn.Module) -> Group | None:
             rule,
             ModuleCall(inputs, {}, out),
         )
-    mine = {pid for pid, touches in uses.touches.items() if all(c.module == name for c in touches)}
+    # a parameter repeated over the batch is replayed by its own call (row i), not with the whole module
+    mine = {pid for pid, touches in uses.touches.items() if all(c.module == name and not c.repeats for c in touches)}
     inside = {id(p): n for n, p in module.named_parameters(remove_duplicate=False)}
     if not mine or not mine <= inside.keys() or not (direct & uses.touches.keys()) <= mine:
         return None

@@ -133,10 +133,11 @@ def _replay_chunk(
         def fn(ps: tuple[Tensor, ...], xs: list[Tensor], call=call, keys=keys) -> list[Tensor]:
             return call.replay(dict(zip(keys, ps)), xs, {})
 
+        rows = [torch.arange(lo, lo + size, device=call.outputs[0][1].device)] if call.repeats else []
         got = per_sample_grads(
             fn,
             tuple(params[pid] for pid in keys),
-            [call.leaves[i].narrow(0, lo, size) for i in call.batched],
+            rows + [call.leaves[i].narrow(0, lo, size) for i in call.batched],
             _narrow(call_grads, call.out_dims, lo, size),
             call.out_dims,
             f"call {call.where()}",
@@ -167,7 +168,7 @@ def _module_replay(
     got = per_sample_grads(
         fn,
         tuple(params[pid] for pid in keys),
-        [leaves[i].narrow(0, lo, size) for i in pos],
+        [leaves[i].narrow(0, lo, size).detach() for i in pos],
         _narrow(grads, g.out_dims, lo, size),
         g.out_dims,
         f"module '{g.name}'",

@@ -19,8 +19,9 @@ over is read off the loss at (a point near) the model's outputs:
   for ``count_units=``.
 
 The batch dimension is averaged over (``check_mean_reduction`` refuses anything else) and may
-not be coupled. ``n`` is the number of units whose gradient is not zero: units the loss ignores
-(``ignore_index``, masks) do not count. The structure is found once per loss and output shape.
+not be coupled. ``n`` is the number of units whose loss depends on their output: units the loss
+ignores (``ignore_index``, masks) do not count, units a hinge happens to satisfy here do
+(:mod:`.flat` tells them apart, or refuses). The structure is found once per loss and output shape.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 from torch import Tensor
 
 from .errors import UnsupportedModelError
+from .flat import flat_ops, probe_points
 from .loss_tensors import LossShapeError, duplicate, evaluate, first, first_twice
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -43,16 +45,16 @@ RATIO_RTOL = {torch.float64: 1e-9, torch.float32: 1e-4}
 
 @dataclass(frozen=True)
 class Units:
-    """The output dimensions inside a unit; the loss averages over all the others (the batch too)."""
+    """The output dimensions inside a unit (the loss averages over all the others, the batch too),
+    and the ops by which the loss can be flat in its outputs (:mod:`.flat`; none: smooth)."""
 
     inside: tuple[int, ...]
+    flat: tuple[str, ...] = ()
 
-    def count(self, grad: Tensor) -> Tensor:
-        """Units with a non-zero gradient (a 0-dim tensor: no host sync)."""
-        g = grad.ne(0)
-        if self.inside:
-            g = g.any(dim=self.inside)
-        return g.sum()
+    def live(self, grad: Tensor) -> Tensor:
+        """Per unit, whether its gradient is finite and not zero (a bool tensor: no host sync)."""
+        g = grad.ne(0) & torch.isfinite(grad)
+        return g.any(dim=self.inside) if self.inside else g
 
 
 _CACHE: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
@@ -78,11 +80,16 @@ def _point(outputs: Tensor, generator: torch.Generator, dtype: torch.dtype) -> T
 
 
 def _grad(loss_fn: LossFn, x: Tensor, targets: Tensor) -> tuple[float, Tensor]:
+    loss, g = _loss_and_grad(loss_fn, x, targets)
+    return float(loss), g
+
+
+def _loss_and_grad(loss_fn: LossFn, x: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         loss = loss_fn(x, targets)
         (g,) = torch.autograd.grad(loss, x)
-    return float(loss.detach()), g
+    return loss.detach(), g
 
 
 def _targets(targets: Tensor, dtype: torch.dtype) -> Tensor:
@@ -160,6 +167,7 @@ def _structure(loss_fn: LossFn, outputs: Tensor, targets: Tensor, dtype: torch.d
     t = _targets(targets, dtype)
     x = _point(outputs, torch.Generator().manual_seed(0), dtype)
     loss, g = _grad(loss_fn, x, t)
+    flat = flat_ops(loss_fn, x, t)
     coupled = _coupled(loss_fn, x, t, g)
     if 0 in coupled:
         raise _refuse(
@@ -197,18 +205,37 @@ def _structure(loss_fn: LossFn, outputs: Tensor, targets: Tensor, dtype: torch.d
             )
         # otherwise a mean over d (units run along it), or, with class-index targets, a causal shift
         # inside the loss, which averages over positions too (module docstring)
-    return Units(tuple(sorted(inside)))
+    return Units(tuple(sorted(inside)), flat)
 
 
 def count_units_tensor(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> Tensor:
-    """Loss units of a batch, units (:func:`structure`) whose gradient is not zero near ``outputs``,
-    as a 0-dim tensor on the outputs' device (no host sync once the structure is known)."""
+    """Loss units of a batch: units (:func:`structure`) whose loss depends on their output, as a
+    0-dim tensor on the outputs' device. For a smooth loss these are the units whose gradient is
+    not zero near ``outputs`` (no host sync once the structure is known); a loss that can be flat
+    in its outputs is also probed elsewhere, and refused if a unit stays undecided (:mod:`.flat`:
+    one host sync)."""
     units = structure(loss_fn, outputs, targets)
     dtype = outputs.dtype if outputs.dtype in (torch.float32, torch.float64) else torch.float32
-    x = _point(outputs, torch.Generator().manual_seed(1), dtype).requires_grad_(True)
-    with torch.enable_grad():
-        (g,) = torch.autograd.grad(loss_fn(x, _targets(targets, dtype)), x)
-    return units.count(g)
+    x, t = _point(outputs, torch.Generator().manual_seed(1), dtype), _targets(targets, dtype)
+    live = units.live(_loss_and_grad(loss_fn, x, t)[1])
+    if units.flat:
+        for point in probe_points(x, units.inside, torch.Generator().manual_seed(2)):
+            try:
+                live |= units.live(_loss_and_grad(loss_fn, point, t)[1])
+            except Exception:  # the user's loss may not take every point (a log of a negative): no evidence
+                continue
+        undecided = int((~live).sum())
+        if undecided:
+            raise _refuse(
+                loss_fn,
+                outputs,
+                targets,
+                f"{undecided} of its {live.numel()} loss units have a zero gradient at the outputs and at every "
+                f"other point tried, and the loss can be flat in its outputs ({', '.join(units.flat)}): whether "
+                "they are ignored (a mask, ignore_index) or past a margin, which the mean still divides by, "
+                "cannot be told",
+            )
+    return live.sum()
 
 
 def count_loss_units(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> int:
@@ -233,16 +260,23 @@ def _check_mean(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> None:
             f"loss_fn has reduction={reduction!r}; LNP needs a mean over loss units "
             "(reduction='mean', or 'batchmean' for KLDivLoss), as the training step uses"
         )
+    # in float64 where the loss takes it (else float32): bf16's own rounding (~4e-3) would hide the answer
+    errors = []
     with torch.no_grad():  # on the first sample: a mean does not change when it is repeated
-        try:
-            once = evaluate(loss_fn, outputs, targets, 0, 0, first)
-            twice = evaluate(loss_fn, outputs, targets, 0, 0, first_twice)
-        except LossShapeError as err:
+        for dtype in _dtypes(outputs):
+            x, t = outputs.to(dtype), _targets(targets, dtype)
+            try:
+                once = evaluate(loss_fn, x, t, 0, 0, first)
+                twice = evaluate(loss_fn, x, t, 0, 0, first_twice)
+                break
+            except LossShapeError as err:
+                errors.append(err)
+        else:
             raise UnsupportedModelError(
                 f"loss_fn fails on one sample of the batch, even with its own tensors that follow the batch "
-                f"(a per-sample weight or variance) cut alike ({err}), so LNP cannot check that it is a mean. "
-                "Make the loss's own tensors broadcast over the batch, or pass them with the targets."
-            ) from err
+                f"(a per-sample weight or variance) cut alike ({errors[-1]}), so LNP cannot check that it is a "
+                "mean. Make the loss's own tensors broadcast over the batch, or pass them with the targets."
+            ) from errors[-1]
     if torch.isfinite(once) and not torch.allclose(twice, once, rtol=1e-3, atol=1e-6):
         raise ValueError(
             f"loss_fn is not a mean over loss units: repeating a sample changed the loss from "
