@@ -1,6 +1,8 @@
 """Data-parallel exactness: under torchrun with 2 ranks (gloo, CPU), measure gives every rank the
 components of the global batch, equal to one process measuring the concatenated batch to 1e-10
-(float64), exact and with Hutchinson vectors, with the DDP-averaged step gradient and without."""
+(float64), exact and with Hutchinson vectors, with the DDP-averaged step gradient and without; and
+the same under FSDP2 (``fully_shard`` on the root, or on each layer and the root) with the step's
+sharded gradients."""
 
 from __future__ import annotations
 
@@ -17,20 +19,41 @@ from spectral_reach.lnp import UnsupportedModelError, measure
 KEYS = ("delta", "chi_loss", "chi_net", "chi_pos", "loss", "loss_measure", "g_sq", "j_sq", "j_sq_measure")
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
+def torchrun(out, script: str, *args: str) -> list[dict]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     proc = subprocess.run(
-        [*cmd, str(ROOT / "tests/ddp_measure.py"), str(out)], capture_output=True, text=True, timeout=600
+        [*cmd, str(ROOT / "tests" / script), str(out), *args], capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    return torchrun(tmp_path_factory.mktemp("ddp"), "ddp_measure.py")
+
+
+@pytest.fixture(scope="module", params=["nested", "root"])
+def fsdp_ranks(request, tmp_path_factory):
+    return torchrun(tmp_path_factory.mktemp(f"fsdp_{request.param}"), "fsdp_measure.py", request.param)
+
+
 @pytest.mark.parametrize("k", ["None", "3"])
 @pytest.mark.parametrize("variant", ["cross", "self"])
 def test_two_ranks_equal_one_process_on_the_whole_batch(ranks, k, variant):
+    assert_equal_to_one_process(ranks, k, variant)
+
+
+@pytest.mark.parametrize("k", ["None", "3"])
+@pytest.mark.parametrize("variant", ["cross", "self"])
+def test_fsdp2_ranks_equal_one_process_on_the_whole_batch(fsdp_ranks, k, variant):
+    """Issue 36: FSDP2 was refused. Its parameters are unsharded for the measurement (as for a forward
+    pass) and the step's sharded gradients gathered; FSDP is left as it was, and training goes on."""
+    assert_equal_to_one_process(fsdp_ranks, k, variant)
+    assert all(r["left_sharded"] and r["trains_after"] for r in fsdp_ranks)
+
+
+def assert_equal_to_one_process(ranks: list[dict], k: str, variant: str) -> None:
     batch, other = batches()
     single = records(model(), batch, other)[k][variant]
     for rank in ranks:
@@ -41,7 +64,7 @@ def test_two_ranks_equal_one_process_on_the_whole_batch(ranks, k, variant):
     assert ranks[0][k][variant] == ranks[1][k][variant]  # every rank gets the same record
 
 
-def test_fsdp_is_refused():
+def test_fsdp1_is_refused():
     class FullyShardedDataParallel(type(model())):
         pass
 

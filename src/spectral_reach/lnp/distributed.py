@@ -16,12 +16,20 @@ takes its shard's rows, so every sample meets the vector it would meet in one pr
 does not depend on the number of ranks. ``train_grad`` must be the global gradient (DDP's averaged
 gradient is, when the ranks hold equal loss units). Every rank gets the same record.
 
-FSDP shards the parameters themselves, so no rank holds a whole per-sample gradient: refused.
+Under FSDP2 (``fully_shard``, per parameter and nested) :func:`unsharded` gathers every FSDP
+module's parameters for the measurement, as a forward pass does, and keeps them gathered through
+its backward passes (``reshard_after_forward`` and ``reshard_after_backward`` off meanwhile, then
+restored and resharded); the step's sharded gradients are gathered whole (:func:`full`), and the
+rest is the data-parallel measurement above. So the whole model's weights sit on each rank during a
+measurement: a model whose weights alone exceed one device is not measured yet. FSDP1
+(``FullyShardedDataParallel``, flat parameters) is refused.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -47,14 +55,15 @@ def active() -> bool:
 def unwrap(model: nn.Module) -> nn.Module:
     """The module that DDP wraps or ``torch.compile`` compiled (its ``_orig_mod``: the measurement's
     hooks would make dynamo retrace it at every call), however nested; ``measure`` unwraps the
-    inside of a ``LogitsOnly`` with it too, in a fresh wrapper. FSDP refused."""
+    inside of a ``LogitsOnly`` with it too, in a fresh wrapper. FSDP1 refused (FSDP2: :func:`unsharded`)."""
     from torch.nn.parallel import DistributedDataParallel
 
     for name, module in model.named_modules():
-        if type(module).__name__.startswith(("FullyShardedDataParallel", "FSDP")):
+        if type(module).__name__.startswith("FullyShardedDataParallel"):
             raise UnsupportedModelError(
-                f"module '{name or '<root>'}' is sharded by FSDP: no rank holds a whole parameter, so per-sample "
-                "gradient norms cannot be formed. Measure under DistributedDataParallel, or an unsharded copy."
+                f"module '{name or '<root>'}' is sharded by FSDP1 (FullyShardedDataParallel): its flat parameters "
+                "hide the model's own. Shard it with FSDP2 (torch.distributed.fsdp.fully_shard), measure under "
+                "DistributedDataParallel, or an unsharded copy."
             )
     while True:
         if isinstance(model, DistributedDataParallel):
@@ -63,6 +72,48 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+def _fsdp2_modules(model: nn.Module) -> list[nn.Module]:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch without FSDP2
+        return []
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+@contextmanager
+def unsharded(model: nn.Module) -> Iterator[None]:
+    """Every FSDP2 module of ``model`` with its parameters gathered (plain parameters, as inside a
+    forward pass) until the block ends, through any forward and backward passes in it; then its
+    reshard settings restored and its parameters sharded again. Nothing for a model without FSDP2.
+
+    Reads and restores FSDP2's per-group reshard settings (``post_forward_mesh_info``,
+    ``reshard_after_backward``), which its public setters can set but not read."""
+    modules = _fsdp2_modules(model)
+    saved = [
+        (state, state._auto_reshard_after_forward, [(g, g.post_forward_mesh_info, g.reshard_after_backward)
+                                                   for g in state._fsdp_param_groups])
+        for state in (m._get_fsdp_state() for m in modules)
+    ]  # fmt: skip
+    try:
+        for m in modules:
+            m.set_reshard_after_forward(False, recurse=False)
+            m.set_reshard_after_backward(False, recurse=False)
+            m.unshard()
+        yield
+    finally:
+        for state, auto, groups in saved:
+            state._auto_reshard_after_forward = auto
+            for g, forward, backward in groups:
+                g.post_forward_mesh_info, g.reshard_after_backward = forward, backward
+        for m in modules:
+            m.reshard()
+
+
+def full(grad: Tensor) -> Tensor:
+    """A gradient whole: FSDP2's sharded ``DTensor`` gathered, any other tensor as it is."""
+    return grad.full_tensor() if hasattr(grad, "full_tensor") else grad
 
 
 def shard(batch_size: int, units: Tensor) -> Shard:

@@ -20,7 +20,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .capture import Call, ParameterUses, batch_dim
 from .errors import UnsupportedModelError
-from .rules import NormRule, OpacusSamplerRule
+from .rules import NormRule, OpacusSamplerRule, own_type
 from .tied import TiedEmbeddingHead
 
 
@@ -31,7 +31,7 @@ def opacus_rule(module: nn.Module) -> NormRule | None:
         GradSampleModuleFastGradientClipping as FastClip,
     )
 
-    kind = type(module)
+    kind = own_type(module)
     if kind in FastClip.NORM_SAMPLERS:
         return OpacusSamplerRule(FastClip.NORM_SAMPLERS[kind], "norm", kind.__name__)
     if kind in GradSampleModule.GRAD_SAMPLERS:

@@ -124,9 +124,28 @@ def measure(
     Every trainable parameter counts however the model uses it, exactly (:mod:`.persample`);
     what cannot be measured exactly is refused, naming the module. The model's parameters,
     ``.grad``, mode and hooks are left as they were; non-finite values are reported, not raised.
+    Under DDP or FSDP2 each rank passes its shard of the batches and gets the global batches'
+    record (:mod:`.distributed`); ``train_grad`` may then be FSDP2's sharded gradients.
     """
-    train_grad = None if train_grad is None else list(train_grad)
     model = _unwrapped(model)
+    with distributed.unsharded(model):  # FSDP2: every parameter gathered, as in a forward pass
+        train_grad = None if train_grad is None else [distributed.full(g) for g in train_grad]
+        return _measure(model, loss_fn, batch, measure_batch, hutchinson, train_grad, generator, count_units, rules,
+                        allow_random)  # fmt: skip
+
+
+def _measure(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    measure_batch: Batch | None,
+    hutchinson: int | None,
+    train_grad: list[Tensor] | None,
+    generator: torch.Generator | None,
+    count_units: Callable[[Tensor, Tensor], int] | None,
+    rules: Mapping[type, NormRule] | None,
+    allow_random: bool,
+) -> LNPRecord:
     params = _check_arguments(model, hutchinson, train_grad)
     if generator is None:
         generator = torch.Generator(device=params[0].device).manual_seed(DEFAULT_SEED)

@@ -43,7 +43,7 @@ from .errors import UnsupportedModelError
 from .groups import Group, ModuleCall, Recording, opacus_rule, plan
 from .model_checks import check_model
 from .replay import replay_sq_norms
-from .rules import NormRule, rule_for
+from .rules import NormRule, own_type, rule_for
 
 __all__ = ["PerSampleNorms", "UnsupportedModelError"]
 
@@ -109,7 +109,8 @@ class PerSampleNorms:
         return list(self._owning)
 
     def _rule(self, module: nn.Module) -> NormRule | None:
-        return self.rules.get(type(module)) or rule_for(type(module)) or opacus_rule(module)
+        kind = own_type(module)
+        return self.rules.get(kind) or rule_for(kind) or opacus_rule(module)
 
     def __enter__(self) -> "PerSampleNorms":
         for name, module in self.model.named_modules():

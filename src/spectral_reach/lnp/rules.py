@@ -290,6 +290,17 @@ RULES_BY_NAME: dict[str, NormRule] = {
 }
 
 
+def own_type(module: nn.Module) -> type:
+    """The type whose rule a module takes: its own, except that FSDP2's ``fully_shard`` swaps a
+    module's class for ``FSDP<Class>``, a subclass of ``(FSDPModule, Class)`` that adds no forward
+    of its own: that module takes ``Class``'s rule."""
+    kind = type(module)
+    bases = kind.__bases__
+    if len(bases) == 2 and bases[0].__name__ == "FSDPModule" and kind.__name__ == f"FSDP{bases[1].__name__}":
+        return bases[1]
+    return kind
+
+
 def rule_for(module_type: type) -> NormRule | None:
     """The rule registered for ``module_type`` (exactly that type), by type or by qualified name."""
     return RULES.get(module_type) or RULES_BY_NAME.get(f"{module_type.__module__}.{module_type.__qualname__}")
