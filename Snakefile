@@ -45,6 +45,7 @@ include: "workflow/rules/lm.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/checks.smk"
 include: "workflow/rules/vit.smk"
+include: "workflow/rules/claims.smk"
 include: "workflow/rules/forecast.smk"
 include: "workflow/rules/unknown.smk"
 

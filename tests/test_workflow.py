@@ -56,6 +56,8 @@ def test_ci_scale_run_makes_every_target(workdir):
         "logs/benchmarks/lm_train/pixels/b/seed0.tsv",
         "results/lm/stories/b/seed1/model/config.json",
         "results/tables/vit_sizes.md",
+        "results/claims.md",
+        "results/claims.html",
         "results/vit/mup/b/seed0/lnp.parquet",
         "logs/vit_train/standard/a/seed0.log",
     ]
@@ -83,6 +85,7 @@ def test_one_sizes_learning_rate_reruns_that_size_and_what_depends_on_it(workdir
         fig07=1,
         fig08=1,
         fig10=1,
+        claims=1,
         all=1,
     )
 
@@ -90,7 +93,7 @@ def test_one_sizes_learning_rate_reruns_that_size_and_what_depends_on_it(workdir
 def test_one_mup_learning_rate_reruns_that_vit_only(workdir):
     changed = edited(vit__mup__sizes__b__lr=3e-3)
     assert planned_jobs(workdir, changed) == Counter(
-        params_file=1, vit_train=1, vit_table=1, vit_summary=1, fig09=1, all=1
+        params_file=1, vit_train=1, vit_table=1, vit_summary=1, fig09=1, claims=1, all=1
     )
 
 
@@ -126,6 +129,7 @@ def test_added_seed_trains_only_the_new_runs(workdir):
         fig07=1,
         fig08=1,
         fig10=1,
+        claims=1,
         all=1,
     )
 
@@ -142,18 +146,20 @@ def test_plotting_option_reruns_only_its_figure(workdir):
 
 def test_model_width_reruns_measurements_not_theory(workdir):
     assert planned_jobs(workdir, edited(rfm__width=96)) == Counter(
-        params_file=2, rfm_lnp=2, rfm_summary=1, fig03=1, all=1
+        params_file=2, rfm_lnp=2, rfm_summary=1, fig03=1, claims=1, all=1
     )
 
 
 def test_theory_option_reruns_no_measurement(workdir):
-    assert planned_jobs(workdir, edited(rfm__teacher_draws=50)) == Counter(rfm_theory=1, rfm_summary=1, fig03=1, all=1)
+    assert planned_jobs(workdir, edited(rfm__teacher_draws=50)) == Counter(
+        rfm_theory=1, rfm_summary=1, fig03=1, claims=1, all=1
+    )
 
 
 def test_added_alpha_runs_one_new_measurement(workdir):
     added = edited(rfm__alphas=CI_CONFIG["rfm"]["alphas"] + [3.0])
     assert planned_jobs(workdir, added) == Counter(
-        params_file=1, rfm_lnp=1, rfm_theory=1, rfm_summary=1, fig03=1, all=1
+        params_file=1, rfm_lnp=1, rfm_theory=1, rfm_summary=1, fig03=1, claims=1, all=1
     )
 
 
@@ -438,6 +444,26 @@ def test_compiled_jobs_equal_eager_ones(workdir, tmp_path):
                 )
 
 
+def test_the_claims_table_judges_this_runs_own_tables(workdir):
+    """Issue 37: a row per claim and task, each verdict one of three, its numbers those of the run's
+    summaries (here the last-window chi_pos of Fig. 1, recomputed from the window table)."""
+    from spectral_reach.analysis.claims_table import COLUMNS, _ends
+
+    table = pd.read_csv(workdir / "results/claims.csv")
+    assert list(table.columns) == COLUMNS
+    assert set(table["verdict"]) <= {"holds", "does not hold", "undetermined"}
+    tasks = table.groupby("task")["claim"].count().to_dict()
+    assert tasks == {
+        "stories": 7, "pixels": 7, "ViT, standard": 2, "ViT, muP": 2, "Hutchinson check": 1,
+        "random-feature models": 1, "eNTK check": 1,
+    }  # fmt: skip
+    windows = pd.read_parquet(workdir / "results/lm/stories/summary/lnp_windows.parquet")
+    last = _ends(windows, "chi_pos").groupby("size")["last"].mean()
+    reach = table[(table["task"] == "stories") & table["claim"].str.startswith("larger models")].iloc[0]
+    assert reach["evidence"].endswith(" / ".join(f"{v:.3g}" for v in last.loc[["a", "b"]]))
+    assert (workdir / "results/claims.md").read_text().startswith("# Claims of the paper in run")
+
+
 def test_paper_config_resolves():
     snakemake(ROOT, "-n", "--configfile", str(ROOT / "config/paper.yaml"))
 
@@ -463,6 +489,7 @@ def test_report_holds_every_figure_and_table(workdir):
         "entk_shift.csv",
         "hutchinson_cv.csv",
         "vit_sizes.csv",
+        "claims.html",
     ):
         assert table in names, table
     # every figure's caption carries this run's numbers: Fig. 1's fit, the ViTs' final losses

@@ -3,6 +3,8 @@
 import json
 import os
 
+from spectral_reach.version import RESULT_VERSION
+
 
 def check_settings(config):
     """Cross-key checks the schema cannot express; each names its keys and the fix."""

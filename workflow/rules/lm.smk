@@ -34,6 +34,7 @@ rule lm_train:
         state="results/checkpoints/lm/{dataset}/{size}/seed{seed}",
         data_dir="results/data/{dataset}",
         checksum_max_mb=config["data_checks"]["checksum_max_mb"],
+        result_version=RESULT_VERSION,  # a bump reruns every finished run (spectral_reach/version.py)
         out_dir="results/lm/{dataset}/{size}/seed{seed}",
     shell:
         logged(

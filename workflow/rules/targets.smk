@@ -29,6 +29,7 @@ def lm_targets():
 
 def all_targets():
     return [
+        "results/claims.md",
         "results/rfm/deviations.md",
         "figures/fig03_rfm.pdf",
         "figures/fig03_rfm.png",

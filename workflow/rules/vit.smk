@@ -34,6 +34,7 @@ rule vit_train:
         state="results/checkpoints/vit/{par}/{vsize}/seed{seed}",
         data_dir=lambda w: f"results/data/{VIT['dataset']}",
         checksum_max_mb=config["data_checks"]["checksum_max_mb"],
+        result_version=RESULT_VERSION,  # a bump reruns every finished run (spectral_reach/version.py)
         out_dir="results/vit/{par}/{vsize}/seed{seed}",
     shell:
         logged(

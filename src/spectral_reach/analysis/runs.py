@@ -46,9 +46,15 @@ def check_current(key: dict, done_path: str | Path, params_path: str | Path) -> 
     ...}``), less :data:`NOT_RESULT`, which change no number; a setting the spec leaves out is its
     default, which the run applied. So a table or figure never shows a run of other settings."""
     done = json.loads(Path(done_path).read_text())
-    spec = json.loads(json.loads(Path(params_path).read_text())["spec"])
+    params = json.loads(Path(params_path).read_text())
+    spec = json.loads(params["spec"])
     want = {k: v for k, v in spec.items() if k not in NOT_RESULT}
     have = done.get("spec", {})
+    if "result_version" in params:  # the code's version of the numbers (spectral_reach.version)
+        want, have = (
+            {**want, "result_version": params["result_version"]},
+            {**have, "result_version": done.get("version")},
+        )
     changed = sorted(k for k in want if want[k] != have.get(k))
     if changed:
         diff = "; ".join(f"{k}: ran with {have.get(k)!r}, config says {want.get(k)!r}" for k in changed)

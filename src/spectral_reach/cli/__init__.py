@@ -2,7 +2,7 @@
 
 Each module declares the subcommands of one stage next to the functions they call:
 :mod:`.data`, :mod:`.rfm`, :mod:`.lm`, :mod:`.probe`, :mod:`.vit`, :mod:`.checks`, and
-:mod:`.forecast` (what the training jobs will cost).
+:mod:`.claims` (every claim judged on the run), :mod:`.forecast` (what the training jobs will cost).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import argparse
 import gc
 import logging
 
-from . import checks, data, forecast, lm, probe, rfm, vit
+from . import checks, claims, data, forecast, lm, probe, rfm, vit
 
-STAGES = (rfm, data, lm, vit, probe, checks, forecast)
+STAGES = (rfm, data, lm, vit, probe, checks, claims, forecast)
 
 #: How many collections of Python's middle generation come between two full collections (Python's
 #: default: 10); see :func:`main`.

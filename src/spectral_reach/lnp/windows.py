@@ -4,8 +4,11 @@ Window ``w`` covers the ``width`` consecutive steps ``[s_w, s_w + width)`` with 
 
     s = 0, and round(10^(k / per_decade)) for k = 0, 1, 2, ...  while s < total_steps,
 
-duplicates removed and every window clipped at ``total_steps``. Early windows overlap; a step
-inside several windows is measured once and belongs to the earliest of them.
+duplicates removed and every window clipped at ``total_steps``; then, unless the last of them
+already ends there, a last window ``[total_steps - width, total_steps)`` ending at the final step,
+so the measurement covers the run to its end whatever ``per_decade`` gives (the paper's curves run
+to the end of training). Early windows overlap; a step inside several windows is measured once and
+belongs to the earliest of them.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def log_windows(total_steps: int, per_decade: int, width: int) -> list[Window]:
         if s > starts[-1]:
             starts.append(s)
         k += 1
+    if min(starts[-1] + width, total_steps) < total_steps:
+        starts.append(total_steps - width)
     return [Window(i, s, min(s + width, total_steps)) for i, s in enumerate(starts)]
 
 

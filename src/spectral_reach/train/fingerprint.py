@@ -21,10 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.memmap import read_meta, sha256_file, sidecar_path
-
-#: Bump when a code change alters the numbers a run computes from the same settings and data:
-#: checkpoints of the older code are then started afresh instead of resumed.
-RESULT_VERSION = 1
+from ..version import RESULT_VERSION
 
 #: Spec fields that change no number of a run.
 NOT_RESULT = ("checkpoint_every", "log_every")
