@@ -51,9 +51,11 @@ class Units:
     inside: tuple[int, ...]
     flat: tuple[str, ...] = ()
 
-    def live(self, grad: Tensor) -> Tensor:
-        """Per unit, whether its gradient is finite and not zero (a bool tensor: no host sync)."""
-        g = grad.ne(0) & torch.isfinite(grad)
+    def live(self, grad: Tensor, finite: bool = False) -> Tensor:
+        """Per unit, whether its gradient is not zero (a bool tensor: no host sync); with ``finite``,
+        a non-finite gradient is no evidence either (at a probe point, where the loss need not be
+        defined). At the outputs a NaN gradient counts: the record reports the NaN, not a zero count."""
+        g = grad.ne(0) & torch.isfinite(grad) if finite else grad.ne(0)
         return g.any(dim=self.inside) if self.inside else g
 
 
@@ -221,7 +223,7 @@ def count_units_tensor(loss_fn: LossFn, outputs: Tensor, targets: Tensor) -> Ten
     if units.flat:
         for point in probe_points(x, units.inside, torch.Generator().manual_seed(2)):
             try:
-                live |= units.live(_loss_and_grad(loss_fn, point, t)[1])
+                live |= units.live(_loss_and_grad(loss_fn, point, t)[1], finite=True)
             except Exception:  # the user's loss may not take every point (a log of a negative): no evidence
                 continue
         undecided = int((~live).sum())
