@@ -2,32 +2,6 @@
 # first in the report.
 
 
-def claims_inputs():
-    per_dataset = {
-        "lm_runs": "results/lm/{dataset}/summary/runs.csv",
-        "lm_lnp": "results/lm/{dataset}/summary/lnp_windows.parquet",
-        "fits": "results/lm/{dataset}/summary/fits.csv",
-        "probe_lnp": "results/probe/{dataset}/summary/lnp_windows.parquet",
-        "ratios": "results/probe/{dataset}/summary/ratios.csv",
-    }
-    files = {k: expand(v, dataset=LM_DATASETS) for k, v in per_dataset.items()}
-    if LM_DATASETS:
-        files |= {"hutchinson": "results/checks/hutchinson_cv.csv", "entk": "results/checks/entk_shift.csv"}
-    if VIT:
-        files |= {"vit_runs": "results/vit/summary/runs.csv", "vit_lnp": "results/vit/summary/lnp_windows.parquet"}
-    return files
-
-
-def claims_flags(input):
-    """The command's optional inputs, as flags, for those this run has."""
-    names = ("lm_runs", "lm_lnp", "fits", "probe_lnp", "ratios", "vit_runs", "vit_lnp", "hutchinson", "entk")
-    return " ".join(
-        f"--{n.replace('_', '-')} {' '.join(str(p) for p in (input[n] if isinstance(input[n], list) else [input[n]]))}"
-        for n in names
-        if n in input.keys() and input[n]
-    )
-
-
 rule claims:
     input:
         unpack(lambda w: claims_inputs()),
