@@ -165,9 +165,13 @@ ROWS = [
 
 @pytest.mark.parametrize("name, shape, loss_fn, targets, units", ROWS, ids=[r[0] for r in ROWS])
 def test_units_and_components_against_the_explicit_entk(name, shape, loss_fn, targets, units):
-    m, inputs = model(shape), x()
-    got = measure(m, loss_fn, (inputs, targets), hutchinson=None)
-    ref = reference_lnp(m, loss_fn, (inputs, targets))
+    assert_exact(model(shape), loss_fn, (x(), targets), units)
+
+
+def assert_exact(m: nn.Module, loss_fn, batch: tuple, units: int) -> None:
+    """``n`` loss units, and the components against the explicit eNTK (self variant)."""
+    got = measure(m, loss_fn, batch, hutchinson=None)
+    ref = reference_lnp(m, loss_fn, batch)
     assert got.n_units == units
     assert got.chi_loss == pytest.approx(units * ref.g_sq, rel=1e-10)
     assert got.chi_net == pytest.approx(ref.j_sq / units, rel=1e-10)
@@ -287,12 +291,7 @@ def test_a_unit_past_its_margin_still_counts(name, shape, make):
     out = m(inputs).detach().requires_grad_(True)
     (g,) = torch.autograd.grad(loss_fn(out, targets), out)
     assert int(g.reshape(B, -1).ne(0).any(1).logical_not().sum()) >= 1  # a unit is past its margin
-    got = measure(m, loss_fn, (inputs, targets), hutchinson=None)
-    ref = reference_lnp(m, loss_fn, (inputs, targets))
-    assert got.n_units == B
-    assert got.chi_loss == pytest.approx(B * ref.g_sq, rel=1e-10)
-    assert got.chi_net == pytest.approx(ref.j_sq / B, rel=1e-10)
-    assert got.chi_pos == pytest.approx(ref.chi_pos, rel=1e-8)
+    assert_exact(m, loss_fn, (inputs, targets), B)
 
 
 def test_margin_ranking_units_are_refused_then_exact_with_count_units():
