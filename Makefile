@@ -9,7 +9,7 @@ CORES  ?= 2
 BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup workflow test test-fast lint bench gpu-check rehearsal clean
+.PHONY: setup workflow showcase test test-fast lint bench gpu-check rehearsal clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -24,6 +24,10 @@ $(VENV)/.installed: pyproject.toml
 
 workflow: setup
 	$(BIN)/snakemake --cores $(CORES)
+
+# the embedded default measured on wider windows and larger B' (config/showcase.yaml): runs/showcase/
+showcase: setup
+	time $(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/showcase.yaml
 
 test: setup
 	$(BIN)/python -m pytest
