@@ -48,6 +48,7 @@ LOCAL_RULES = {
     "vit_summary",
     "vit_table",
     "fig09",
+    "claims",
 }
 
 
