@@ -196,6 +196,37 @@ def test_bad_config_is_named_before_any_job(workdir, change, words):
         assert word in proc.stderr + proc.stdout, word
 
 
+def tree(workdir) -> dict[str, bytes]:
+    """Every file of a finished run, by path: its bytes."""
+    return {str(p.relative_to(workdir)): p.read_bytes() for p in sorted(workdir.rglob("*")) if p.is_file()
+            and ".snakemake" not in p.parts and p.name != "bad.yaml"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"lm__stories__sizes__a__hidden": 30}, ["lm.stories.sizes.a.heads: 2 heads of hidden=30", "odd head dimension 15"]),
+        ({"lm__pixels__lnp__measure_contexts": 100000}, ["lm.pixels.lnp.measure_contexts: 100000 exceeds the 16 validation"]),
+        ({"lm__pixels__context_length": 4096}, ["lm.pixels.context_length: 4096 exceeds the 1024 pixels"]),
+        ({"lm__pixels__steps": 100}, ["lm.pixels.steps: 100 exceeds one pass over the 64 training images"]),
+        ({"vit__standard__sizes__a__patch": 7}, ["vit.standard.sizes.a.patch: 7 does not divide the 32-pixel image side"]),
+    ],
+)  # fmt: skip
+def test_a_cross_key_mistake_fails_before_any_job_and_leaves_the_finished_tree_as_it_was(workdir, change, words):
+    """Issue 38: these passed validation, started a training job (which deletes the finished run's
+    outputs before it runs) and failed there. Now the run itself (not a dry run) stops while
+    Snakemake parses, naming the key, and every file of the finished tree is byte-identical."""
+    before = tree(workdir)
+    path = workdir / "bad.yaml"
+    path.write_text(yaml.safe_dump(edited(**change)))
+    proc = snakemake(workdir, "--configfile", str(path), "--replace-workflow-config", check=False)
+    assert proc.returncode != 0
+    for word in words:
+        assert word in proc.stderr + proc.stdout, word
+    assert "Select jobs to execute" not in proc.stdout + proc.stderr
+    assert tree(workdir) == before
+
+
 def test_yaml_1_1_exponent_numbers_are_numbers(workdir):
     """``3e-4`` and ``1e6`` reach the config as strings (YAML 1.1); where the schema wants a number they
     are one: the CI config with its numbers written that way plans no job."""

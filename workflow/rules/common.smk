@@ -3,6 +3,7 @@
 import json
 import os
 
+from spectral_reach import config_checks
 from spectral_reach.version import RESULT_VERSION
 
 
@@ -39,6 +40,7 @@ def check_settings(config):
                 f"{len(parts['train_parts'])} x {generated['images_per_part']} generated images at "
                 f"vit.batch_size={vit['batch_size']} ({vit['passes'] * per_pass} steps): lower vit.steps or raise vit.passes"
             )
+    config_checks.check(config)  # every other cross-key check (src/spectral_reach/config_checks.py)
 
 
 def fmt_alpha(alpha):

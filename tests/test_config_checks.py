@@ -1,0 +1,101 @@
+"""Cross-key config mistakes (issue 38) are named with their key, value and fix, before any job:
+each mistake the issue found on a finished demo tree, on the embedded default with the schema's
+defaults filled in; the shipped configs have none."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from snakemake.utils import validate
+from workflow_run import ROOT
+
+from spectral_reach.config_checks import check, problems
+
+SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def load(*names: str) -> dict:
+    config = {}
+    for name in names:
+        over = yaml.safe_load((ROOT / name).read_text())
+        config = merged(config, over)
+    validate(config, SCHEMA)  # fills in the schema's defaults, as the workflow does
+    return config
+
+
+def merged(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.mark.parametrize(
+    "names",
+    [("config/config.yaml",), ("config/paper.yaml",), ("config/rehearsal.yaml",), ("tests/configs/ci.yaml",),
+     ("config/config.yaml", "config/showcase.yaml")],
+)  # fmt: skip
+def test_the_shipped_configs_have_no_problem(names):
+    assert problems(load(*names)) == []
+
+
+DEMO = load("config/config.yaml")
+
+
+def with_(path: str, value) -> dict:
+    config = copy.deepcopy(DEMO)
+    *head, last = path.split(".")
+    node = config
+    for key in head:
+        node = node[key]
+    node[last] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    "path, value, words",
+    [
+        # issue 38's mistakes
+        ("lm.synthstories.sizes.s.hidden", 30, ["lm.synthstories.sizes.s.heads: 2 heads of hidden=30", "odd head dimension 15"]),
+        ("lm.synthcifar.sizes.m.head_dim", 20, ["lm.synthcifar.sizes.m.heads: 2 heads of head_dim 20 need a width of 40"]),
+        ("lm.synthcifar.lnp.measure_contexts", 100000, ["lm.synthcifar.lnp.measure_contexts: 100000 exceeds the 1024 validation images"]),
+        ("lm.synthcifar.context_length", 4096, ["lm.synthcifar.context_length: 4096 exceeds the 1024 pixels"]),
+        ("lm.synthcifar.steps", 2000, ["lm.synthcifar.steps: 2000 exceeds one pass over the 6000 training images", "(1500 steps)"]),
+        ("vit.standard.sizes.w32.patch", 7, ["vit.standard.sizes.w32.patch: 7 does not divide the 32-pixel image side", "last 4 rows"]),
+        # and the others the config alone can tell
+        ("vit.mup.sizes.w48.heads", 5, ["vit.mup.sizes.w48.heads: 5 does not divide vit.mup.sizes.w48.hidden=48"]),
+        ("lm.synthstories.lnp.measure_batch", 65, ["lm.synthstories.lnp.measure_batch: 65 exceeds lm.synthstories.lnp.measure_contexts=64"]),
+        ("vit.eval.test_images", 6000, ["vit.eval.test_images: 6000 exceeds the 4976 test images of synthshapes"]),
+        ("data.synthshapes.validation_images", 6000, ["data.synthshapes.validation_images: 6000 leaves no test images"]),
+        ("lm.synthstories.lnp.width", 601, ["lm.synthstories.lnp.width: 601 steps per measurement window exceed"]),
+        ("vit.checkpoint_every", 1000, ["vit.checkpoint_every: 1000 exceeds vit.steps=920"]),
+        ("checks.hutchinson.seed", 7, ["checks.hutchinson.seed: 7 is not one of lm.synthstories.seeds [0, 1]"]),
+        ("checks.entk.dataset", "nope", ["checks.entk.dataset: 'nope' is not one of datasets"]),
+        ("probe.seeds", [0, 3], ["probe.seeds: [3] are not seeds of lm.synthstories.seeds [0, 1]"]),
+    ],
+)  # fmt: skip
+def test_each_mistake_is_named_with_its_key_and_fix(path, value, words):
+    with pytest.raises(ValueError) as err:
+        check(with_(path, value))
+    for word in words:
+        assert word in str(err.value), (word, str(err.value))
+
+
+def test_every_problem_is_counted_and_the_first_named():
+    config = with_("vit.standard.sizes.w32.patch", 7)
+    config["lm"]["synthcifar"]["context_length"] = 4096
+    assert len(problems(config)) == 2
+    with pytest.raises(ValueError, match=r"(?s)lm.synthcifar.context_length.*\(1 more problem"):
+        check(config)
+
+
+def test_an_explicit_even_head_dim_allows_heads_that_do_not_divide_the_width():
+    """The paper's 3.8M row: hidden 196, 3 heads, head_dim 64 (models/llama.py)."""
+    config = with_(
+        "lm.synthstories.sizes.s", {"layers": 2, "hidden": 196, "ff": 48, "heads": 3, "head_dim": 64, "lr": 1e-2}
+    )
+    assert problems(config) == []
+    config["lm"]["synthstories"]["sizes"]["s"].pop("head_dim")  # 196 // 3 = 65: odd
+    assert "odd head dimension 65" in problems(config)[0]
