@@ -134,6 +134,12 @@ def test_added_seed_trains_only_the_new_runs(workdir):
     )
 
 
+def test_an_overlay_switches_the_vits_off(workdir):
+    """Issue 40: ``vit: null`` drops every ViT job and target; on a finished tree only the claims
+    table is rebuilt (without its ViT rows)."""
+    assert planned_jobs(workdir, edited(vit=None)) == Counter(claims=1, all=1)
+
+
 def test_component_figure_option_reruns_only_that_figure(workdir):
     fig = dict(CI_CONFIG["figures"]["fig11"], dpi=72)
     assert planned_jobs(workdir, edited(figures__fig11=fig)) == Counter(fig11=1, all=1)

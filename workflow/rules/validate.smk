@@ -107,6 +107,10 @@ def launch_folder(config):
 
 
 check_config(config, SCHEMA)
+# A section an overlay switched off (`vit: null`) is left out while Snakemake's validate fills in
+# the schema's defaults (it would fill them into the null), then kept as null: no jobs of it.
+_off = {key: config.pop(key) for key in [k for k, v in config.items() if v is None]}
 validate(config, SCHEMA)
+config.update(_off)
 LAUNCH = launch_folder(config)
 anchor_paths(config, LAUNCH)
