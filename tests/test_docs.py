@@ -56,3 +56,12 @@ def test_the_slurm_profile_sends_no_placeholder_partition_or_account():
     resources = [profile.get("default-resources", {}), *profile.get("set-resources", {}).values()]
     for r in resources:
         assert not {"slurm_partition", "slurm_account"} & set(r), r
+
+
+def test_the_readme_job_count_is_the_default_configs(tmp_path):
+    """The README's job count of the embedded default is what a dry run from nothing plans."""
+    from workflow_run import copy_workflow, planned_jobs
+
+    said = int(re.search(r"(\d+) jobs, about", (ROOT / "README.md").read_text()).group(1))
+    default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    assert sum(planned_jobs(copy_workflow(tmp_path), default).values()) == said
