@@ -65,3 +65,9 @@ def test_the_readme_job_count_is_the_default_configs(tmp_path):
     said = int(re.search(r"(\d+) jobs, about", (ROOT / "README.md").read_text()).group(1))
     default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     assert sum(planned_jobs(copy_workflow(tmp_path), default).values()) == said
+
+
+def test_both_profiles_show_a_failed_jobs_log_on_the_console():
+    """Issue 38: Snakemake alone says only "check log file(s)"; the error is in the log."""
+    for profile in ("default", "slurm"):
+        assert yaml.safe_load((ROOT / f"profiles/{profile}/config.yaml").read_text())["show-failed-logs"] is True
