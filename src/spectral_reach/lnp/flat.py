@@ -72,10 +72,14 @@ class _Trace(TorchDispatchMode):
 
 
 def flat_ops(loss_fn: LossFn, x: Tensor, targets: Tensor) -> tuple[str, ...]:
-    """The flat-capable ops ``loss_fn`` applies to what it computes from ``x`` (module docstring)."""
+    """The flat-capable ops ``loss_fn`` applies to what it computes from ``x`` (module docstring);
+    a loss that cannot be traced is taken as flat-capable (probed, never assumed smooth)."""
     x = x.detach().clone()
-    with _Trace(x) as trace, torch.no_grad():
-        loss_fn(x, targets)
+    try:
+        with _Trace(x) as trace, torch.no_grad():
+            loss_fn(x, targets)
+    except Exception as err:  # whatever the user's loss raises under the trace
+        return (f"untraceable: {type(err).__name__}",)
     return tuple(dict.fromkeys(trace.flat))
 
 
