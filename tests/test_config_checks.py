@@ -9,7 +9,7 @@ import copy
 import pytest
 import yaml
 from snakemake.utils import validate
-from workflow_run import ROOT
+from workflow_run import ROOT, merged
 
 from spectral_reach.config_checks import check, problems
 
@@ -23,13 +23,6 @@ def load(*names: str) -> dict:
         config = merged(config, over)
     validate(config, SCHEMA)  # fills in the schema's defaults, as the workflow does
     return config
-
-
-def merged(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 @pytest.mark.parametrize(
@@ -65,6 +58,7 @@ def with_(path: str, value) -> dict:
         ("lm.synthcifar.steps", 2000, ["lm.synthcifar.steps: 2000 exceeds one pass over the 6000 training images", "(1500 steps)"]),
         ("vit.standard.sizes.w32.patch", 7, ["vit.standard.sizes.w32.patch: 7 does not divide the 32-pixel image side", "last 4 rows"]),
         # and the others the config alone can tell
+        ("vit.steps", 10000, ["vit.steps=10000 exceeds vit.passes=10 passes of 1 x 6000", "lower vit.steps or raise vit.passes"]),
         ("vit.mup.sizes.w48.heads", 5, ["vit.mup.sizes.w48.heads: 5 does not divide vit.mup.sizes.w48.hidden=48"]),
         ("lm.synthstories.lnp.measure_batch", 65, ["lm.synthstories.lnp.measure_batch: 65 exceeds lm.synthstories.lnp.measure_contexts=64"]),
         ("vit.eval.test_images", 6000, ["vit.eval.test_images: 6000 exceeds the 4976 test images of synthshapes"]),

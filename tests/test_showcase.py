@@ -7,18 +7,10 @@ from __future__ import annotations
 import copy
 
 import yaml
-from workflow_run import ROOT, copy_workflow, planned_jobs
+from workflow_run import ROOT, copy_workflow, merged, planned_jobs
 
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 SHOWCASE = yaml.safe_load((ROOT / "config/showcase.yaml").read_text())
-
-
-def merged(base: dict, over: dict) -> dict:
-    """``over`` merged into ``base`` as Snakemake merges --configfile files (dicts deep, lists replaced)."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def without_measurement(config: dict) -> dict:

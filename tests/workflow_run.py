@@ -3,6 +3,7 @@ the CI config and edits of it, and the SLURM settings for the local one-node clu
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
@@ -122,3 +123,11 @@ def copy_run(src: Path, dest: Path) -> Path:
         src, dest, symlinks=True, ignore=shutil.ignore_patterns(".snakemake/locks", ".snakemake/slurm_logs")
     )
     return dest
+
+
+def merged(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base`` as Snakemake merges --configfile files (dicts deep, lists replaced)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

@@ -10,7 +10,7 @@ Checked: a Llama's heads give an even head dimension (its rotary embedding) with
 a ViT's heads divide its width, a ViT's patch divides the image side, an image language model's context fits in an
 image's pixels, measurement batches fit their measurement sets, measurement and test sets fit the
 validation and test images a generated image set will hold, steps fit one pass of the training
-images where the config fixes their number, measurement windows and checkpoints fit in the run,
+images where the config fixes their number (a ViT's steps its passes), measurement windows and checkpoints fit in the run,
 and the checks, probes and figures name data sets, sizes and seeds that exist. What only the
 prepared data can tell (the token count of a text corpus) is checked by the training job.
 """
@@ -165,6 +165,16 @@ def _vits(config: Config) -> Iterator[str]:
                     f"the last {IMAGE_SIDE % size['patch']} rows and columns of every image would be dropped; use one "
                     f"of {divisors}"
                 )
+    data = config["data"][vit["dataset"]]
+    sizes = _generated_images(data)
+    if sizes and vit["steps"] > vit["passes"] * (sizes[0] // vit["batch_size"]):
+        generated = data["source"]["generate"]
+        yield (
+            f"vit.steps={vit['steps']} exceeds vit.passes={vit['passes']} passes of "
+            f"{len(data['train_parts'])} x {generated['images_per_part']} generated images at "
+            f"vit.batch_size={vit['batch_size']} ({vit['passes'] * (sizes[0] // vit['batch_size'])} steps): "
+            "lower vit.steps or raise vit.passes"
+        )
     lnp = vit["lnp"]
     if lnp["measure_batch"] > lnp["measure_images"]:
         yield (
@@ -172,7 +182,7 @@ def _vits(config: Config) -> Iterator[str]:
             f"{lnp['measure_images']}, the set B' is drawn from; set it to at most {lnp['measure_images']}"
         )
     yield from _within_run("vit", vit)
-    yield from _image_sets("vit", vit["dataset"], config["data"][vit["dataset"]], vit, "measure_images", "test_images")
+    yield from _image_sets("vit", vit["dataset"], data, vit, "measure_images", "test_images")
 
 
 def _references(config: Config) -> Iterator[str]:

@@ -29,17 +29,6 @@ def check_settings(config):
             f"checks.hutchinson.draws={hcv['draws']} gives fewer than two groups of K={max(hcv['ks'])} "
             f"(checks.hutchinson.ks): the CV of K needs at least 2 K draws; raise draws to {2 * max(hcv['ks'])} or drop that K"
         )
-    vit = config.get("vit")
-    parts = config["data"].get(vit["dataset"], {}) if vit else {}
-    generated = parts.get("source", {}).get("generate")
-    if vit and generated:
-        per_pass = len(parts["train_parts"]) * generated["images_per_part"] // vit["batch_size"]
-        if vit["steps"] > vit["passes"] * per_pass:
-            raise ValueError(
-                f"vit.steps={vit['steps']} exceeds vit.passes={vit['passes']} passes of "
-                f"{len(parts['train_parts'])} x {generated['images_per_part']} generated images at "
-                f"vit.batch_size={vit['batch_size']} ({vit['passes'] * per_pass} steps): lower vit.steps or raise vit.passes"
-            )
     config_checks.check(config)  # every other cross-key check (src/spectral_reach/config_checks.py)
 
 

@@ -24,6 +24,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from .claims import by_size
+
 COLUMNS = ["claim", "figure", "task", "verdict", "seeds_holding", "seeds", "judged_on", "evidence"]
 HOLDS, FAILS, UNDETERMINED = "holds", "does not hold", "undetermined"
 
@@ -68,7 +70,7 @@ def _ends(windows: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def _order(runs: pd.DataFrame) -> list[str]:
-    return list(runs.groupby("size")["params"].first().sort_values().index)
+    return list(by_size(runs).index)
 
 
 def _decreasing(values: list[float]) -> bool | None:
@@ -78,33 +80,33 @@ def _decreasing(values: list[float]) -> bool | None:
     return bool(np.all(np.diff(values) < 0))
 
 
-def falls(windows: pd.DataFrame, runs: pd.DataFrame, task: str, figure: str, column: str = "chi_pos") -> dict:
-    """``column`` ends below where it started, for every size, on each seed."""
+def _first_to_last(
+    windows: pd.DataFrame, runs: pd.DataFrame, column: str, ends_lower: bool, claim: str, task: str, figure: str
+) -> dict:
+    """``column``'s last window below (``ends_lower``) or above its first, for every size, on each seed."""
     ends, order = _ends(windows, column), _order(runs)
     holds = {}
     for seed, g in ends.groupby("seed"):
         pairs = g.set_index("size").loc[order]
         ok = _positive(pairs["first"]) and _positive(pairs["last"])
-        holds[int(seed)] = bool((pairs["last"] < pairs["first"]).all()) if ok else None
+        moved = pairs["last"] < pairs["first"] if ends_lower else pairs["last"] > pairs["first"]
+        holds[int(seed)] = bool(moved.all()) if ok else None
     means = ends.groupby("size")[["first", "last"]].mean().loc[order]
+    ratio = "" if ends_lower else " ({:.2g}x)"
     evidence = f"{column} first -> last window, sizes {' / '.join(order)}: " + ", ".join(
-        f"{a:.3g} -> {b:.3g}" for a, b in zip(means["first"], means["last"])
+        f"{a:.3g} -> {b:.3g}" + ratio.format(b / a) for a, b in zip(means["first"], means["last"])
     )
-    return _per_seed(f"{column} falls over training", figure, task, holds, evidence)
+    return _per_seed(claim, figure, task, holds, evidence)
+
+
+def falls(windows: pd.DataFrame, runs: pd.DataFrame, task: str, figure: str, column: str = "chi_pos") -> dict:
+    """``column`` ends below where it started, for every size, on each seed."""
+    return _first_to_last(windows, runs, column, True, f"{column} falls over training", task, figure)
 
 
 def grows(windows: pd.DataFrame, runs: pd.DataFrame, task: str, figure: str, column: str = "chi_net") -> dict:
     """``column`` ends above where it started, for every size, on each seed (feature learning)."""
-    ends, order = _ends(windows, column), _order(runs)
-    holds = {
-        int(seed): (bool((g["last"] > g["first"]).all()) if _positive(g["first"]) and _positive(g["last"]) else None)
-        for seed, g in ends.groupby("seed")
-    }
-    means = ends.groupby("size")[["first", "last"]].mean().loc[order]
-    evidence = f"{column} first -> last window, sizes {' / '.join(order)}: " + ", ".join(
-        f"{a:.3g} -> {b:.3g} ({b / a:.2g}x)" for a, b in zip(means["first"], means["last"])
-    )
-    return _per_seed(f"{column} grows under feature learning", figure, task, holds, evidence)
+    return _first_to_last(windows, runs, column, False, f"{column} grows under feature learning", task, figure)
 
 
 def reach(windows: pd.DataFrame, runs: pd.DataFrame, task: str, figure: str) -> dict:
@@ -251,13 +253,18 @@ def claims_table(
     return table
 
 
+def _counts(table: pd.DataFrame) -> str:
+    counts = table["verdict"].value_counts()
+    return (
+        f"{counts.get(HOLDS, 0)} hold, {counts.get(FAILS, 0)} do not hold, "
+        f"{counts.get(UNDETERMINED, 0)} undetermined, of {len(table)}"
+    )
+
+
 def markdown(table: pd.DataFrame, run_name: str) -> str:
     """The table as the report and a reader see it, with a count of verdicts first."""
-    counts = table["verdict"].value_counts()
     head = (
-        f"# Claims of the paper in run '{run_name}'\n\n"
-        f"{counts.get(HOLDS, 0)} hold, {counts.get(FAILS, 0)} do not hold, "
-        f"{counts.get(UNDETERMINED, 0)} undetermined, of {len(table)} (computed from this run's tables: "
+        f"# Claims of the paper in run '{run_name}'\n\n{_counts(table)} (computed from this run's tables: "
         "src/spectral_reach/analysis/claims_table.py).\n\n"
     )
     shown = table.assign(
@@ -273,7 +280,6 @@ def html(table: pd.DataFrame, run_name: str) -> str:
     """The table as a page of the Snakemake report: the verdict counts, then one row per claim, its
     verdict coloured."""
     colours = {HOLDS: "#d8f0d8", FAILS: "#f6d5d5", UNDETERMINED: "#eeeeee"}
-    counts = table["verdict"].value_counts()
     rows = "".join(
         "<tr>"
         + "".join(
@@ -290,8 +296,7 @@ def html(table: pd.DataFrame, run_name: str) -> str:
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Claims</title><style>'
         "body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
         "td,th{border:1px solid #bbb;padding:3px 6px;vertical-align:top}</style></head><body>"
-        f"<h2>Claims of the paper in run '{run_name}'</h2><p>{counts.get(HOLDS, 0)} hold, "
-        f"{counts.get(FAILS, 0)} do not hold, {counts.get(UNDETERMINED, 0)} undetermined, of {len(table)}.</p>"
+        f"<h2>Claims of the paper in run '{run_name}'</h2><p>{_counts(table)}.</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></body></html>\n"
     )
 
