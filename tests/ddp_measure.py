@@ -36,7 +36,8 @@ def loss_fn(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def records(net: torch.nn.Module, batch, other) -> dict:
-    """Cross (with the step's gradient) and self (without), exact and with 3 Hutchinson vectors."""
+    """Cross (with the step's gradient, split over two parameter groups, with an update) and self
+    (without), exact and with 3 Hutchinson vectors."""
     out = {}
     params = [p for p in net.parameters() if p.requires_grad]
     for k in (None, 3):
@@ -44,10 +45,12 @@ def records(net: torch.nn.Module, batch, other) -> dict:
         loss_fn(net(batch[0]), batch[1]).backward()
         grads = [p.grad.clone() for p in params]
         cross = measure(
-            net, loss_fn, batch, other, hutchinson=k, train_grad=grads, generator=torch.Generator().manual_seed(7)
-        )
+            net, loss_fn, batch, other, hutchinson=k, train_grad=grads, generator=torch.Generator().manual_seed(7),
+            groups={"hidden": ["1.weight", "1.bias"]}, update=grads,
+        )  # fmt: skip
         own = measure(net, loss_fn, batch, hutchinson=k, generator=torch.Generator().manual_seed(7))
-        out[str(k)] = {"cross": cross.as_row(), "self": own.as_row()}
+        split = {f"{r['group']}.{key}": v for r in cross.group_rows() for key, v in r.items() if key != "group"}
+        out[str(k)] = {"cross": {**cross.as_row(), **split}, "self": own.as_row()}
     return out
 
 

@@ -29,7 +29,7 @@ def hook_sq_norms(model, inputs, v, rules=None):
     with PerSampleNorms(model, rules or {}) as norms:
         with norms.forward(inputs.shape[0]):
             out = model(inputs)
-        return norms.jvp_sq_norms(out, v)
+        return norms.jvp_sq_norms(out, v).sum(1)
 
 
 def only_trainable(model: nn.Module, kind: type) -> nn.Module:

@@ -65,6 +65,7 @@ COLUMNS = {
         "batch_size_measure",
         "hutchinson",
         "variant",
+        "delta_update",
     ],
     "eval": ["step", "tokens", "test_loss"],
 }
@@ -139,6 +140,28 @@ def test_tables_have_the_documented_columns_and_finite_values(reference):
         p.numel() for p in llama.load(reference / "model").parameters()
     )
     assert not (reference.parent / "state").exists()  # resume checkpoints are removed at the end
+
+
+def test_per_layer_lnp_adds_up_to_the_whole_and_the_optimizer_step_is_measured(reference, text_data, tmp_path):
+    """Issue 39: ``lnp.groups`` writes lnp_groups.parquet (long form) without changing any other number;
+    ``delta_update`` is AdamW's own step's loss change, measured at the parameters before the step."""
+    spec = {**SPEC, "lnp": {**SPEC["lnp"], "groups": True}}
+    proc = cli(spec, text_data, tmp_path / "run", tmp_path / "state")
+    assert proc.wait() == 0, proc.stdout.read()
+    assert_same_run(reference, tmp_path / "run")  # the split changes no number of the run
+    whole = pd.read_parquet(tmp_path / "run" / "lnp.parquet").set_index("step")
+    parts = pd.read_parquet(tmp_path / "run" / "lnp_groups.parquet")
+    assert set(parts["group"]) == {"embedding", "block0.attention", "block0.mlp", "norms", "head"}
+    assert parts.groupby("step").size().eq(5).all() and set(parts["step"]) == set(whole.index)
+    sums = parts.groupby("step")[["delta", "j_sq", "j_sq_measure"]].sum()
+    for col in sums:
+        np.testing.assert_allclose(sums[col], whole.loc[sums.index, col], rtol=1e-9)
+    weighted = (parts["weight"] * parts["chi_pos"]).groupby(parts["step"]).sum()
+    np.testing.assert_allclose(weighted, whole.loc[weighted.index, "chi_pos"], rtol=1e-6)
+    # AdamW's step is not the gradient's: its loss change differs, and is a descent direction on B'
+    assert np.isfinite(whole["delta_update"]).all()
+    assert not np.allclose(whole["delta_update"], whole["delta"], rtol=1e-2)
+    assert (whole["delta_update"] > 0).mean() > 0.5
 
 
 @pytest.mark.slow
@@ -276,6 +299,8 @@ def test_a_compiled_step_leaves_the_measurement_on_the_eager_module(text_data, t
     assert isinstance(run.step_model, torch._dynamo.eval_frame.OptimizedModule)
     x, y = task.order.batch(0)
     task.loss(task.model(x).logits, y).backward()
-    run.measure(0, x, y)
+    before = [p.detach().clone() for p in run.params]
+    task.optimizer.step()
+    run.measure(0, x, y, before)
     (model,) = seen
     assert model.model is task.model and not isinstance(model.model, torch._dynamo.eval_frame.OptimizedModule)

@@ -140,6 +140,19 @@ def test_an_overlay_switches_the_vits_off(workdir):
     assert planned_jobs(workdir, edited(vit=None)) == Counter(claims=1, all=1)
 
 
+def test_per_layer_lnp_reruns_the_language_models_only_when_asked(workdir):
+    """Issue 39: ``lnp_groups: true`` reruns every language model (now with lnp_groups.parquet as a
+    declared output) and what reads them; the probes' own settings do not change (their trainable
+    head is one group), and the ViTs and RFM are untouched. Off (the key absent), nothing reruns."""
+    lm_runs = sum(len(c["sizes"]) * len(c["seeds"]) for c in CI_CONFIG["lm"].values())
+    jobs = planned_jobs(workdir, edited(lnp_groups=True))
+    assert jobs["lm_train"] == lm_runs and jobs["params_file"] == lm_runs
+    assert not {"vit_train", "rfm_lnp"} & set(jobs) and jobs["probe_train"] > 0
+    out = with_config(workdir, edited(lnp_groups=True), "-n").stdout
+    assert out.count("/lnp_groups.parquet") >= lm_runs
+    assert planned_jobs(workdir, edited()) == Counter()
+
+
 def test_component_figure_option_reruns_only_that_figure(workdir):
     fig = dict(CI_CONFIG["figures"]["fig11"], dpi=72)
     assert planned_jobs(workdir, edited(figures__fig11=fig)) == Counter(fig11=1, all=1)

@@ -11,6 +11,7 @@ rule lm_train:
         lnp="results/lm/{dataset}/{size}/seed{seed}/lnp.parquet",
         eval="results/lm/{dataset}/{size}/seed{seed}/eval.parquet",
         done="results/lm/{dataset}/{size}/seed{seed}/done.json",
+        **({"lnp_groups": "results/lm/{dataset}/{size}/seed{seed}/lnp_groups.parquet"} if LNP_GROUPS else {}),
     log:
         "logs/lm_train/{dataset}/{size}/seed{seed}.log",
     benchmark:

@@ -82,7 +82,13 @@ def lm_spec(dataset, size, seed, trainable="all"):
             ],
         ),
     }
+    if LNP_GROUPS and trainable == "all":  # only when asked: a finished run's params stay as they were
+        spec["lnp"] = {**spec["lnp"], "groups": True}
     return json.dumps(spec, sort_keys=True)
+
+
+#: LNP per layer (config key lnp_groups): language-model runs also write lnp_groups.parquet.
+LNP_GROUPS = bool(config.get("lnp_groups", False))
 
 
 def training_resource(r, name, attempt):

@@ -137,11 +137,12 @@ def global_sums(
     loss: Tensor, g_sq: Tensor, draws: Tensor, grad: list[Tensor] | None, part: Shard
 ) -> tuple[Tensor, Tensor, Tensor, list[Tensor] | None]:
     """A rank's sums made the global batch's (the module docstring's formulas, weight ``w = n_r / N``):
-    ``sum_r w loss_r``, ``sum_r w^2 ||g_r||^2``, ``sum_r ||J_r||_F^2`` per probe in one collective,
+    ``sum_r w loss_r``, ``sum_r w^2 ||g_r||^2``, ``sum_r ||J_r||_F^2`` per probe (and group) in one collective,
     ``sum_r w grad_r`` in another."""
     w = part.weight
-    sums = all_sum(torch.cat([torch.stack([loss.to(torch.float64) * w, g_sq * w * w]), draws.to(torch.float64)]))
-    return sums[0], sums[1], sums[2:], None if grad is None else weighted_grad(grad, w)
+    flat = draws.to(torch.float64).reshape(-1)
+    sums = all_sum(torch.cat([torch.stack([loss.to(torch.float64) * w, g_sq * w * w]), flat]))
+    return sums[0], sums[1], sums[2:].reshape(draws.shape), None if grad is None else weighted_grad(grad, w)
 
 
 def weighted_grad(grads: list[Tensor], weight: float) -> list[Tensor]:

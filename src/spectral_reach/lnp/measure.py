@@ -15,6 +15,10 @@ and the batch-size-free components (paper App. A.2), with ``n`` the number of lo
     chi_net  = sqrt( ||J_B||_F^2 / n_B  *  ||J_B'||_F^2 / n_B' )
 
 ``chi_loss * chi_net = chi_loss_raw * chi_net_raw``, so ``chi_pos`` is the same in both.
+Split over parameter groups (``groups=``, :mod:`.split`) each group gets its own ``delta_G``,
+``chi_net_G`` and ``chi_pos_G``; given the update ``u`` an optimizer applied (``update=``),
+``delta_update = < grad L_B' , u >`` is the first-order loss change on ``B'`` of that update per
+unit learning rate, beside plain gradient descent's ``delta`` (``u = grad L_B``).
 No kernel is formed: ``||J_i||_F^2`` comes from per-sample norms of K backward passes of
 ``sum_i v_i . f_i`` that share one forward pass (:mod:`.persample`, :mod:`.hutchinson`).
 The layer that produces the output itself (an LM head) has a closed-form ``||J_i||_F^2``;
@@ -29,12 +33,13 @@ Here: :func:`measure`, its arguments and :class:`LogitsOnly`; each batch's sums 
 from __future__ import annotations
 
 import functools
+import math
 from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from . import distributed
+from . import distributed, split
 from .persample import PerSampleNorms
 from .record import LNPRecord, record
 from .rules import NormRule
@@ -46,6 +51,16 @@ DEFAULT_SEED = 0
 
 def _dot(a: Sequence[Tensor], b: Sequence[Tensor]) -> Tensor:
     return sum((x.to(torch.float64) * y.to(torch.float64)).sum() for x, y in zip(a, b))
+
+
+def _check_update(update: Sequence[Tensor], params: list[nn.Parameter]) -> None:
+    shapes = [tuple(p.shape) for p in params]
+    if [tuple(u.shape) for u in update] != shapes:
+        raise ValueError(
+            "update must hold one tensor per trainable parameter, in model.parameters() order (the "
+            f"parameter change of the step over its learning rate): got {len(update)} tensors for "
+            f"{len(shapes)} parameters or shapes differ"
+        )
 
 
 def _check_arguments(
@@ -98,6 +113,8 @@ def measure(
     count_units: Callable[[Tensor, Tensor], int] | None = None,
     rules: Mapping[type, NormRule] | None = None,
     allow_random: bool = False,
+    groups: Mapping[str, Sequence[str]] | str | None = None,
+    update: Sequence[Tensor] | None = None,
 ) -> LNPRecord:
     """LNP decomposition of a gradient step on ``batch`` evaluated on ``measure_batch``.
 
@@ -120,6 +137,14 @@ def measure(
         rules: per-sample norm rules by module type, overriding :data:`.rules.RULES`.
         allow_random: measure although the forward pass applies dropout (the components are
             then random); by default active dropout is refused: measure in eval mode.
+        groups: split the measurement over parameter groups, ``{name: [parameter names]}``
+            (``model.named_parameters()`` names; parameters in no group form ``"other"``), or
+            ``"default"`` for :func:`.split.default_groups` (embedding, each block's attention
+            and MLP, norms, head). The record's ``groups`` then holds each group's
+            ``delta``, ``j_sq``, ``chi_net`` and ``chi_pos``; deltas and ``j_sq`` sum to the whole.
+        update: the step an optimizer took, ``(theta_before - theta_after) / lr`` per trainable
+            parameter in ``model.parameters()`` order (weight decay included); gives
+            ``delta_update = < grad L_B', update >`` (equal to ``delta`` for plain SGD).
 
     Every trainable parameter counts however the model uses it, exactly (:mod:`.persample`);
     what cannot be measured exactly is refused, naming the module. The model's parameters,
@@ -130,8 +155,9 @@ def measure(
     model = _unwrapped(model)
     with distributed.unsharded(model):  # FSDP2: every parameter gathered, as in a forward pass
         train_grad = None if train_grad is None else [distributed.full(g) for g in train_grad]
+        update = None if update is None else [distributed.full(u) for u in update]
         return _measure(model, loss_fn, batch, measure_batch, hutchinson, train_grad, generator, count_units, rules,
-                        allow_random)  # fmt: skip
+                        allow_random, groups, update)  # fmt: skip
 
 
 def _measure(
@@ -145,12 +171,19 @@ def _measure(
     count_units: Callable[[Tensor, Tensor], int] | None,
     rules: Mapping[type, NormRule] | None,
     allow_random: bool,
+    groups: Mapping[str, Sequence[str]] | str | None,
+    update: list[Tensor] | None,
 ) -> LNPRecord:
     params = _check_arguments(model, hutchinson, train_grad)
+    if update is not None:
+        _check_update(update, params)
     if generator is None:
         generator = torch.Generator(device=params[0].device).manual_seed(DEFAULT_SEED)
+    if groups == "default":
+        groups = split.default_groups(model)
+    names, columns = (None, None) if groups is None else split.resolve(model, groups)
     cross = measure_batch is not None
-    with PerSampleNorms(model, rules or {}, allow_random) as norms:
+    with PerSampleNorms(model, rules or {}, allow_random, columns) as norms:
         side_of = functools.partial(
             measure_side, model, loss_fn, norms=norms, params=params, hutchinson=hutchinson, generator=generator,
             count_units=count_units,
@@ -158,9 +191,14 @@ def _measure(
         side = side_of(batch, need_grad=train_grad is None)
         other = side_of(measure_batch, need_grad=True) if cross else side
         grad_b = train_grad if train_grad is not None else side.grad
-        delta = _dot(grad_b, other.grad if cross else grad_b)
-    sums, delta_value = read([side, other] if cross else [side], delta)
-    return record(sums[0], sums[-1], delta_value, hutchinson, cross)
+        grad_m = other.grad if cross else grad_b
+        dots = [_dot(grad_b, grad_m)] + ([] if update is None else [_dot(grad_m, update)])
+        for k in range(len(names or ())):  # each group's delta_G: its parameters' terms of the dot product
+            mine = [i for i, p in enumerate(params) if columns[id(p)] == k]
+            dots.append(_dot([grad_b[i] for i in mine], [grad_m[i] for i in mine]))
+    sums, values = read([side, other] if cross else [side], torch.stack(dots))
+    delta, delta_update = values[0], (values[1] if update is not None else math.nan)
+    return record(sums[0], sums[-1], delta, hutchinson, cross, delta_update, names, values[1 + (update is not None) :])
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:

@@ -72,12 +72,15 @@ class PerSampleNorms:
     Inside ``with PerSampleNorms(model) as norms``: run the forward pass inside
     ``with norms.forward(b):``, set :attr:`passes`, then for each probe vector ``v`` (shaped like
     the model output ``f``) :meth:`jvp_sq_norms` returns ``||J_i^T v_i||^2`` per sample.
-    Leaving the block removes every hook and cache.
+    Leaving the block removes every hook and cache. With ``columns`` (trainable parameter id ->
+    group index, :mod:`.split`), the norms are split over parameter groups: ``(b, groups)``,
+    whose rows sum to the whole; without, one column.
     """
 
     model: nn.Module
     rules: Mapping[type, NormRule] = field(default_factory=dict)
     allow_random: bool = False
+    columns: Mapping[int, int] | None = None
     #: Probe vectors that will follow the current forward pass (rules amortise caches over them).
     passes: int = field(default=1, init=False)
     _params: dict[int, str] = field(default_factory=dict, init=False)
@@ -102,6 +105,18 @@ class PerSampleNorms:
         for name, module in self.model.named_modules():
             if any(p.requires_grad for p in module.parameters(recurse=False)):
                 self._owning[name] = module
+
+    @property
+    def width(self) -> int:
+        """Number of parameter groups the norms are split over (1 without ``columns``)."""
+        return 1 + max(self.columns.values(), default=0) if self.columns else 1
+
+    def _column(self, g: Group) -> int | None:
+        """The one column all of ``g``'s parameters fall in, else ``None``."""
+        if not self.columns:
+            return 0
+        cols = {self.columns[pid] for pid in g.params}
+        return cols.pop() if len(cols) == 1 else None
 
     @property
     def owning(self) -> list[str]:
@@ -232,6 +247,7 @@ class PerSampleNorms:
         then left out of :meth:`jvp_sq_norms` for this forward pass (a head tied to the
         embedding only for its own term). Returns ``None`` if no
         layer qualifies. Use with Hutchinson probes only: it replaces their expectation.
+        Shape ``(b, width)``: each layer's norms in its group's column.
         """
         total = None
         for g in self._groups:
@@ -241,7 +257,9 @@ class PerSampleNorms:
                 and hasattr(g.rule, "output_sq_norms")
             ):
                 sq = g.rule.output_sq_norms(g.module, self._context(g))
-                total = sq if total is None else total + sq
+                if total is None:
+                    total = torch.zeros(sq.shape[0], self.width, dtype=sq.dtype, device=sq.device)
+                total[:, self._split_column(g)] += sq
                 g.exact = len(g.targets) == 1  # a tied head keeps its embedding and cross terms
         return total
 
@@ -254,7 +272,20 @@ class PerSampleNorms:
             k += len(g.targets)
         return per_group, grads[k:]
 
+    def _split_column(self, g: Group) -> int:
+        """The column of a group measured as a whole (by a rule); refused when the user's groups
+        split its parameters, which a rule cannot tell apart."""
+        col = self._column(g)
+        if col is None:
+            names = ", ".join(sorted(g.params.values()))
+            raise ValueError(
+                f"the parameter groups split {g.label} (parameters {names}), whose norm rule ({g.how}) measures "
+                "them together: put all of its parameters in one group"
+            )
+        return col
+
     def _group_sq_norms(self, g: Group, grads: list[Tensor | None], b: int, device) -> Tensor:
+        """``(b,)`` norms over all of the group's parameters."""
         if g.rule is not None:
             if any(x is None for x in grads):
                 grads = [torch.zeros_like(t) if x is None else x for t, x in zip(g.targets, grads)]
@@ -262,17 +293,22 @@ class PerSampleNorms:
         return replay_sq_norms(g, self._by_id, grads, self._batch)
 
     def jvp_sq_norms(self, output: Tensor, v: Tensor) -> Tensor:
-        """``||J_i^T v_i||^2`` for each sample ``i``: one backward pass of ``sum_i v_i . f_i``."""
+        """``||J_{i,G}^T v_i||^2`` for each sample ``i`` and parameter group ``G``, ``(b, width)``:
+        one backward pass of ``sum_i v_i . f_i``."""
         if self._output is not output:
             self.plan(output)
         b = v.shape[0]
-        total = torch.zeros(b, dtype=torch.float64, device=v.device)
+        total = torch.zeros(b, self.width, dtype=torch.float64, device=v.device)
         groups = [g for g in self._groups if not g.exact]
         if not groups:
             return total
         per_group, _ = self._grads(output, v, groups)
         for g, grads in zip(groups, per_group):
-            total += self._group_sq_norms(g, grads, b, v.device)
+            col = self._column(g) if g.rule is None else self._split_column(g)
+            if col is not None:
+                total[:, col] += self._group_sq_norms(g, grads, b, v.device)
+            else:  # a replay whose parameters fall in several groups: per parameter
+                total += replay_sq_norms(g, self._by_id, grads, self._batch, self.columns, self.width)
         return total
 
     def verify(self, output: Tensor, generator: torch.Generator) -> None:

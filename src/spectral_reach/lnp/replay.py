@@ -93,8 +93,16 @@ def per_sample_grads(
         ) from err
 
 
-def replay_sq_norms(g: Group, by_id: Mapping[int, Tensor], grads: list[Tensor | None], batch: int) -> Tensor:
-    """``n_i = ||sum_calls d s_i / d theta||^2`` of a replayed group, in float64, ``(b,)``.
+def replay_sq_norms(
+    g: Group,
+    by_id: Mapping[int, Tensor],
+    grads: list[Tensor | None],
+    batch: int,
+    columns: Mapping[int, int] | None = None,
+    width: int = 1,
+) -> Tensor:
+    """``n_i = ||sum_calls d s_i / d theta||^2`` of a replayed group, in float64, ``(b,)``; with
+    ``columns`` (parameter id -> group index) split over ``width`` groups, ``(b, width)``.
 
     Samples go in chunks that keep the per-sample gradients of all the group's parameters under
     :data:`REPLAY_CHUNK_ELEMENTS`; a chunk's gradients (summed over the group's calls) are squared
@@ -106,11 +114,17 @@ def replay_sq_norms(g: Group, by_id: Mapping[int, Tensor], grads: list[Tensor | 
     for lo in range(0, batch, step):
         size = min(step, batch - lo)
         chunk = _replay_chunk(g, params, grads, batch, lo, size)
-        norms.append(
-            sum(
-                p.reshape(size, -1).pow(2).sum(1, dtype=accumulation_dtype(p)).to(torch.float64) for p in chunk.values()
-            )
-        )
+        sq = {
+            pid: p.reshape(size, -1).pow(2).sum(1, dtype=accumulation_dtype(p)).to(torch.float64)
+            for pid, p in chunk.items()
+        }
+        if columns is None:
+            norms.append(sum(sq.values()))
+            continue
+        split = next(iter(sq.values())).new_zeros(size, width)
+        for pid, n in sq.items():
+            split[:, columns[pid]] += n
+        norms.append(split)
     return torch.cat(norms)
 
 

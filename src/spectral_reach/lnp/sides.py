@@ -35,7 +35,7 @@ class Side:
 
     loss: Tensor
     g_sq: Tensor
-    draws: Tensor  # (K,) float64: ||J_B||_F^2 per probe vector, or every basis vector's term
+    draws: Tensor  # (K, groups) float64: ||J_B||_F^2 per probe vector, or every basis vector's term
     n_units: Tensor
     batch_size: int
     grad: list[Tensor] | None
@@ -124,10 +124,10 @@ def measure_side(
     # after `passes`: the check prepares the rules' caches, whose form depends on it
     norms.verify(outputs, torch.Generator(device=outputs.device).manual_seed(CHECK_SEED))
     exact = norms.exact_output_sq_norms(outputs) if hutchinson is not None else None
-    exact_sum = 0.0 if exact is None else exact.sum()
+    exact_sum = 0.0 if exact is None else exact.sum(0)
     draws = torch.stack(
         [
-            exact_sum + norms.jvp_sq_norms(outputs, v).sum()
+            exact_sum + norms.jvp_sq_norms(outputs, v).sum(0)
             for v in probe_vectors(outputs.shape, hutchinson, generator, outputs.dtype, outputs.device, rows)
         ]
     )
@@ -143,21 +143,26 @@ def _global(side: Side, part: distributed.Shard) -> Side:
     return Side(loss, g_sq, draws, units, part.total, grad, side.exact)
 
 
-def read(sides: list[Side], delta: Tensor) -> tuple[list[SideSums], float]:
-    """Every sum of the measurement as Python numbers, in one host transfer."""
-    device = delta.device
-    parts = [delta.reshape(1).to(torch.float64)]
+def read(sides: list[Side], dots: Tensor) -> tuple[list[SideSums], list[float]]:
+    """Every sum of the measurement, and the gradient dot products ``dots``, as Python numbers,
+    in one host transfer."""
+    device = dots.device
+    parts = [dots.reshape(-1).to(torch.float64)]
     for side in sides:
         scalars = [side.loss.to(torch.float64), side.g_sq, side.n_units.to(device=device, dtype=torch.float64)]
-        parts += [torch.stack([x.to(device) for x in scalars]), side.draws.to(device)]
+        parts += [torch.stack([x.to(device) for x in scalars]), side.draws.to(device).reshape(-1)]
     values = torch.cat(parts).tolist()
-    delta_value, k, read = values[0], 1, []
+    k, read = len(dots), []
     for side in sides:
         loss, g_sq, n_units = values[k : k + 3]
-        draws = tuple(values[k + 3 : k + 3 + len(side.draws)])
-        k += 3 + len(side.draws)
+        count, width = side.draws.shape
+        flat = values[k + 3 : k + 3 + count * width]
+        k += 3 + count * width
         if n_units <= 0:
             raise ValueError("every target of the batch is ignored by the loss (no loss unit): nothing to measure")
-        j_sq = sum(draws) if side.exact else sum(draws) / len(draws)
-        read.append(SideSums(loss, g_sq, j_sq, draws, int(n_units), side.batch_size))
-    return read, delta_value
+        per_group = [flat[c::width] for c in range(width)]  # each group's terms, draw by draw
+        draws = tuple(sum(flat[d * width : (d + 1) * width]) for d in range(count))
+        j_sq = sum(draws) if side.exact else sum(draws) / count
+        groups = tuple(sum(terms) if side.exact else sum(terms) / count for terms in per_group)
+        read.append(SideSums(loss, g_sq, j_sq, draws, int(n_units), side.batch_size, groups))
+    return read, values[: len(dots)]

@@ -2,10 +2,12 @@
 
 Per step ``s`` (nanoGPT-style, one pass over the data in a fixed order):
 
-    loss = CE(model(x_s), y_s);  loss.backward()
+    loss = CE(model(x_s), y_s);  loss.backward();  AdamW step
     if s is in a measurement window:  measure(model, CE, B=(x_s, y_s), B'=draw(measure set, s),
-                                              train_grad=the gradient just computed)
-    AdamW step; scheduler step; log; at log-spaced steps evaluate the test loss;
+                                              train_grad=the gradient just computed,
+                                              update=(theta_before - theta_after) / lr)
+                                      at theta_before, then theta_after is put back
+    scheduler step; log; at log-spaced steps evaluate the test loss;
     every ``checkpoint_every`` steps (and on SIGTERM) write a resume checkpoint.
 
 The loss stays on the device: it is read (one host sync) every ``log_every`` steps, before a
@@ -130,6 +132,10 @@ class _Loop:
         # {step: index of the LNP window it belongs to}
         self.window_of = lnp_steps(spec.steps, spec.lnp["per_decade"], spec.lnp["width"])
         self.evaluated = set(eval_steps(spec.steps, spec.eval["per_decade"]))
+        # per-layer LNP (lnp.groups): a long-form table of its own, so lnp.parquet keeps one row per step
+        self.groups = "default" if spec.lnp.get("groups", False) else None
+        if self.groups:
+            self.rows.setdefault("lnp_groups", [])
 
     @property
     def fingerprint(self) -> str:
@@ -198,8 +204,12 @@ class _Loop:
         loss = self.task.loss(logits, y)
         loss.backward()
         self.prefetch(step + 1)
-        lnp_s = self.measure(step, x, y) if step in self.window_of else 0.0
+        measured = step in self.window_of
+        if measured:
+            self.flush()  # a non-finite loss stops the run here, before the step and the measurement
+        before = [p.detach().clone() for p in self.params] if measured else None
         self.task.optimizer.step()
+        lnp_s = self.measure(step, x, y, before) if measured else 0.0
         lr = self.sched.get_last_lr()[0]
         self.sched.step()
         self.task.optimizer.zero_grad(set_to_none=True)
@@ -227,12 +237,20 @@ class _Loop:
             self.pending.clear()
         return self.last_finite
 
-    def measure(self, step: int, x: Tensor, y: Tensor) -> float:
-        """LNP of this step's update, with the gradient just computed; its seconds."""
-        self.flush()  # a non-finite loss stops the run here, not inside the measurement
+    def measure(self, step: int, x: Tensor, y: Tensor, before: list[Tensor]) -> float:
+        """LNP of this step at the parameters ``before`` the optimizer's step, with the gradient just
+        computed and the update the optimizer applied (its first-order loss change: ``delta_update``);
+        the parameters after the step are put back. Its seconds."""
         t_lnp, spec = time.perf_counter(), self.spec
         gen = torch.Generator(device=self.device).manual_seed(spec.seed * 1_000_003 + step)
         other = self.task.measure_set.draw(spec.lnp["measure_batch"], spec.data_seed, step)
+        # the step's nominal learning rate (per-group multipliers, as muP's, stay in the update)
+        lr = spec.lr * lr_factor(step, spec.warmup, spec.steps, spec.schedule)
+        with torch.no_grad():
+            after = [p.detach().clone() for p in self.params]
+            for p, b, a in zip(self.params, before, after):
+                p.copy_(b)
+                b.sub_(a).div_(lr if lr else 1.0)  # ``before`` now holds the update
         with lnp_precision(spec.lnp.get("precision", "fp32"), self.device):
             rec = measure(
                 LogitsOnly(self.task.model),
@@ -242,9 +260,16 @@ class _Loop:
                 hutchinson=self.task.hutchinson,
                 train_grad=[p.grad for p in self.params],
                 generator=gen,
+                groups=self.groups,
+                update=before if lr else None,
             )
-        row = {"step": step, "window": self.window_of[step], self.task.unit_name: self.seen(step), **rec.as_row()}
-        self.rows["lnp"].append(row)
+        with torch.no_grad():
+            for p, a in zip(self.params, after):
+                p.copy_(a)
+        where = {"step": step, "window": self.window_of[step], self.task.unit_name: self.seen(step)}
+        self.rows["lnp"].append({**where, **rec.as_row()})
+        if self.groups:
+            self.rows["lnp_groups"] += [{**where, **row} for row in rec.group_rows()]
         return time.perf_counter() - t_lnp  # measure() read its results from the device: synchronised
 
     def progress(self, step: int, lr: float, t0: float) -> None:
