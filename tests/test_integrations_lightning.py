@@ -18,7 +18,7 @@ from spectral_reach.lnp.integrations import lightning as lnp_lightning
 
 def test_the_example_runs_and_writes_its_table(tmp_path):
     table = example_table("lightning_module.py", tmp_path)
-    assert table["step"].tolist() == [0, 3, 6, 9]
+    assert table["step"].tolist() == [0, 3, 6, 9, 11]  # every 3 steps, and the final step
     assert (table["n_units"] == 2 * 4 * 16).all() and (table["batch_size"] == 8).all()  # both micro-batches
 
 
@@ -45,16 +45,11 @@ def fit(tmp_path, module, callback, **trainer_args):
     torch.manual_seed(0)
     ids = torch.randint(16, (64, 6), generator=torch.Generator().manual_seed(0))
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids, ids.roll(1, 1)), batch_size=4)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-        callbacks=[callback],
-        **trainer_args,
-    )
+    defaults = dict(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=str(tmp_path), callbacks=[callback],
+    )  # fmt: skip
+    trainer = pl.Trainer(**{**defaults, **trainer_args})
     trainer.fit(module, data)
 
 
@@ -75,7 +70,7 @@ def test_the_steps_gradient_is_the_gradient_of_its_whole_batch_before_clipping(t
     monkeypatch.setattr(lnp_lightning, "measure", both)
     callback = lnp_lightning.LNPCallback(loss_fn, held_out(), tmp_path / "lnp.parquet", every=2, hutchinson=None)
     fit(tmp_path, Tiny(), callback, max_steps=4, accumulate_grad_batches=2, gradient_clip_val=1e-3)
-    assert len(pairs) == 2 and all(reused_grad for reused_grad, _, _ in pairs)
+    assert len(pairs) == 3 and all(reused_grad for reused_grad, _, _ in pairs)  # steps 0, 2 and the final 3
     for _, reused, recomputed in pairs:
         assert reused.n_units == recomputed.n_units == 2 * 4 * 6
         assert reused.delta == pytest.approx(recomputed.delta, rel=1e-5)  # not the clipped gradient
@@ -87,6 +82,33 @@ def test_the_log_spaced_windows_schedule(tmp_path):
     fit(tmp_path, Tiny(), callback, max_steps=12)
     expected = sorted(windows.step_windows(windows.log_windows(12, 3, 2)))
     assert pd.read_parquet(tmp_path / "lnp.parquet")["step"].tolist() == expected
+
+
+def test_each_measurement_goes_to_the_loggers_at_its_own_step(tmp_path):
+    """Issue 38/39: every measurement reaches TensorBoard at its own step, the final step included, with
+    each parameter group's chi_pos (groups) logged and tabled."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    groups = {"embedding": ["net.0.weight"], "readout": ["net.2.weight", "net.2.bias"]}
+    callback = lnp_lightning.LNPCallback(
+        loss_fn, held_out(), tmp_path / "lnp.parquet", every=3, hutchinson=None, groups=groups
+    )
+    logger = TensorBoardLogger(tmp_path, name="tb", version=0)
+    fit(tmp_path, Tiny(), callback, max_steps=8, logger=logger, log_every_n_steps=5)
+    table = pd.read_parquet(tmp_path / "lnp.parquet")
+    assert table["step"].tolist() == [0, 3, 6, 7]
+    events = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0})
+    events.Reload()
+    tb = [(e.step, e.value) for e in events.Scalars("lnp/chi_pos")]
+    assert [s for s, _ in tb] == [0, 3, 6, 7]
+    assert [v for _, v in tb] == pytest.approx(table["chi_pos"].tolist(), rel=1e-6)
+    parts = pd.read_parquet(tmp_path / "lnp_groups.parquet")
+    readout = parts[parts["group"] == "readout"]
+    got = [e.value for e in events.Scalars("lnp/readout/chi_pos")]
+    assert got == pytest.approx(readout["chi_pos"].tolist(), rel=1e-6)
+    sums = parts.groupby("step")["delta"].sum()
+    assert sums.tolist() == pytest.approx(table["delta"].tolist(), rel=1e-9)
 
 
 def test_batchnorm_is_refused(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -147,8 +148,12 @@ def test_per_layer_lnp_adds_up_to_the_whole_and_the_optimizer_step_is_measured(r
     ``delta_update`` is AdamW's own step's loss change, measured at the parameters before the step."""
     spec = {**SPEC, "lnp": {**SPEC["lnp"], "groups": True}}
     proc = cli(spec, text_data, tmp_path / "run", tmp_path / "state")
-    assert proc.wait() == 0, proc.stdout.read()
+    out = proc.communicate()[0]
+    assert proc.returncode == 0, out
+    # the live log line carries the latest test loss and chi_pos (issue 38)
+    assert re.search(r"step 40/40 loss [\d.]+ lr \S+ test loss [\d.]+ chi_pos \S+ \d+ tokens/s eta", out), out
     assert_same_run(reference, tmp_path / "run")  # the split changes no number of the run
+    assert {"lnp/block0.attention/chi_pos", "lnp/head/chi_net"} <= set(curves(tmp_path / "run"))
     whole = pd.read_parquet(tmp_path / "run" / "lnp.parquet").set_index("step")
     parts = pd.read_parquet(tmp_path / "run" / "lnp_groups.parquet")
     assert set(parts["group"]) == {"embedding", "block0.attention", "block0.mlp", "norms", "head"}
@@ -164,10 +169,62 @@ def test_per_layer_lnp_adds_up_to_the_whole_and_the_optimizer_step_is_measured(r
     assert (whole["delta_update"] > 0).mean() > 0.5
 
 
+def curves(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """The run's TensorBoard scalars, read back from its event files: ``{tag: [(step, value)]}``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_tensorboard_curves_are_the_tables_numbers(reference):
+    """Issue 38: every run writes event files as it trains; read back, each tag holds the tables' numbers
+    at their steps."""
+    got = curves(reference)
+    metrics, lnp = pd.read_parquet(reference / "metrics.parquet"), pd.read_parquet(reference / "lnp.parquet")
+    ev = pd.read_parquet(reference / "eval.parquet")
+    for tag, table, col in [
+        ("train/loss", metrics, "loss"),
+        ("train/lr", metrics, "lr"),
+        ("test/loss", ev, "test_loss"),
+        ("lnp/chi_pos", lnp, "chi_pos"),
+        ("lnp/chi_net", lnp, "chi_net"),
+        ("lnp/delta_update", lnp, "delta_update"),
+    ]:
+        steps, values = zip(*got[tag])
+        assert list(steps) == table["step"].tolist(), tag
+        np.testing.assert_allclose(values, table[col], rtol=1e-6, err_msg=tag)  # event files hold float32
+    assert [s for s, _ in got["train/tokens_per_s"]] == [9, 19, 29, 39]  # each log_every line
+
+
+def test_a_resumed_run_continues_its_curves_without_duplicate_steps(tmp_path):
+    """A killed attempt may have written events past its last checkpoint; the resumed run purges them."""
+    from spectral_reach.train.tracking import Tracker
+
+    first = Tracker(tmp_path, 0)
+    for step in range(10):
+        first.scalars(step, {"train/loss": float(step)})
+    first.close()  # killed at step 9, last checkpoint at step 6
+    resumed = Tracker(tmp_path, 6)
+    for step in range(6, 12):
+        resumed.scalars(step, {"train/loss": 100.0 + step})
+    resumed.close()
+    got = curves(tmp_path)["train/loss"]
+    assert [s for s, _ in got] == list(range(12))
+    assert [v for _, v in got] == [float(s) for s in range(6)] + [100.0 + s for s in range(6, 12)]
+    fresh = Tracker(tmp_path, 0)  # a run from step 0 keeps no curve of an earlier one
+    fresh.scalars(0, {"train/loss": 5.0})
+    fresh.close()
+    assert curves(tmp_path)["train/loss"] == [(0, 5.0)]
+
+
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_and_matches(reference, text_data, tmp_path):
     proc = cli(SPEC, text_data, tmp_path / "run", tmp_path / "state", hold=tmp_path / "held")
     wait_for_hold(tmp_path / "held", proc)
+    live = curves(tmp_path / "run")  # written while the job runs: up to its first checkpoint
+    assert [s for s, _ in live["train/loss"]] == list(range(SPEC["checkpoint_every"]))
     proc.kill()
     proc.wait()
     rerun = cli(SPEC, text_data, tmp_path / "run", tmp_path / "state")

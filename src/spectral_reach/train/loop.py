@@ -10,6 +10,9 @@ Per step ``s`` (nanoGPT-style, one pass over the data in a fixed order):
     scheduler step; log; at log-spaced steps evaluate the test loss;
     every ``checkpoint_every`` steps (and on SIGTERM) write a resume checkpoint.
 
+As it trains, the run writes TensorBoard event files into ``<out_dir>/tensorboard``
+(:mod:`.tracking`) and a log line every ``log_every`` steps with the latest test loss and chi_pos.
+
 The loss stays on the device: it is read (one host sync) every ``log_every`` steps, before a
 measurement and before a checkpoint, so a NaN stops the run naming its step and never reaches a
 checkpoint; step times are taken at those reads. On a GPU, batches come from pinned memory,
@@ -50,6 +53,7 @@ from .outputs import write_outputs
 from .resume import resumable
 from .schedule import eval_steps, lnp_steps, lr_factor
 from .timing import StepTimer
+from .tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,8 @@ class _Loop:
     last_finite: float = math.nan
     prefetched: tuple[int, tuple[Tensor, Tensor]] | None = None
     timer: StepTimer = field(default_factory=StepTimer)
+    tracker: Tracker | None = None  # TensorBoard event files, from the step the run starts at
+    latest: dict[str, float] = field(default_factory=dict)  # the last test loss and chi_pos, for the log
 
     def __post_init__(self) -> None:
         spec = self.spec
@@ -157,6 +163,8 @@ class _Loop:
         """Write the state a run continues from at ``next_step``: only after the losses so far
         are read and found finite, and only of finite parameters and optimizer state."""
         self.flush()
+        if self.tracker:
+            self.tracker.flush()  # the curves reach as far as the checkpoint
         guards.check_state(self.task.model, self.task.optimizer, next_step, self.last_finite)
         state = {
             "fingerprint": self.fingerprint,
@@ -223,6 +231,9 @@ class _Loop:
                 self.step_model, self.task.loss, self.task.test_set, self.spec.eval["batch"], self.device, self.autocast
             )  # reads each chunk's loss: synchronised
             self.rows["eval"].append({"step": step, unit: self.seen(step), "test_loss": test_loss})
+            self.latest["test loss"] = test_loss
+            if self.tracker:
+                self.tracker.scalars(step, {"test/loss": test_loss})
             self.timer.exclude(time.perf_counter() - t_eval)
         return lr
 
@@ -235,6 +246,9 @@ class _Loop:
             self.timer.close(rows)
             self.last_finite = guards.finite_losses(rows, values, self.last_finite)
             self.pending.clear()
+            if self.tracker:
+                for row, value in zip(rows, values):
+                    self.tracker.scalars(row["step"], {"train/loss": value, "train/lr": row["lr"]})
         return self.last_finite
 
     def measure(self, step: int, x: Tensor, y: Tensor, before: list[Tensor]) -> float:
@@ -270,6 +284,9 @@ class _Loop:
         self.rows["lnp"].append({**where, **rec.as_row()})
         if self.groups:
             self.rows["lnp_groups"] += [{**where, **row} for row in rec.group_rows()]
+        self.latest["chi_pos"] = rec.chi_pos
+        if self.tracker:
+            self.tracker.lnp(step, rec.as_row(), rec.group_rows())
         return time.perf_counter() - t_lnp  # measure() read its results from the device: synchronised
 
     def progress(self, step: int, lr: float, t0: float) -> None:
@@ -280,9 +297,14 @@ class _Loop:
         per_step, unit = self.task.units, self.task.unit_name
         rate = (step + 1 - self.start) * per_step / (time.perf_counter() - t0)
         eta = (self.spec.steps - step - 1) * per_step / rate
+        latest = "".join(f" {k} {self.latest[k]:.4g}" for k in ("test loss", "chi_pos") if k in self.latest)
         log.info(
-            "step %d/%d loss %.4f lr %.3g %.0f %s/s eta %.0f s", step + 1, self.spec.steps, loss, lr, rate, unit, eta
-        )
+            "step %d/%d loss %.4f lr %.3g%s %.0f %s/s eta %.0f s",
+            step + 1, self.spec.steps, loss, lr, latest, rate, unit, eta,
+        )  # fmt: skip
+        if self.tracker:
+            self.tracker.scalars(step, {f"train/{unit}_per_s": rate})
+            self.tracker.flush()
 
     def on_sigterm(self, signum: int, frame: Any) -> None:
         self.preempted = True
@@ -326,6 +348,7 @@ def run(
         task.unit_name,
         len(loop.window_of),
     )
+    loop.tracker = Tracker(out_dir, loop.start)
     previous = signal.signal(signal.SIGTERM, loop.on_sigterm)
     task.model.train()
     loop.timer.restart()
@@ -345,6 +368,7 @@ def run(
         raise NonFiniteLoss(f"{e}. {guards.next_run(state_dir)}") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        loop.tracker.close()
     seen = {task.unit_name: spec.steps * task.units}
     record = {"fingerprint": loop.fingerprint, **loop.identity}
     summary = write_outputs(spec, task.model, loop.rows, out_dir, n_params, loop.resumed, seen, record)

@@ -9,24 +9,30 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from ..record import LNPRecord
 from ..windows import log_windows, step_windows
 
 
 class Schedule:
     """Which optimizer steps are measured: every ``every`` steps from step 0, or the paper's
-    log-spaced ``windows = (per_decade, width)`` over ``total`` steps (set by :meth:`start`)."""
+    log-spaced ``windows = (per_decade, width)`` over ``total`` steps (set by :meth:`start`); the
+    final step ``total - 1`` always."""
 
     def __init__(self, every: int | None, windows: tuple[int, int] | None) -> None:
         if (every is None) == (windows is None):
             raise ValueError("give one schedule: every=N optimizer steps, or windows=(per_decade, width)")
         self.every, self.windows = every, windows
         self.window_of: dict[int, int] = {}
+        self.last = -1
 
     def start(self, total: int) -> None:
+        self.last = total - 1
         if self.windows:
             self.window_of = step_windows(log_windows(total, *self.windows))
 
     def __contains__(self, step: int) -> bool:
+        if step == self.last:
+            return True
         return step % self.every == 0 if self.every else step in self.window_of
 
 
@@ -52,19 +58,31 @@ def concat(batches: list[Any]) -> Any:
 
 
 class Table:
-    """Rows of measured steps, written as Parquet (atomically) by the process that owns the file."""
+    """Rows of measured steps, written as Parquet (atomically) by the process that owns the file;
+    with parameter groups, their rows (long form) beside it, in ``<name>_groups.parquet``."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path, self.rows = Path(path), []
+        self.path, self.rows, self.group_rows = Path(path), [], []
 
-    def add(self, step: int, window: int | None, row: dict[str, Any]) -> dict[str, float]:
-        """Keep a measured step's row; the components to log, named ``lnp/<name>``."""
-        self.rows.append({"step": step, "window": window, **row})
-        return {f"lnp/{k}": row[k] for k in ("chi_loss", "chi_net", "chi_pos", "delta")}
+    @property
+    def groups_path(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}_groups{self.path.suffix}")
+
+    def add(self, step: int, window: int | None, rec: LNPRecord) -> dict[str, float]:
+        """Keep a measured step's rows; the components to log, named ``lnp/<name>`` (and
+        ``lnp/<group>/chi_net``, ``lnp/<group>/chi_pos`` per parameter group)."""
+        where = {"step": step, "window": window}
+        self.rows.append({**where, **rec.as_row()})
+        self.group_rows += [{**where, **g} for g in rec.group_rows()]
+        logged = {f"lnp/{k}": getattr(rec, k) for k in ("chi_loss", "chi_net", "chi_pos", "delta")}
+        for name, g in rec.groups.items():
+            logged.update({f"lnp/{name}/chi_net": g.chi_net, f"lnp/{name}/chi_pos": g.chi_pos})
+        return logged
 
     def write(self) -> None:
-        if self.rows:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            pd.DataFrame(self.rows).to_parquet(tmp, index=False)
-            tmp.replace(self.path)
+        for path, rows in ((self.path, self.rows), (self.groups_path, self.group_rows)):
+            if rows:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.tmp")
+                pd.DataFrame(rows).to_parquet(tmp, index=False)
+                tmp.replace(path)

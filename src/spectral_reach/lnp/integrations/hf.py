@@ -5,7 +5,7 @@
     trainer.train()        # lnp.parquet: one row per measured step; lnp/* in the Trainer's logs
 
 At a scheduled step (``every`` N optimizer steps, or the paper's log-spaced windows over
-``max_steps``) the callback keeps the inputs of the step's forward passes (every micro-batch under
+``max_steps``; the final step always) the callback keeps the inputs of the step's forward passes (every micro-batch under
 gradient accumulation), and before the optimizer step measures ``B`` = those micro-batches
 together against ``B'`` = ``measure_batch`` (``labels`` are the targets, the model's logits the
 outputs), in eval mode (dropout off), with the step's own gradient. The Trainer clips gradients
@@ -15,6 +15,11 @@ backward pass; clipping would scale ``delta``, and ``chi_pos`` with it, by the c
 Steps that are not measured cost a Python check at the start and the end of the step. A step is
 an optimizer step, so no measurement falls in the middle of gradient accumulation. BatchNorm is
 refused: in eval mode it is another function than the one the step trains.
+
+Each measurement is logged through ``trainer.log`` at its own step (``attach`` keeps the trainer):
+into ``trainer.state.log_history`` and every reporting integration (TensorBoard, W&B, MLflow), as
+``lnp/chi_loss``, ``lnp/chi_net``, ``lnp/chi_pos``, ``lnp/delta`` and, with ``groups``, per group
+``lnp/<group>/chi_net`` and ``lnp/<group>/chi_pos`` (their rows in ``<path stem>_groups.parquet``).
 
 Under ``accelerate`` / ``torchrun`` every rank measures its shard and gets the global components
 (:mod:`..distributed`); pass each rank its own shard of ``B'`` and seed ``seed`` alike everywhere.
@@ -54,20 +59,27 @@ class LNPCallback(TrainerCallback):
         loss_fn: Callable[[Tensor, Tensor], Tensor] = causal_lm_loss,
         labels: str = "labels",
         seed: int = 0,
+        groups: Mapping[str, list[str]] | str | None = None,
     ) -> None:
         self.schedule, self.table = Schedule(every, windows), Table(path)
         self.measure_batch, self.hutchinson = dict(measure_batch), hutchinson
-        self.loss_fn, self.labels, self.seed = loss_fn, labels, seed
+        self.loss_fn, self.labels, self.seed, self.groups = loss_fn, labels, seed, groups
         self.batches: list[dict[str, Tensor]] | None = None
-        self.latest: dict[str, float] | None = None
         self.handle = None
+        self.trainer = None
 
     def attach(self, trainer) -> "LNPCallback":
-        """Add to ``trainer`` before its reporting callbacks, so that they log the components too."""
+        """Add to ``trainer``, which then logs each measurement at its own step."""
         trainer.callback_handler.callbacks.insert(0, self)
+        self.trainer = trainer
         return self
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.trainer is None:
+            raise ValueError(
+                "LNPCallback logs each measurement at its own step through the Trainer: add it with "
+                "LNPCallback(...).attach(trainer), not Trainer(callbacks=[...])"
+            )
         refuse_batchnorm(model, "LNPCallback")
         self.schedule.start(state.max_steps)
         self.handle = model.register_forward_pre_hook(self._keep, with_kwargs=True)
@@ -103,16 +115,13 @@ class LNPCallback(TrainerCallback):
                 hutchinson=self.hutchinson,
                 train_grad=[p.grad for p in params] if reuse else None,
                 generator=torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + state.global_step),
+                groups=self.groups,
             )
         finally:
             model.train(was_training)
         window = self.schedule.window_of.get(state.global_step)
-        self.latest = self.table.add(state.global_step, window, rec.as_row())
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.latest and logs is not None:
-            logs.update(self.latest)
-            self.latest = None
+        # at this step: global_step counts the steps before this one, as the table's ``step`` does
+        self.trainer.log(self.table.add(state.global_step, window, rec))
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:

@@ -8,7 +8,9 @@
 is the mean loss the training step uses. At a scheduled step the callback keeps the step's
 micro-batches (``accumulate_grad_batches``) and, in Lightning's ``on_before_optimizer_step``
 (gradients accumulated and unscaled, not yet clipped), measures them together against
-``measure_batch`` with the step's own gradient, in eval mode (dropout off). Unmeasured steps cost
+``measure_batch`` with the step's own gradient, in eval mode (dropout off); the final step always.
+Each measurement goes to every logger at its own step (``lnp/*``; with ``groups``, per parameter
+group ``lnp/<group>/chi_net`` and ``lnp/<group>/chi_pos``, rows in ``<path stem>_groups.parquet``). Unmeasured steps cost
 a Python check per batch. Under DDP every rank gets the global components (:mod:`..distributed`);
 rank 0 writes the table at every checkpoint and at the end. BatchNorm is refused (in eval mode it
 is another function than the one the step trains).
@@ -17,7 +19,7 @@ is another function than the one the step trains).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import lightning.pytorch as pl
 import torch
@@ -57,10 +59,11 @@ class LNPCallback(pl.Callback):
         split: Callable[[Any], tuple[Any, Tensor]] = tuple,
         forward: Callable[[nn.Module, Any], Tensor] = lambda module, inputs: module(inputs),
         seed: int = 0,
+        groups: Mapping[str, list[str]] | str | None = None,
     ) -> None:
         self.schedule, self.table = Schedule(every, windows), Table(path)
         self.loss_fn, self.measure_batch, self.hutchinson = loss_fn, measure_batch, hutchinson
-        self.split, self.run, self.seed = split, forward, seed
+        self.split, self.run, self.seed, self.groups = split, forward, seed, groups
         self.batches: list[Any] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -93,10 +96,11 @@ class LNPCallback(pl.Callback):
                 hutchinson=self.hutchinson,
                 train_grad=[p.grad for p in params] if reuse else None,
                 generator=torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + trainer.global_step),
+                groups=self.groups,
             )
         finally:
             pl_module.train(was_training)
-        metrics = self.table.add(trainer.global_step, self.schedule.window_of.get(trainer.global_step), rec.as_row())
+        metrics = self.table.add(trainer.global_step, self.schedule.window_of.get(trainer.global_step), rec)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
 
