@@ -153,6 +153,12 @@ def test_per_layer_lnp_reruns_the_language_models_only_when_asked(workdir):
     assert planned_jobs(workdir, edited()) == Counter()
 
 
+def test_a_log_cadence_edit_reruns_nothing(workdir):
+    """Issue 38: log_every changes no number; it reaches the jobs outside their params."""
+    name = next(iter(CI_CONFIG["lm"]))
+    assert planned_jobs(workdir, edited(**{f"lm__{name}__log_every": 7, "vit__log_every": 3})) == Counter()
+
+
 def test_component_figure_option_reruns_only_that_figure(workdir):
     fig = dict(CI_CONFIG["figures"]["fig11"], dpi=72)
     assert planned_jobs(workdir, edited(figures__fig11=fig)) == Counter(fig11=1, all=1)

@@ -6,12 +6,12 @@ rule lm_train:
         data=lambda w: data_files(w.dataset),
         settings=params_file("lm_train"),
     output:
+        **({"lnp_groups": "results/lm/{dataset}/{size}/seed{seed}/lnp_groups.parquet"} if LNP_GROUPS else {}),
         model=directory("results/lm/{dataset}/{size}/seed{seed}/model"),
         metrics="results/lm/{dataset}/{size}/seed{seed}/metrics.parquet",
         lnp="results/lm/{dataset}/{size}/seed{seed}/lnp.parquet",
         eval="results/lm/{dataset}/{size}/seed{seed}/eval.parquet",
         done="results/lm/{dataset}/{size}/seed{seed}/done.json",
-        **({"lnp_groups": "results/lm/{dataset}/{size}/seed{seed}/lnp_groups.parquet"} if LNP_GROUPS else {}),
     log:
         "logs/lm_train/{dataset}/{size}/seed{seed}.log",
     benchmark:

@@ -1,6 +1,9 @@
 # What each training run is: the runs a config defines, their folders, their settings (spec, as
 # sorted JSON so that params compare by content), their resources, and the files a summary reads.
 import json
+import os
+
+from spectral_reach import cadence
 
 
 def lm_runs(dataset):
@@ -75,7 +78,6 @@ def lm_spec(dataset, size, seed, trainable="all"):
                 "lnp",
                 "eval",
                 "checkpoint_every",
-                "log_every",
                 "device",
                 "precision",
                 "compile",
@@ -86,6 +88,10 @@ def lm_spec(dataset, size, seed, trainable="all"):
         spec["lnp"] = {**spec["lnp"], "groups": True}
     return json.dumps(spec, sort_keys=True)
 
+
+# log_every changes no number: it reaches the jobs through the environment, not their params, so an
+# edit reruns nothing (spectral_reach.cadence)
+os.environ[cadence.ENV] = cadence.cadence_env(config)
 
 #: LNP per layer (config key lnp_groups): language-model runs also write lnp_groups.parquet.
 LNP_GROUPS = bool(config.get("lnp_groups", False))
@@ -154,7 +160,6 @@ def vit_spec(par, size, seed):
                 "lnp",
                 "eval",
                 "checkpoint_every",
-                "log_every",
                 "device",
                 "precision",
                 "compile",

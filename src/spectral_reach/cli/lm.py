@@ -15,9 +15,11 @@ LM_RUN_FILES = ("done", "metrics", "lnp", "eval", "settings")
 
 
 def train_lm(a: argparse.Namespace) -> None:
+    from ..cadence import log_every
     from ..train import RunSpec, train
 
-    spec = RunSpec.from_dict(json.loads(a.spec))
+    settings = json.loads(a.spec)
+    spec = RunSpec.from_dict({"log_every": log_every(a.out_dir), **settings})  # the workflow's cadence
     preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir, a.backbone, checksum_max_mb=a.checksum_max_mb))
 
 

@@ -14,10 +14,12 @@ VIT_RUN_FILES = ("done", "metrics", "lnp", "settings")
 
 
 def train_vit(a: argparse.Namespace) -> None:
+    from ..cadence import log_every
     from ..train.vit import ViTSpec
     from ..train.vit import train_vit as train
 
-    spec = ViTSpec.from_dict(json.loads(a.spec))
+    settings = json.loads(a.spec)
+    spec = ViTSpec.from_dict({"log_every": log_every(a.out_dir), **settings})  # the workflow's cadence
     preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir, checksum_max_mb=a.checksum_max_mb))
 
 

@@ -28,7 +28,7 @@ class BaseSpec:
     lnp: dict[str, Any]
     eval: dict[str, int]
     checkpoint_every: int
-    log_every: int
+    log_every: int = 100  # not in the workflow's params (it changes no number): :func:`.tracking.log_every`
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False
