@@ -9,7 +9,7 @@ CORES  ?= 2
 BIN    := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup workflow showcase test test-fast lint bench gpu-check rehearsal clean
+.PHONY: setup workflow showcase interventions test test-fast lint bench gpu-check rehearsal clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -28,6 +28,10 @@ workflow: setup
 # the embedded default measured on wider windows and larger B' (config/showcase.yaml): runs/showcase/
 showcase: setup
 	time $(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/showcase.yaml
+
+# the intervention study (Sec. 6-7: optimizer, schedule, initialisation), with LNP per layer: runs/interventions/
+interventions: setup
+	time $(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml config/interventions.yaml
 
 test: setup
 	$(BIN)/python -m pytest

@@ -169,6 +169,31 @@ def test_per_layer_lnp_adds_up_to_the_whole_and_the_optimizer_step_is_measured(r
     assert (whole["delta_update"] > 0).mean() > 0.5
 
 
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"optimizer": {"name": "sgd", "momentum": 0.9}, "lr": 0.5},
+        {"optimizer": {"name": "muon", "momentum": 0.95}, "init": "xavier"},
+        {"schedule": "wsd", "decay_fraction": 0.25, "init": "he"},
+    ],
+    ids=["sgd", "muon-xavier", "wsd-he"],
+)
+def test_intervention_variants_train_and_are_measured(variant, text_data, tmp_path):
+    """Issue 39: each optimizer, initialisation and schedule of the intervention axes trains through
+    the loop, with LNP and the optimizer's own step measured."""
+    proc = cli({**SPEC, **variant}, text_data, tmp_path / "run", tmp_path / "state")
+    out = proc.communicate()[0]
+    assert proc.returncode == 0, out
+    metrics, lnp = (
+        pd.read_parquet(tmp_path / "run" / "metrics.parquet"),
+        pd.read_parquet(tmp_path / "run" / "lnp.parquet"),
+    )
+    assert np.isfinite(metrics["loss"]).all() and np.isfinite(lnp[["chi_pos", "delta_update"]]).all().all()
+    assert metrics["loss"].tail(5).mean() < metrics["loss"].head(5).mean()
+    if variant.get("schedule") == "wsd":  # stable to step 30 (of 40), then linear decay to 0
+        assert metrics["lr"].iloc[29] == pytest.approx(1e-2) and metrics["lr"].iloc[35] == pytest.approx(1e-2 * 5 / 10)
+
+
 def curves(run: Path) -> dict[str, list[tuple[int, float]]]:
     """The run's TensorBoard scalars, read back from its event files: ``{tag: [(step, value)]}``."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

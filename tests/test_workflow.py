@@ -20,6 +20,7 @@ from workflow_run import (
     copy_run,
     edited,
     kill_after_checkpoint,
+    merged,
     planned_jobs,
     snakemake,
 )
@@ -151,6 +152,21 @@ def test_per_layer_lnp_reruns_the_language_models_only_when_asked(workdir):
     out = with_config(workdir, edited(lnp_groups=True), "-n").stdout
     assert out.count("/lnp_groups.parquet") >= lm_runs
     assert planned_jobs(workdir, edited()) == Counter()
+
+
+def test_intervention_variants_train_only_themselves_and_their_study(workdir):
+    """Issue 39: variants added to a finished tree train each size and seed once more per variant and
+    build their summary, table, Fig. 13 and claims rows; no base run, probe or other figure reruns."""
+    name = next(iter(CI_CONFIG["lm"]))
+    runs = len(CI_CONFIG["lm"][name]["sizes"]) * len(CI_CONFIG["lm"][name]["seeds"])
+    variants = {
+        "sgd": {"optimizer": "sgd", "momentum": 0.9, "lr_mult": 10},
+        "muon": {"optimizer": "muon", "momentum": 0.95},
+    }
+    jobs = planned_jobs(workdir, merged(CI_CONFIG, {"lm": {name: {"variants": variants}}}))
+    assert jobs == Counter(
+        params_file=2 * runs, variant_train=2 * runs, variant_summary=1, interventions_table=1, fig13=1, claims=1, all=1
+    )
 
 
 def test_a_log_cadence_edit_reruns_nothing(workdir):

@@ -20,10 +20,11 @@ DEFAULT_LOG_EVERY = 100
 
 def cadence_env(config: Mapping[str, Any]) -> str:
     """The value of :data:`ENV` for a workflow config: each language-model data set's ``log_every``
-    for its language models and probes, the ViTs' for theirs (schema default 100)."""
+    for its language models, their intervention variants and probes, the ViTs' for theirs (schema
+    default 100)."""
     cadence = {}
     for name, lm in (config.get("lm") or {}).items():
-        for kind in ("lm", "probe"):
+        for kind in ("lm", "probe", "variants"):
             cadence[f"results/{kind}/{name}/"] = lm.get("log_every", DEFAULT_LOG_EVERY)
     if config.get("vit"):
         cadence["results/vit/"] = config["vit"].get("log_every", DEFAULT_LOG_EVERY)

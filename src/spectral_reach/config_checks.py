@@ -121,6 +121,19 @@ def _image_sets(key: str, data_key: str, data: Config, run: Config, measure: str
         )
 
 
+def _variants(key: str, run: dict) -> Iterator[str]:
+    """Each intervention variant names what its optimizer and schedule need (a wsd schedule, of the
+    data set's own runs or a variant's, its decay share)."""
+    if run.get("schedule") == "wsd" and "decay_fraction" not in run:
+        yield f"config key {key}.decay_fraction is missing: schedule wsd decays over that share of the steps; set it (0.2 is common)"
+    for name, v in (run.get("variants") or {}).items():
+        where = f"{key}.variants.{name}"
+        if v.get("optimizer") in ("sgd", "muon") and "momentum" not in v:
+            yield f"config key {where}.momentum is missing: optimizer {v['optimizer']} needs it; set it (sgd 0.9, muon 0.95 are common)"
+        if v.get("schedule") == "wsd" and "decay_fraction" not in v and "decay_fraction" not in run:
+            yield f"config key {where}.decay_fraction is missing: schedule wsd decays over that share of the steps; set it (0.2 is common)"
+
+
 def _language_models(config: Config) -> Iterator[str]:
     for d in config["datasets"]:
         run, data, key = config["lm"][d], config["data"][d], f"lm.{d}"
@@ -133,6 +146,7 @@ def _language_models(config: Config) -> Iterator[str]:
                 f"{lnp['measure_contexts']}, the set B' is drawn from; set it to at most {lnp['measure_contexts']}"
             )
         yield from _within_run(key, run)
+        yield from _variants(key, run)
         if data["kind"] != "image":
             continue
         if run["context_length"] > IMAGE_PIXELS:

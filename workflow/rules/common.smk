@@ -262,14 +262,25 @@ def claims_inputs():
         files |= {"hutchinson": "results/checks/hutchinson_cv.csv", "entk": "results/checks/entk_shift.csv"}
     if VIT:
         files |= {"vit_runs": "results/vit/summary/runs.csv", "vit_lnp": "results/vit/summary/lnp_windows.parquet"}
+    if intervention_datasets():  # interventions.smk
+        files |= {
+            "intervention_runs": expand("results/variants/{dataset}/summary/runs.csv", dataset=intervention_datasets()),
+            "intervention_lnp": expand(
+                "results/variants/{dataset}/summary/lnp_windows.parquet", dataset=intervention_datasets()
+            ),
+        }
     return files
 
 
 def claims_flags(input):
     """The command's optional inputs, as flags, for those this run has."""
     names = ("lm_runs", "lm_lnp", "fits", "probe_lnp", "ratios", "vit_runs", "vit_lnp", "hutchinson", "entk")
-    return " ".join(
+    names += ("intervention_runs", "intervention_lnp")
+    flags = " ".join(
         f"--{n.replace('_', '-')} {' '.join(str(p) for p in (input[n] if isinstance(input[n], list) else [input[n]]))}"
         for n in names
         if n in input.keys() and input[n]
     )
+    if "intervention_runs" in input.keys():
+        flags += " --intervention-datasets " + " ".join(intervention_datasets())
+    return flags

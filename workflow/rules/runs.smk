@@ -53,8 +53,10 @@ def run_files(dirs, files):
 RUN_FILES = {"done": "done.json", "metrics": "metrics.parquet", "lnp": "lnp.parquet", "eval": "eval.parquet"}
 
 
-def lm_spec(dataset, size, seed, trainable="all"):
-    """Everything one training run depends on, as sorted JSON (so params compare by content)."""
+def lm_spec(dataset, size, seed, trainable="all", variant=None):
+    """Everything one training run depends on, as sorted JSON (so params compare by content); a
+    ``variant`` (config lm.<dataset>.variants) overrides the optimizer, schedule, initialisation and
+    learning rate, each key only where it differs from the base run's (whose spec stays as it was)."""
     c, d = config["lm"][dataset], config["data"][dataset]
     shape = {k: v for k, v in c["sizes"][size].items() if k not in ("lr", "resources")}
     spec = {
@@ -86,7 +88,30 @@ def lm_spec(dataset, size, seed, trainable="all"):
     }
     if LNP_GROUPS and trainable == "all":  # only when asked: a finished run's params stay as they were
         spec["lnp"] = {**spec["lnp"], "groups": True}
+    v = c["variants"][variant] if variant else {}
+    spec["lr"] *= v.get("lr_mult", 1)
+    spec["schedule"] = v.get("schedule", spec["schedule"])
+    if spec["schedule"] == "wsd":
+        spec["decay_fraction"] = v.get("decay_fraction", c.get("decay_fraction"))
+    if v.get("optimizer", "adamw") != "adamw":
+        spec["optimizer"] = {"name": v["optimizer"], "momentum": v["momentum"]}
+    if v.get("init", "default") != "default":
+        spec["init"] = v["init"]
     return json.dumps(spec, sort_keys=True)
+
+
+def variants(dataset):
+    """The intervention variants of a data set's language models (config lm.<dataset>.variants)."""
+    return list(config["lm"][dataset].get("variants") or {})
+
+
+def variant_runs(dataset):
+    """``(variant, size, seed)`` of every variant run of a data set."""
+    return [(v, size, seed) for v in variants(dataset) for size, seed in lm_runs(dataset)]
+
+
+def variant_dir(dataset, variant, size, seed):
+    return f"results/variants/{dataset}/{variant}/{size}/seed{seed}"
 
 
 # log_every changes no number: it reaches the jobs through the environment, not their params, so an

@@ -27,6 +27,13 @@ def lm_targets():
     )
 
 
+def intervention_targets():
+    if not intervention_datasets():
+        return []
+    tables = [f"results/tables/interventions_{d}.md" for d in intervention_datasets()]
+    return tables + ["figures/fig13_interventions.pdf", "figures/fig13_interventions.png"]
+
+
 def all_targets():
     return [
         "results/claims.md",
@@ -35,6 +42,7 @@ def all_targets():
         "figures/fig03_rfm.png",
         *lm_targets(),
         *vit_targets(),
+        *intervention_targets(),
     ]
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import by_size
+from .interventions import BASE, last_window
 
 COLUMNS = ["claim", "figure", "task", "verdict", "seeds_holding", "seeds", "judged_on", "evidence"]
 HOLDS, FAILS, UNDETERMINED = "holds", "does not hold", "undetermined"
@@ -209,6 +210,31 @@ def rfm_ipr(deviations: pd.DataFrame, seeds: int) -> dict:
     )  # fmt: skip
 
 
+def lower_reach_lower_loss(runs: pd.DataFrame, windows: pd.DataFrame, variant: str, task: str) -> dict:
+    """Sec. 6-7's premise for an intervention: a variant that ends at lower chi_pos than the base runs
+    ends at lower test loss, and one that ends higher at higher: the signs of the two differences from
+    the base run of the same size and seed agree at every size, on each seed."""
+    ends = runs.merge(last_window(windows), on=["variant", "size", "seed"]).set_index(["variant", "size", "seed"])
+    order, holds = _order(runs), {}
+    for seed in sorted(runs["seed"].unique()):
+        agree = []
+        for size in order:
+            b, v = (ends.loc[(name, size, seed)] for name in (BASE, variant))
+            if not _positive([b["chi_pos"], v["chi_pos"]]) or not _finite([b["final_test_loss"], v["final_test_loss"]]):
+                agree = None
+                break
+            agree.append(np.sign(v["chi_pos"] - b["chi_pos"]) == np.sign(v["final_test_loss"] - b["final_test_loss"]))
+        holds[int(seed)] = None if agree is None else bool(all(agree))
+    means = ends.groupby(level=["variant", "size"])[["chi_pos", "final_test_loss"]].mean()
+    evidence = f"last-window chi_pos and final test loss, {BASE} -> {variant}, sizes {' / '.join(order)}: " + ", ".join(
+        f"{means.loc[(BASE, s), 'chi_pos']:.3g} -> {means.loc[(variant, s), 'chi_pos']:.3g} and "
+        f"{means.loc[(BASE, s), 'final_test_loss']:.4g} -> {means.loc[(variant, s), 'final_test_loss']:.4g}"
+        for s in order
+    )
+    claim = f"intervention {variant}: lower chi_pos than {BASE} goes with lower test loss"
+    return _per_seed(claim, "13", task, holds, evidence)
+
+
 def claims_table(
     lm: dict[str, dict[str, pd.DataFrame]],
     probe: dict[str, dict[str, pd.DataFrame]],
@@ -219,12 +245,14 @@ def claims_table(
     rfm_seeds: int,
     frozen_rtol: float,
     hutchinson_sigmas: float,
+    interventions: dict[str, dict[str, pd.DataFrame]] | None = None,
 ) -> pd.DataFrame:
     """Every claim the run's tables can judge (see the module docstring).
 
     ``lm``: data set -> ``runs``, ``lnp`` (window means), ``fits``; ``probe``: data set -> ``lnp``,
     ``ratios``; ``vit``: ``runs`` and ``lnp`` with a ``parametrization`` column; ``checks``: ``hutchinson`` and
-    ``entk`` where the run has them.
+    ``entk`` where the run has them; ``interventions``: data set -> ``runs`` and ``lnp`` with a
+    ``variant`` column (``base`` and each variant).
     """
     rows = []
     for task, t in lm.items():
@@ -247,6 +275,9 @@ def claims_table(
         rows.append(rfm_ipr(rfm, rfm_seeds))
     if "entk" in checks:
         rows.append(entk_shift(checks["entk"]))
+    for task, t in (interventions or {}).items():
+        for variant in sorted(set(t["runs"]["variant"]) - {BASE}):
+            rows.append(lower_reach_lower_loss(t["runs"], t["lnp"], variant, task))
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     table["seeds_holding"] = table["seeds_holding"].astype("Int64")
     table["seeds"] = table["seeds"].astype("Int64")

@@ -30,7 +30,8 @@ def lnp_windows(lnp: pd.DataFrame, raw_steps: int, unit: str = "tokens") -> pd.D
     """Raw rows before ``raw_steps``, window means from there on; adds ``chi_net_pos``.
     ``unit`` is the column counting what the run has seen (``tokens``, ``images``)."""
     lnp = lnp.assign(chi_net_pos=lnp["chi_net"] * lnp["chi_pos"])
-    cols = COMPONENTS + ["chi_net_pos", "loss"]
+    # the optimizer's own step (runs since issue 39 record it)
+    cols = COMPONENTS + ["chi_net_pos", "loss"] + (["delta_update"] if "delta_update" in lnp else [])
     raw = lnp[lnp["step"] < raw_steps][["step", "window", unit, *cols]].assign(n=1)
     later = lnp[lnp["step"] >= raw_steps]
     means = later.groupby("window", as_index=False).agg(

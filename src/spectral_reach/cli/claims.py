@@ -23,6 +23,10 @@ def claims(a: argparse.Namespace) -> None:
     }
     vit = None if not a.vit_runs else {"runs": pd.read_csv(a.vit_runs), "lnp": pd.read_parquet(a.vit_lnp)}
     checks = {"hutchinson": pd.read_csv(a.hutchinson), "entk": pd.read_csv(a.entk)} if a.hutchinson else {}
+    interventions = {
+        name: {"runs": pd.read_csv(r), "lnp": pd.read_parquet(w)}
+        for name, r, w in zip(a.intervention_datasets, a.intervention_runs, a.intervention_lnp)
+    }
     table = claims_table.claims_table(
         lm,
         probe,
@@ -32,6 +36,7 @@ def claims(a: argparse.Namespace) -> None:
         rfm_seeds=a.rfm_seeds,
         frozen_rtol=a.frozen_chi_net_rtol,
         hutchinson_sigmas=a.hutchinson_sigmas,
+        interventions=interventions,
     )
     write_table(table, a.out_csv)
     text = claims_table.markdown(table, a.run_name)
@@ -44,6 +49,7 @@ def claims(a: argparse.Namespace) -> None:
 
 def register(sub) -> None:
     lists = ("datasets", "lm_runs", "lm_lnp", "fits", "probe_lnp", "ratios")
+    lists += ("intervention_datasets", "intervention_runs", "intervention_lnp")
     command(
         sub,
         "claims",

@@ -18,10 +18,13 @@ import torch
 
 from ..data import Contexts, DataError, FixedSet, TrainOrder, read_meta
 from ..models import llama
+from ..models.init import INITS, reinit
 from ..models.llama import lm_loss
+from . import optimizers
 from .device import pick_device
 from .loop import Task, run
-from .spec import BaseSpec, adamw
+from .optimizers import OPTIMIZERS
+from .spec import BaseSpec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,10 +34,16 @@ class RunSpec(BaseSpec):
     vocab_size: int
     context_length: int
     trainable: str = "all"
+    optimizer: dict[str, Any] | None = None  # None: AdamW (:mod:`.optimizers`)
+    init: str = "default"  # :mod:`..models.init`
 
     def check(self) -> None:
         if self.trainable not in ("all", "head"):
             raise ValueError(f"trainable must be 'all' or 'head', not {self.trainable!r}")
+        if self.optimizer is not None and self.optimizer.get("name") not in OPTIMIZERS:
+            raise ValueError(f"optimizer.name must be one of {OPTIMIZERS}, not {self.optimizer.get('name')!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, not {self.init!r}")
 
 
 def _model(spec: RunSpec, backbone: str | None) -> torch.nn.Module:
@@ -43,7 +52,9 @@ def _model(spec: RunSpec, backbone: str | None) -> torch.nn.Module:
     if backbone is not None:
         model = llama.load(backbone, attn)
     else:
-        model = llama.build(spec.size, spec.vocab_size, spec.context_length, spec.seed, attn)
+        model = reinit(
+            llama.build(spec.size, spec.vocab_size, spec.context_length, spec.seed, attn), spec.init, spec.seed
+        )
     if spec.trainable == "head":
         if model.config.tie_word_embeddings:  # the probe's head is its own: untie it from the embedding
             model.config.tie_word_embeddings = False
@@ -94,7 +105,7 @@ def task(spec: RunSpec, data_dir: str | os.PathLike, device: torch.device, backb
     model = _model(spec, backbone).to(device)
     return Task(
         model=model,
-        optimizer=adamw([p for p in model.parameters() if p.requires_grad], spec, device),
+        optimizer=optimizers.build(model, spec, device),
         order=order,
         measure_set=measure_set,
         test_set=test_set,

@@ -128,7 +128,7 @@ class _Loop:
         spec = self.spec
         self.params = [p for p in self.task.model.parameters() if p.requires_grad]
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.task.optimizer, lambda s: lr_factor(s, spec.warmup, spec.steps, spec.schedule)
+            self.task.optimizer, lambda s: lr_factor(s, spec.warmup, spec.steps, spec.schedule, spec.decay_fraction)
         )
         bf16 = spec.precision == "bf16"
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
@@ -259,7 +259,7 @@ class _Loop:
         gen = torch.Generator(device=self.device).manual_seed(spec.seed * 1_000_003 + step)
         other = self.task.measure_set.draw(spec.lnp["measure_batch"], spec.data_seed, step)
         # the step's nominal learning rate (per-group multipliers, as muP's, stay in the update)
-        lr = spec.lr * lr_factor(step, spec.warmup, spec.steps, spec.schedule)
+        lr = spec.lr * lr_factor(step, spec.warmup, spec.steps, spec.schedule, spec.decay_fraction)
         with torch.no_grad():
             after = [p.detach().clone() for p in self.params]
             for p, b, a in zip(self.params, before, after):

@@ -1,4 +1,4 @@
-"""The settings every run kind shares, checked once, and the AdamW they configure."""
+"""The settings every run kind shares, checked once, and the AdamW settings they give."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class BaseSpec:
     weight_decay: float
     warmup: int
     schedule: str
+    decay_fraction: float | None = None  # schedule wsd: the share of the steps its decay takes
     lnp: dict[str, Any]
     eval: dict[str, int]
     checkpoint_every: int
@@ -56,11 +57,6 @@ class BaseSpec:
 
     def check(self) -> None:
         """Checks of a run kind's own settings."""
-
-
-def adamw(params: list[torch.nn.Parameter], spec: Any, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW with the run's settings (:func:`adamw_settings`)."""
-    return torch.optim.AdamW(params, **adamw_settings(spec, device))
 
 
 def adamw_settings(spec: Any, device: torch.device) -> dict[str, Any]:
