@@ -47,6 +47,7 @@ include: "workflow/rules/checks.smk"
 include: "workflow/rules/vit.smk"
 include: "workflow/rules/interventions.smk"
 include: "workflow/rules/claims.smk"
+include: "workflow/rules/report_tables.smk"
 include: "workflow/rules/forecast.smk"
 include: "workflow/rules/unknown.smk"
 

@@ -580,6 +580,58 @@ def test_report_holds_every_figure_and_table(workdir):
     assert f"test loss\n  {losses}." in (workdir / "results/report/fig09.rst").read_text()
 
 
+def browse_report(report: Path) -> dict:
+    """Open ``report`` (a built report.html) in headless Chromium and click through it as a reader does
+    (tests/report_probe.js): per file, its category, description and view."""
+    import base64
+    import html
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium here (Debian: apt-get install chromium; .ci/run installs it as root)")
+    page = report.read_text()
+    probed = report.with_name("probed.html")
+    end = page.rfind("</body>")
+    probed.write_text(page[:end] + (ROOT / "tests/report_probe.js").read_text() + page[end:])
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=300000", "--dump-dom",
+         probed.as_uri()],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout  # fmt: skip
+    found = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
+    assert "error" not in found, found.get("error")
+    for entry in found["files"].values():  # an HTML page shows as a data URL: its source, decoded
+        data = entry["frame"].split(";base64,", 1)
+        entry["frame"] = base64.b64decode(data[1]).decode() if len(data) == 2 else ""
+    return found
+
+
+def test_the_report_renders_in_a_browser(workdir):
+    """Issue 40: in a real browser, every figure shows as an image with its caption carrying this run's
+    numbers, and every table as a page (not only a CSV download) with its caption."""
+    snakemake(workdir, "--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config",
+              "--report", "report.html")  # fmt: skip
+    files = browse_report(workdir / "report.html")["files"]
+    for figure in FIGURES:
+        entry = files[next(f for f in files if f.endswith(f"{figure}.png"))]
+        assert entry["width"] > 300 and "Measured in this run" in entry["info"], figure
+    pages = sorted(p.name for p in (workdir / "results/report/tables").glob("*.html"))
+    assert pages == sorted(
+        ["lm_sizes_stories.html", "fits_stories.html", "probe_ratios_stories.html", "vit_sizes.html",
+         "rfm_deviations.html", "hutchinson_cv.html", "entk_shift.html"]
+    )  # fmt: skip
+    for name in pages + ["claims.html"]:
+        path = next(f for f in files if f.endswith(name))
+        entry = files[path]
+        assert "<table>" in entry["frame"] and "DESCRIPTION" in entry["info"], name
+        caption = entry["info"].split("DESCRIPTION", 1)[1].split("SIZE", 1)[0].strip()
+        assert len(caption) > 80, (name, caption)  # the table's caption, not an empty description
+    table = pd.read_csv(workdir / "results/tables/lm_sizes_stories.csv")
+    page = files[next(f for f in files if f.endswith("lm_sizes_stories.html"))]["frame"]
+    assert page.count("<tr>") == len(table) + 1  # every row, and the header
+
+
 def test_editing_a_caption_template_rerenders_only_that_figure(workdir):
     template = workdir / "workflow/report/fig12.rst"
     text = template.read_text()

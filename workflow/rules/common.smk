@@ -284,3 +284,33 @@ def claims_flags(input):
     if "intervention_runs" in input.keys():
         flags += " --intervention-datasets " + " ".join(intervention_datasets())
     return flags
+
+
+# The tables the report shows as pages (report_tables.smk).
+#: name -> (the CSV, its caption in workflow/report/, the report category, the page's title)
+REPORT_TABLES = {
+    "lm_sizes": ("results/tables/lm_sizes_{dataset}.csv", "lm_sizes", "Tables 1-2", "Llama sizes, {dataset}"),
+    "fits": ("results/lm/{dataset}/summary/fits.csv", "fits", "Figs. 1 and 7", "Power-law fits, {dataset}"),
+    "probe_ratios": (
+        "results/probe/{dataset}/summary/ratios.csv",
+        "probe_ratios",
+        "Fig. 4",
+        "Probe chi_pos ratios, pretrained over random, {dataset}",
+    ),
+    "vit_sizes": ("results/tables/vit_sizes.csv", "vit_sizes", "Tables 3-4", "ViT sizes"),
+    "rfm_deviations": ("results/rfm/deviations.csv", "rfm_deviations", "Fig. 3", "RFM chi_pos against theory"),
+    "hutchinson_cv": ("results/checks/hutchinson_cv.csv", "hutchinson_cv", "Fig. 6", "Hutchinson CV against K"),
+    "entk_shift": ("results/checks/entk_shift.csv", "entk_shift", "Fig. 12", "eNTK spectrum shift"),
+    "interventions": (
+        "results/tables/interventions_{dataset}.csv",
+        "interventions",
+        "Fig. 13",
+        "Interventions, {dataset}",
+    ),
+}
+
+
+def table_page(name):
+    """Where the HTML page of table ``name`` goes (with the CSV's wildcards)."""
+    csv = REPORT_TABLES[name][0]
+    return f"results/report/tables/{name}" + ("_{dataset}" if "{dataset}" in csv else "") + ".html"

@@ -35,33 +35,6 @@ use rule lm_train as variant_train with:
         out_dir="results/variants/{dataset}/{variant}/{size}/seed{seed}",
 
 
-def intervention_dirs(dataset):
-    """The base runs' folders, then each variant's, in the order of :func:`intervention_keys`."""
-    return [lm_run_dir(dataset, *run) for run in lm_runs(dataset)] + [
-        variant_dir(dataset, *run) for run in variant_runs(dataset)
-    ]
-
-
-def intervention_keys(dataset):
-    runs = [("base", s, seed) for s, seed in lm_runs(dataset)] + variant_runs(dataset)
-    return json.dumps([{"variant": v, "size": s, "seed": int(seed)} for v, s, seed in runs])
-
-
-def intervention_datasets():
-    """The data sets whose language models have variants."""
-    return [d for d in LM_DATASETS if variants(d)]
-
-
-def fig13_dataset():
-    """The data set Fig. 13 draws: figures.fig13.dataset, else the first with variants."""
-    return config["figures"]["fig13"].get("dataset") or intervention_datasets()[0]
-
-
-def fig13_size():
-    """The size Fig. 13's single-size panels draw: figures.fig13.size, else the data set's last."""
-    return config["figures"]["fig13"].get("size") or list(config["lm"][fig13_dataset()]["sizes"])[-1]
-
-
 rule variant_summary:
     input:
         unpack(lambda w: run_files(intervention_dirs(w.dataset), RUN_FILES)),

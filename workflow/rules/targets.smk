@@ -34,6 +34,17 @@ def intervention_targets():
     return tables + ["figures/fig13_interventions.pdf", "figures/fig13_interventions.png"]
 
 
+def report_table_targets():
+    """The HTML pages of the tables this config makes (report_tables.smk)."""
+    per_dataset = {"lm_sizes": LM_DATASETS, "fits": LM_DATASETS, "probe_ratios": LM_DATASETS}
+    per_dataset["interventions"] = intervention_datasets()
+    pages = [expand(table_page(n), dataset=d) for n, d in per_dataset.items()]
+    single = (
+        ["rfm_deviations"] + (["hutchinson_cv", "entk_shift"] if LM_DATASETS else []) + (["vit_sizes"] if VIT else [])
+    )
+    return [p for group in pages for p in group] + [table_page(n) for n in single]
+
+
 def all_targets():
     return [
         "results/claims.md",
@@ -43,6 +54,7 @@ def all_targets():
         *lm_targets(),
         *vit_targets(),
         *intervention_targets(),
+        *report_table_targets(),
     ]
 
 

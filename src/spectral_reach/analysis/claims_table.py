@@ -24,6 +24,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from ..report_html import page
 from .claims import by_size
 from .interventions import BASE, last_window
 
@@ -323,13 +324,8 @@ def html(table: pd.DataFrame, run_name: str) -> str:
         for r in table.itertuples()
     )
     head = "".join(f"<th>{c}</th>" for c in COLUMNS)
-    return (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Claims</title><style>'
-        "body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
-        "td,th{border:1px solid #bbb;padding:3px 6px;vertical-align:top}</style></head><body>"
-        f"<h2>Claims of the paper in run '{run_name}'</h2><p>{_counts(table)}.</p>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></body></html>\n"
-    )
+    body = f"<p>{_counts(table)}.</p><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return page(f"Claims of the paper in run '{run_name}'", body)
 
 
 def _cell(value: object) -> str:

@@ -11,9 +11,9 @@ import argparse
 import gc
 import logging
 
-from . import checks, claims, data, forecast, interventions, lm, probe, rfm, vit
+from . import checks, claims, data, forecast, interventions, lm, probe, report, rfm, vit
 
-STAGES = (rfm, data, lm, vit, probe, checks, interventions, claims, forecast)
+STAGES = (rfm, data, lm, vit, probe, checks, interventions, claims, report, forecast)
 
 #: How many collections of Python's middle generation come between two full collections (Python's
 #: default: 10); see :func:`main`.
