@@ -64,6 +64,9 @@ for _d in LM_DATASETS:
 LM_SIZES = sorted({s for d in LM_DATASETS for s in config["lm"][d]["sizes"]})
 
 VIT = config.get("vit")
+#: The optimizer study in the random-feature model (config rfm_optimizers; empty: none).
+RFM_OPTIMIZERS = config.get("rfm_optimizers") or {}
+RFM_OPTIMIZER_ALPHAS = RFM_OPTIMIZERS.get("alphas", [])
 if VIT is not None and config["data"].get(VIT["dataset"], {}).get("kind") != "image":
     raise ValueError(
         f"config key vit.dataset: {VIT['dataset']!r} is not an image data set under data "

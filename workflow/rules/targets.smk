@@ -54,6 +54,7 @@ def all_targets():
         *lm_targets(),
         *vit_targets(),
         *intervention_targets(),
+        *(["figures/fig14_rfm_optimizers.pdf", "figures/fig14_rfm_optimizers.png"] if RFM_OPTIMIZERS else []),
         *report_table_targets(),
     ]
 

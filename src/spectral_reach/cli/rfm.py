@@ -58,7 +58,55 @@ def fig03(a: argparse.Namespace) -> None:
     caption(a, fig03_rfm.caption_values(runs, pd.read_csv(a.deviations)))
 
 
+def rfm_optimizers(a: argparse.Namespace) -> None:
+    import json
+
+    from ..rfm_optimizers import run
+
+    settings = json.loads(a.settings)
+    optimizers = {name: settings[name] for name in ("gd", "adam", "ng")}
+    finals, curves = run(a.alpha, settings["widths"], settings["budgets"], optimizers, settings["n_train"],
+                         settings["n_test"], settings["dim"], settings["seeds"])  # fmt: skip
+    write_table(finals, a.out_finals)
+    write_table(curves, a.out_lnp)
+    log.info("final test losses:\n%s", finals.to_string())
+
+
+def rfm_optimizer_fits(a: argparse.Namespace) -> None:
+    from ..rfm_optimizers import exponents
+
+    fits = exponents(pd.concat([pd.read_csv(f) for f in a.finals], ignore_index=True), a.fit_max_rel_error)
+    write_table(fits, a.out)
+    log.info("exponents:\n%s", fits.to_string())
+
+
+def fig14(a: argparse.Namespace) -> None:
+    import json
+
+    from ..figures import fig14_rfm_optimizers
+
+    finals = pd.concat([pd.read_csv(f) for f in a.finals], ignore_index=True)
+    curves = pd.concat([pd.read_parquet(f) for f in a.lnp], ignore_index=True)
+    fits, published = pd.read_csv(a.fits), json.loads(a.published)
+    fig14_rfm_optimizers.plot(finals, curves, fits, published, a.pdf, a.png, **style(a))
+    caption(a, fig14_rfm_optimizers.caption_values(fits, published))
+
+
 def register(sub) -> None:
+    command(
+        sub,
+        "rfm-optimizers",
+        rfm_optimizers,
+        "random-feature readouts trained by GD, Adam and natural gradient at each width and budget, one s",
+        alpha={"type": float},
+        settings={"help": "the config's rfm_optimizers section as JSON"},
+        out_finals={},
+        out_lnp={},
+    )
+    command(sub, "rfm-optimizer-fits", rfm_optimizer_fits, "L(N) exponents per optimizer, budget and s",
+            finals={"nargs": "+"}, fit_max_rel_error={"type": float}, out={})  # fmt: skip
+    figure(sub, "fig14", fig14, "Fig. 14: the optimizer question in the random-feature model",
+           files=("fits", "published"), lists=("finals", "lnp"))  # fmt: skip
     command(
         sub,
         "rfm-lnp",

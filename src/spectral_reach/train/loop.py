@@ -262,9 +262,9 @@ class _Loop:
         lr = spec.lr * lr_factor(step, spec.warmup, spec.steps, spec.schedule, spec.decay_fraction)
         with torch.no_grad():
             after = [p.detach().clone() for p in self.params]
-            for p, b, a in zip(self.params, before, after):
+            for p, b in zip(self.params, before):
                 p.copy_(b)
-                b.sub_(a).div_(lr if lr else 1.0)  # ``before`` now holds the update
+            update = [b.sub_(a).div_(lr) for b, a in zip(before, after)] if lr else None  # in place: no copy
         with lnp_precision(spec.lnp.get("precision", "fp32"), self.device):
             rec = measure(
                 LogitsOnly(self.task.model),
@@ -275,7 +275,7 @@ class _Loop:
                 train_grad=[p.grad for p in self.params],
                 generator=gen,
                 groups=self.groups,
-                update=before if lr else None,
+                update=update,
             )
         with torch.no_grad():
             for p, a in zip(self.params, after):
