@@ -67,7 +67,7 @@ def test_the_rehearsal_plans_the_paper_studys_jobs_but_one_data_job(tmp_path):
     paper, rehearsal = planned_jobs(work, PAPER), planned_jobs(work, REHEARSAL)
     files = paper.pop("params_file")  # one per cluster job with params, written by the master (settings.smk)
     assert files == sum(n for rule, n in paper.items() if rule in CLUSTER_RULES_WITH_PARAMS)
-    assert sum(paper.values()) == 209  # with the claims table
+    assert sum(paper.values()) == 219  # with the claims table and the 10 tables' report pages
     assert rehearsal.pop("params_file") == sum(n for rule, n in rehearsal.items() if rule in CLUSTER_RULES_WITH_PARAMS)
     data = {"stories_download": 2, "cifar5m_download": 6}
     twins = {"stories_generate": 1, "images_generate": 6}

@@ -27,6 +27,19 @@ RUN = "results/lm/stories/a/seed0"
 # rules that run on the submitting machine (the workflow's localrules); every other job goes to SLURM
 LOCAL_RULES = {
     "params_file",
+    *(
+        f"html_{t}"
+        for t in (
+            "lm_sizes",
+            "fits",
+            "probe_ratios",
+            "vit_sizes",
+            "rfm_deviations",
+            "hutchinson_cv",
+            "entk_shift",
+            "interventions",
+        )
+    ),  # fmt: skip
     "data_verify",
     "all",
     "rfm_theory",

@@ -87,6 +87,10 @@ def test_one_sizes_learning_rate_reruns_that_size_and_what_depends_on_it(workdir
         fig08=1,
         fig10=1,
         claims=1,
+        html_lm_sizes=1,  # report_tables.smk: each rebuilt table's page
+        html_fits=1,
+        html_probe_ratios=1,
+        html_hutchinson_cv=1,
         all=1,
     )
 
@@ -94,7 +98,7 @@ def test_one_sizes_learning_rate_reruns_that_size_and_what_depends_on_it(workdir
 def test_one_mup_learning_rate_reruns_that_vit_only(workdir):
     changed = edited(vit__mup__sizes__b__lr=3e-3)
     assert planned_jobs(workdir, changed) == Counter(
-        params_file=1, vit_train=1, vit_table=1, vit_summary=1, fig09=1, claims=1, all=1
+        params_file=1, vit_train=1, vit_table=1, vit_summary=1, fig09=1, claims=1, html_vit_sizes=1, all=1
     )
 
 
@@ -131,6 +135,8 @@ def test_added_seed_trains_only_the_new_runs(workdir):
         fig08=1,
         fig10=1,
         claims=1,
+        html_fits=1,
+        html_probe_ratios=1,
         all=1,
     )
 
@@ -165,7 +171,14 @@ def test_intervention_variants_train_only_themselves_and_their_study(workdir):
     }
     jobs = planned_jobs(workdir, merged(CI_CONFIG, {"lm": {name: {"variants": variants}}}))
     assert jobs == Counter(
-        params_file=2 * runs, variant_train=2 * runs, variant_summary=1, interventions_table=1, fig13=1, claims=1, all=1
+        params_file=2 * runs,
+        variant_train=2 * runs,
+        variant_summary=1,
+        interventions_table=1,
+        fig13=1,
+        claims=1,
+        html_interventions=1,
+        all=1,
     )
 
 
@@ -195,20 +208,20 @@ def test_plotting_option_reruns_only_its_figure(workdir):
 
 def test_model_width_reruns_measurements_not_theory(workdir):
     assert planned_jobs(workdir, edited(rfm__width=96)) == Counter(
-        params_file=2, rfm_lnp=2, rfm_summary=1, fig03=1, claims=1, all=1
+        params_file=2, rfm_lnp=2, rfm_summary=1, fig03=1, claims=1, html_rfm_deviations=1, all=1
     )
 
 
 def test_theory_option_reruns_no_measurement(workdir):
     assert planned_jobs(workdir, edited(rfm__teacher_draws=50)) == Counter(
-        rfm_theory=1, rfm_summary=1, fig03=1, claims=1, all=1
+        rfm_theory=1, rfm_summary=1, fig03=1, claims=1, html_rfm_deviations=1, all=1
     )
 
 
 def test_added_alpha_runs_one_new_measurement(workdir):
     added = edited(rfm__alphas=CI_CONFIG["rfm"]["alphas"] + [3.0])
     assert planned_jobs(workdir, added) == Counter(
-        params_file=1, rfm_lnp=1, rfm_theory=1, rfm_summary=1, fig03=1, claims=1, all=1
+        params_file=1, rfm_lnp=1, rfm_theory=1, rfm_summary=1, fig03=1, claims=1, html_rfm_deviations=1, all=1
     )
 
 
@@ -625,10 +638,10 @@ def test_the_report_renders_in_a_browser(workdir):
         entry = files[next(f for f in files if f.endswith(f"{figure}.png"))]
         assert entry["width"] > 300 and "Measured in this run" in entry["info"], figure
     pages = sorted(p.name for p in (workdir / "results/report/tables").glob("*.html"))
+    per_dataset = [f"{t}_{d}.html" for t in ("lm_sizes", "fits", "probe_ratios") for d in CI_CONFIG["datasets"]]
     assert pages == sorted(
-        ["lm_sizes_stories.html", "fits_stories.html", "probe_ratios_stories.html", "vit_sizes.html",
-         "rfm_deviations.html", "hutchinson_cv.html", "entk_shift.html"]
-    )  # fmt: skip
+        per_dataset + ["vit_sizes.html", "rfm_deviations.html", "hutchinson_cv.html", "entk_shift.html"]
+    )
     for name in pages + ["claims.html"]:
         path = next(f for f in files if f.endswith(name))
         entry = files[path]
