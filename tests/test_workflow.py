@@ -647,7 +647,7 @@ def test_the_report_renders_in_a_browser(workdir):
         entry = files[path]
         assert "<table>" in entry["frame"] and "DESCRIPTION" in entry["info"], name
         caption = entry["info"].split("DESCRIPTION", 1)[1].split("SIZE", 1)[0].strip()
-        assert len(caption) > 80, (name, caption)  # the table's caption, not an empty description
+        assert len(caption) > 40, (name, caption)  # the table's caption, not an empty description
     table = pd.read_csv(workdir / "results/tables/lm_sizes_stories.csv")
     page = files[next(f for f in files if f.endswith("lm_sizes_stories.html"))]["frame"]
     assert page.count("<tr>") == len(table) + 1  # every row, and the header

@@ -102,6 +102,8 @@ localrules:
 
 
 rule rfm_optimizers:
+    input:
+        settings=params_file("rfm_optimizers"),
     output:
         finals="results/rfm/optimizers/s{s}.csv",
         lnp="results/rfm/optimizers/s{s}_lnp.parquet",
