@@ -35,6 +35,6 @@ def log_every(out_dir: str | os.PathLike, environ: Mapping[str, str] = os.enviro
     """The ``log_every`` of the run writing to ``out_dir``: the longest prefix of it that :data:`ENV`
     names, else :data:`DEFAULT_LOG_EVERY` (a run started by hand)."""
     cadence = json.loads(environ.get(ENV, "{}")).get("log_every", {})
-    path = Path(out_dir).as_posix().rstrip("/") + "/"
-    hits = [prefix for prefix in cadence if path.startswith(prefix) or f"/{prefix}" in f"/{path}"]
+    path = "/" + Path(out_dir).as_posix().strip("/") + "/"  # a relative or an absolute folder alike
+    hits = [prefix for prefix in cadence if f"/{prefix}" in path]
     return cadence[max(hits, key=len)] if hits else DEFAULT_LOG_EVERY

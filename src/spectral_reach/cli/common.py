@@ -121,6 +121,16 @@ def by_dataset(names: list[str], paths: list[str]) -> dict[str, str]:
     return dict(zip(names, paths))
 
 
+def run_spec(kind: type, a: argparse.Namespace):
+    """A training command's settings: ``--spec`` (the rule's params) with the run's ``log_every``,
+    which reaches it outside its params (:mod:`..cadence`) unless the spec names one."""
+    import json
+
+    from ..cadence import log_every
+
+    return kind.from_dict({"log_every": log_every(a.out_dir), **json.loads(a.spec)})
+
+
 def preemptible(train: Callable[[], dict]) -> None:
     """Run a training job; a preemption (SIGTERM, checkpoint written) exits 143 for the retry."""
     from ..train import Preempted

@@ -8,18 +8,16 @@ import json
 import pandas as pd
 
 from ..io import write_table
-from .common import CHECKSUM_MB, by_dataset, caption, command, figure, log, preemptible, style, summary
+from .common import CHECKSUM_MB, by_dataset, caption, command, figure, log, preemptible, run_spec, style, summary
 
 INT, FLOAT = {"type": int}, {"type": float}
 LM_RUN_FILES = ("done", "metrics", "lnp", "eval", "settings")
 
 
 def train_lm(a: argparse.Namespace) -> None:
-    from ..cadence import log_every
     from ..train import RunSpec, train
 
-    settings = json.loads(a.spec)
-    spec = RunSpec.from_dict({"log_every": log_every(a.out_dir), **settings})  # the workflow's cadence
+    spec = run_spec(RunSpec, a)
     preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir, a.backbone, checksum_max_mb=a.checksum_max_mb))
 
 

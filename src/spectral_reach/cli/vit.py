@@ -8,18 +8,16 @@ import json
 import pandas as pd
 
 from ..io import write_table
-from .common import CHECKSUM_MB, caption, command, figure, log, preemptible, style, summary
+from .common import CHECKSUM_MB, caption, command, figure, log, preemptible, run_spec, style, summary
 
 VIT_RUN_FILES = ("done", "metrics", "lnp", "settings")
 
 
 def train_vit(a: argparse.Namespace) -> None:
-    from ..cadence import log_every
     from ..train.vit import ViTSpec
     from ..train.vit import train_vit as train
 
-    settings = json.loads(a.spec)
-    spec = ViTSpec.from_dict({"log_every": log_every(a.out_dir), **settings})  # the workflow's cadence
+    spec = run_spec(ViTSpec, a)
     preemptible(lambda: train(spec, a.data_dir, a.out_dir, a.state_dir, checksum_max_mb=a.checksum_max_mb))
 
 

@@ -127,9 +127,9 @@ class _Loop:
     def __post_init__(self) -> None:
         spec = self.spec
         self.params = [p for p in self.task.model.parameters() if p.requires_grad]
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.task.optimizer, lambda s: lr_factor(s, spec.warmup, spec.steps, spec.schedule, spec.decay_fraction)
-        )
+        # the multiplier of the peak rate at each step: the scheduler's, and the measurement's nominal lr
+        self.lr_factor = lambda s: lr_factor(s, spec.warmup, spec.steps, spec.schedule, spec.decay_fraction)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.task.optimizer, self.lr_factor)
         bf16 = spec.precision == "bf16"
         self.autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
         # compiled wherever torch can compile (inductor: CUDA, or C++ on a CPU); the measurement's hooks
@@ -259,7 +259,7 @@ class _Loop:
         gen = torch.Generator(device=self.device).manual_seed(spec.seed * 1_000_003 + step)
         other = self.task.measure_set.draw(spec.lnp["measure_batch"], spec.data_seed, step)
         # the step's nominal learning rate (per-group multipliers, as muP's, stay in the update)
-        lr = spec.lr * lr_factor(step, spec.warmup, spec.steps, spec.schedule, spec.decay_fraction)
+        lr = spec.lr * self.lr_factor(step)
         with torch.no_grad():
             after = [p.detach().clone() for p in self.params]
             for p, b in zip(self.params, before):
