@@ -11,7 +11,7 @@ import torch
 from spectral_reach import rfm_optimizers as ro
 from spectral_reach.rfm import RandomFeatureModel, data_spectrum
 
-SMALL = dict(n=256, n_test=256, dim=32, steps=6, seed=0)
+SMALL = dict(n=256, n_test=256, dim=32, steps=6, seed=0, points=8)
 
 
 def test_gradient_descent_moves_the_loss_as_gradient_descent():
@@ -38,7 +38,7 @@ def test_natural_gradient_step_is_the_preconditioned_gradient():
 
 def test_adam_trains_and_every_run_is_measured_at_log_spaced_steps():
     final, rows = ro.train(1.5, 16, "adam", {"lr": 0.03}, **SMALL)
-    assert [r["step"] for r in rows] == ro.log_steps(6) == [0, 1, 2, 3, 4, 5]
+    assert [r["step"] for r in rows] == ro.log_steps(6, 8) == [0, 1, 2, 3, 4, 5]
     assert final["test_loss"] < 1.0 and all(np.isfinite(r["chi_pos"]) for r in rows)
 
 
@@ -65,7 +65,7 @@ def test_fig14_draws(tmp_path):
     from spectral_reach.figures import fig14_rfm_optimizers
 
     finals, curves = ro.run(1.0, [8, 16, 32], [4], {"gd": {"lr_scale": 1.0}, "ng": {"lr": 0.5, "ridge": 1e-3}},
-                            n=128, n_test=128, dim=16, seeds=1)  # fmt: skip
+                            n=128, n_test=128, dim=16, seeds=1, points=8)  # fmt: skip
     fits = ro.exponents(finals, 0.5)
     pdf, png = tmp_path / "f.pdf", tmp_path / "f.png"
     fig14_rfm_optimizers.plot(finals, curves, fits, {"gd": 0.12}, pdf, png, width=10, height=3, dpi=60)

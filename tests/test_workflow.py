@@ -185,7 +185,8 @@ def test_intervention_variants_train_only_themselves_and_their_study(workdir):
 def test_the_rfm_optimizer_study_adds_only_its_jobs(workdir):
     """Issue 39, item 5: the rfm_optimizers section adds one job per data exponent, the fits and Fig. 14."""
     study = {"alphas": [1.0, 1.5], "widths": [8, 16, 32], "budgets": [4], "n_train": 64, "n_test": 64, "dim": 8,
-             "seeds": 1, "gd": {"lr_scale": 1.0}, "adam": {"lr": 0.03}, "ng": {"lr": 0.5, "ridge": 1e-3}}  # fmt: skip
+             "seeds": 1, "measure_points": 4, "gd": {"lr_scale": 1.0}, "adam": {"lr": 0.03},
+             "ng": {"lr": 0.5, "ridge": 1e-3}}  # fmt: skip
     jobs = planned_jobs(workdir, merged(CI_CONFIG, {"rfm_optimizers": study}))
     assert jobs == Counter(params_file=2, rfm_optimizers=2, rfm_optimizer_fits=1, fig14=1, all=1)
 

@@ -42,16 +42,25 @@ def _data(n: int, spectrum: np.ndarray, beta: Tensor, g: torch.Generator) -> tup
     return x, y
 
 
-def log_steps(steps: int, count: int = 8) -> list[int]:
+def log_steps(steps: int, count: int) -> list[int]:
     """Step 0 and ``count`` log-spaced steps from 1 to the last, ``steps - 1``."""
     grid = np.unique(np.round(np.logspace(0, np.log10(max(steps - 1, 1)), count)).astype(int))
     return sorted({0, *grid.tolist(), steps - 1})
 
 
 def train(
-    s: float, width: int, optimizer: str, settings: dict, n: int, n_test: int, dim: int, steps: int, seed: int
+    s: float,
+    width: int,
+    optimizer: str,
+    settings: dict,
+    n: int,
+    n_test: int,
+    dim: int,
+    steps: int,
+    seed: int,
+    points: int,
 ) -> tuple[dict, list[dict]]:
-    """One run: its final test loss, and LNP rows at log-spaced steps."""
+    """One run: its final test loss, and LNP rows at step 0 and ``points`` log-spaced steps."""
     g = torch.Generator().manual_seed(seed)
     spectrum = data_spectrum(dim, s)
     beta = torch.randn(dim, generator=g, dtype=torch.float64)
@@ -73,7 +82,7 @@ def train(
         opt = torch.optim.SGD([a], lr=settings["lr"])
     else:
         raise ValueError(f"optimizer {optimizer!r} is not one of {OPTIMIZERS}")
-    measured, rows = set(log_steps(steps)), []
+    measured, rows = set(log_steps(steps, points)), []
     for step in range(steps):
         opt.zero_grad()
         half_mse(model(x), y).backward()
@@ -113,6 +122,7 @@ def run(
     n_test: int,
     dim: int,
     seeds: int,
+    points: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(finals, trajectories)`` of data exponent ``s``: one row per (budget, optimizer, width, seed),
     and its LNP rows."""
@@ -122,7 +132,7 @@ def run(
             for width in widths:
                 for seed in range(seeds):
                     key = {"s": s, "budget": budget, "optimizer": name, "width": width, "seed": seed}
-                    final, rows = train(s, width, name, settings, n, n_test, dim, budget, seed)
+                    final, rows = train(s, width, name, settings, n, n_test, dim, budget, seed, points)
                     finals.append({**key, **final})
                     curves += [{**key, **r} for r in rows]
     return pd.DataFrame(finals), pd.DataFrame(curves)

@@ -66,7 +66,7 @@ def rfm_optimizers(a: argparse.Namespace) -> None:
     settings = json.loads(a.settings)
     optimizers = {name: settings[name] for name in ("gd", "adam", "ng")}
     finals, curves = run(a.alpha, settings["widths"], settings["budgets"], optimizers, settings["n_train"],
-                         settings["n_test"], settings["dim"], settings["seeds"])  # fmt: skip
+                         settings["n_test"], settings["dim"], settings["seeds"], settings["measure_points"])  # fmt: skip
     write_table(finals, a.out_finals)
     write_table(curves, a.out_lnp)
     log.info("final test losses:\n%s", finals.to_string())
