@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[workflow,test,hf,lightning]'
+	$(BIN)/python -m pip install -q -e '.[workflow,test,hf,lightning,tracking]'
 	# mup declares torchvision, whose PyPI build breaks beside the CPU torch (and transformers'
 	# imports); mup itself needs only torch.
 	$(BIN)/python -m pip install -q --no-deps $(MUP)

@@ -52,6 +52,12 @@ include: "workflow/rules/forecast.smk"
 include: "workflow/rules/unknown.smk"
 
 
+# A job that failed with the project's own error is not retried within this run (spectral_reach/job.py);
+# a new run of Snakemake (after a fix) tries it again. Runs before the first job, not on dry runs.
+onstart:
+    clear_permanent_marks()
+
+
 rule all:
     default_target: True
     input:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def test_jsonl_and_parquet_read_the_same(tmp_path):
     assert read(tmp_path / "s.parquet") == read(tmp_path / "s.jsonl") == STORIES
 
 
-def test_bad_inputs_name_the_file_and_leave_nothing(tmp_path):
+def test_bad_inputs_name_the_file_and_leave_nothing(tmp_path, caplog):
     with pytest.raises(DataError, match="missing.parquet.*SimpleStories"):
         next(text.read_stories(tmp_path / "missing.parquet"))
     pd.DataFrame({"text": STORIES}).to_parquet(tmp_path / "wrong.parquet")
@@ -110,14 +111,17 @@ def test_bad_inputs_name_the_file_and_leave_nothing(tmp_path):
 
     tok_path = tmp_path / "tok.json"
     text.train_tokenizer([STORIES * 5], 120, tok_path)
-    with pytest.raises(DataError, match="vocabulary of .* but the config's vocab_size is 4096"):
-        text.load_tokenizer(tok_path, 4096)
+    n = text.load_tokenizer(tok_path, 120).get_vocab_size()
+    with pytest.raises(DataError, match=f"vocabulary of {n} tokens, more than the config's vocab_size {n - 1}"):
+        text.load_tokenizer(tok_path, n - 1)
+    with caplog.at_level(logging.WARNING):  # vocab_size is a maximum: a smaller vocabulary is said, and used
+        assert text.load_tokenizer(tok_path, 4096).get_vocab_size() == n
+    assert f"vocabulary of {n} tokens, fewer than vocab_size 4096" in caplog.text
     huge = Tokenizer(WordPiece({"[UNK]": 0, **{f"w{i}": i + 1 for i in range(70_000)}}, unk_token="[UNK]"))
     huge.save(str(tmp_path / "huge.json"))
     with pytest.raises(DataError, match="does not fit uint16"):
         text.load_tokenizer(tmp_path / "huge.json", 70_001)
 
-    n = text.load_tokenizer(tok_path, 120).get_vocab_size()
     empty = write_hub_parquet(tmp_path / "empty.parquet", [])
     with pytest.raises(DataError, match="0 stories"):
         text.prepare_splits({"train": [str(empty)], "test": [str(empty)]}, str(tok_path), n, 1, tmp_path / "out")

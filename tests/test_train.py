@@ -18,7 +18,7 @@ import pytest
 import torch
 from workflow_run import hold_env
 
-from spectral_reach.data import Contexts, TrainOrder
+from spectral_reach.data import Contexts, TrainOrder, read_meta
 from spectral_reach.models import llama
 from spectral_reach.train import NonFiniteLoss, RunSpec, lm, train
 
@@ -307,13 +307,23 @@ def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(text_data, tmp_path,
             {"lnp": {**SPEC["lnp"], "measure_contexts": 10_000}},
             "lnp.measure_contexts=10000, but .*validation.bin has only",
         ),
-        ({"vocab_size": 4096}, "vocabulary 96, but the config's vocab_size is 4096"),
+        ({"vocab_size": 64}, "a vocabulary of 96 tokens, more than the config's vocab_size 64"),
         ({"bogus": 1}, "unknown run settings"),
     ],
 )
 def test_bad_settings_name_the_key(text_data, tmp_path, change, message):
     with pytest.raises(Exception, match=message):
         train(RunSpec.from_dict({**SPEC, **change}), text_data, tmp_path / "run", tmp_path / "state")
+
+
+def test_vocab_size_is_a_maximum(text_data, tmp_path):
+    """A tokenizer with fewer tokens than vocab_size (a small corpus) trains the configured model:
+    its output layer has vocab_size classes, those no token uses included."""
+    spec = RunSpec.from_dict({**SPEC, "vocab_size": 128, "steps": 8, "warmup": 2, "lnp": {**SPEC["lnp"], "width": 1}})
+    train(spec, text_data, tmp_path / "run", tmp_path / "state")
+    model = llama.load(tmp_path / "run" / "model", "sdpa")
+    assert model.config.vocab_size == 128 and model.lm_head.weight.shape[0] == 128
+    assert read_meta(text_data / "train.bin")["vocab_size"] == 96
 
 
 def test_data_order_depends_on_data_seed_only(text_data):

@@ -195,6 +195,8 @@ def test_a_log_cadence_edit_reruns_nothing(workdir):
     """Issue 38: log_every changes no number; it reaches the jobs outside their params."""
     name = next(iter(CI_CONFIG["lm"]))
     assert planned_jobs(workdir, edited(**{f"lm__{name}__log_every": 7, "vit__log_every": 3})) == Counter()
+    tracked = {**CI_CONFIG, "tracking": {"wandb": {"project": "p", "mode": "offline"}, "mlflow": {"tracking_uri": "x"}}}
+    assert planned_jobs(workdir, tracked) == Counter()  # nor W&B and MLflow
 
 
 def test_component_figure_option_reruns_only_that_figure(workdir):
@@ -273,6 +275,10 @@ def tree(workdir) -> dict[str, bytes]:
         ({"lm__pixels__context_length": 4096}, ["lm.pixels.context_length: 4096 exceeds the 1024 pixels"]),
         ({"lm__pixels__steps": 100}, ["lm.pixels.steps: 100 exceeds one pass over the 64 training images"]),
         ({"vit__standard__sizes__a__patch": 7}, ["vit.standard.sizes.a.patch: 7 does not divide the 32-pixel image side"]),
+        # what only the prepared corpus tells, judged on its record (verified.json) as Snakemake starts
+        ({"lm__stories__steps": 100000}, ["lm.stories.steps: 100000 exceeds 1 pass(es) over the prepared data of stories"]),
+        ({"lm__stories__lnp__measure_contexts": 5000}, ["lm.stories.lnp.measure_contexts: 5000 exceeds the", "contexts of 16 tokens of results/data/stories/validation.bin"]),
+        ({"lm__stories__eval__test_contexts": 5000}, ["lm.stories.eval.test_contexts: 5000 exceeds the", "results/data/stories/test.bin"]),
     ],
 )  # fmt: skip
 def test_a_cross_key_mistake_fails_before_any_job_and_leaves_the_finished_tree_as_it_was(workdir, change, words):
@@ -505,9 +511,35 @@ def test_data_corrupted_in_place_fails_before_training_and_keeps_finished_runs(w
     snakemake(work, "--configfile", str(ROOT / "tests/configs/ci.yaml"), "--replace-workflow-config")
     attempts = (work / "logs/data_verify/stories.log.attempts").read_text().split("=== attempt at ")[1:]
     assert len(attempts) == 3  # the CI run's, the corrupt data's, the restored data's
-    assert "DataError" in attempts[1] and attempts[1].rstrip().endswith("=== exit 1")
+    assert "DataError" in attempts[1] and attempts[1].rstrip().endswith("=== exit 78")
     assert attempts[2].rstrip().endswith("=== exit 0") and "DataError" not in attempts[2]
     assert "DataError" not in (work / "logs/data_verify/stories.log").read_text()
+
+
+def test_data_prepared_anew_is_judged_before_training_once_and_not_retried(workdir, tmp_path):
+    """An edit that prepares the data anew (validation_stories) with steps beyond what it will
+    hold: the data check refuses it before any training job starts (its finished runs stay), the
+    console shows the error as one line, and the profile's retry does not run the check again; the
+    next Snakemake run, the config fixed, tries it again and passes."""
+    work = copy_run(workdir, tmp_path / "anew")
+    done = {p: p.read_bytes() for p in (work / "results/lm/stories").glob("*/seed*/done.json")}
+    bad = work / "bad.yaml"
+    bad.write_text(yaml.safe_dump(edited(data__stories__validation_stories=60, lm__stories__steps=100000)))
+    profile = ["--retries", "1", "--show-failed-logs"]  # as profiles/default and profiles/slurm set them
+    proc = snakemake(work, "--configfile", str(bad), "--replace-workflow-config", *profile, check=False)
+    console = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    message = "error: ConfigError: config key lm.stories.steps: 100000 exceeds 1 pass(es) over the prepared data"
+    assert message in console and "Traceback" not in console
+    attempts = (work / "logs/data_verify/stories.log.attempts").read_text().split("=== attempt at ")[1:]
+    assert "Traceback (most recent call last)" in attempts[-2] and attempts[-2].rstrip().endswith("=== exit 78")
+    assert "=== not run again" in attempts[-1] and "Traceback" not in attempts[-1]  # the retry ran nothing
+    assert not (work / "results/data/stories/verified.json").exists()
+    assert done and all(p.read_bytes() == b for p, b in done.items())  # no training job started
+    bad.write_text(yaml.safe_dump(edited(data__stories__validation_stories=60)))
+    snakemake(work, "--configfile", str(bad), "--replace-workflow-config", "results/data/stories/verified.json")
+    assert "=== exit 0" in (work / "logs/data_verify/stories.log.attempts").read_text().split("=== attempt at ")[-1]
+    assert not list((work / "logs").rglob("*.permanent"))
 
 
 COMPILED = [

@@ -1,5 +1,5 @@
-"""How often a training run logs: a setting that changes no number, so it stays out of every job's
-params (an edit would rerun the job). The workflow hands the jobs the cadences of its config through
+"""How often a training run logs, and where else it sends its curves (W&B, MLflow): settings that
+change no number, so they stay out of every job's params (an edit would rerun the job). The workflow hands the jobs the cadences of its config through
 the environment (:func:`cadence_env`, at parse time; SLURM jobs parse the workflow again and get it
 too), and a job looks its own up by its output folder (:func:`log_every`). Imports nothing heavy:
 the Snakefile imports it.
@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-#: Environment variable carrying ``{"log_every": {output folder prefix: steps}}`` to the jobs.
+#: Environment variable carrying ``{"log_every": {output folder prefix: steps}, "tracking": {...}}`` to the jobs.
 ENV = "SPECTRAL_REACH_TRACKING"
 #: ``log_every`` of a run that no cadence names.
 DEFAULT_LOG_EVERY = 100
@@ -28,7 +28,10 @@ def cadence_env(config: Mapping[str, Any]) -> str:
             cadence[f"results/{kind}/{name}/"] = lm.get("log_every", DEFAULT_LOG_EVERY)
     if config.get("vit"):
         cadence["results/vit/"] = config["vit"].get("log_every", DEFAULT_LOG_EVERY)
-    return json.dumps({"log_every": cadence}, sort_keys=True)
+    backends = config.get("tracking") or {}
+    if backends:  # every run of the study in one group, named after it
+        backends = {**backends, "group": config.get("run_name", "spectral-reach")}
+    return json.dumps({"log_every": cadence, "tracking": backends}, sort_keys=True)
 
 
 def log_every(out_dir: str | os.PathLike, environ: Mapping[str, str] = os.environ) -> int:
@@ -38,3 +41,8 @@ def log_every(out_dir: str | os.PathLike, environ: Mapping[str, str] = os.enviro
     path = "/" + Path(out_dir).as_posix().strip("/") + "/"  # a relative or an absolute folder alike
     hits = [prefix for prefix in cadence if f"/{prefix}" in path]
     return cadence[max(hits, key=len)] if hits else DEFAULT_LOG_EVERY
+
+
+def tracking(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The config's ``tracking`` (W&B, MLflow) with the study's ``group``; empty for a run started by hand."""
+    return json.loads(environ.get(ENV, "{}")).get("tracking", {})

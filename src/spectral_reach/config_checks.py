@@ -11,13 +11,23 @@ a ViT's heads divide its width, a ViT's patch divides the image side, an image l
 image's pixels, measurement batches fit their measurement sets, measurement and test sets fit the
 validation and test images a generated image set will hold, steps fit one pass of the training
 images where the config fixes their number (a ViT's steps its passes), measurement windows and checkpoints fit in the run,
-and the checks, probes and figures name data sets, sizes and seeds that exist. What only the
-prepared data can tell (the token count of a text corpus) is checked by the training job.
+and the checks, probes and figures name data sets, sizes and seeds that exist.
+
+What only the prepared data can tell (how many contexts a text corpus gives) is checked against
+the data's record (``verified.json``, written by the data check) when Snakemake starts, where that
+record is current (:func:`prepared_splits`); where the data is about to be prepared anew, the data
+check itself refuses it (:func:`prepared_problems`, with :func:`data_needs` passed in the
+environment), before any training job that reads it starts.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any, Iterator
+
+from .errors import ConfigError
 
 #: CIFAR-5M and its generated twins: 32 x 32 images, one grayscale token per pixel.
 IMAGE_SIDE = 32
@@ -32,11 +42,11 @@ def problems(config: Config) -> list[str]:
 
 
 def check(config: Config) -> None:
-    """Raise a ValueError naming the first problem (and how many more there are)."""
+    """Raise a ConfigError naming the first problem (and how many more there are)."""
     found = problems(config)
     if found:
         more = f"\n  ({len(found) - 1} more problem(s) after this one)" if len(found) > 1 else ""
-        raise ValueError(found[0] + more)
+        raise ConfigError(found[0] + more)
 
 
 def _llama_heads(key: str, size: dict) -> Iterator[str]:
@@ -221,3 +231,91 @@ def _references(config: Config) -> Iterator[str]:
                 f"config key probe.seeds: {missing} are not seeds of lm.{d}.seeds {lm[d]['seeds']}: a probe needs "
                 "the trained model of its seed; probe only seeds that are trained"
             )
+
+
+#: The environment variable that carries :func:`data_needs` from the workflow to the data check.
+NEEDS_ENV = "SPECTRAL_REACH_DATA_NEEDS"
+
+
+def data_needs(config: Config) -> dict[str, list[dict]]:
+    """What the training runs ask of each prepared data set: per data set, one entry per kind of
+    run reading it (the language models of ``lm.<d>``, the ViTs), with the config keys it comes from."""
+    needs: dict[str, list[dict]] = {d: [] for d in config["datasets"]}
+    for d in config["datasets"]:
+        run = config["lm"][d]
+        needs[d].append(
+            {
+                "key": f"lm.{d}",
+                "context_length": run["context_length"],
+                "batch_size": run["batch_size"],
+                "steps": run["steps"],
+                "passes": 1,
+                "measure": ["lnp.measure_contexts", run["lnp"]["measure_contexts"]],
+                "test": ["eval.test_contexts", run["eval"]["test_contexts"]],
+            }
+        )
+    vit = config.get("vit")
+    if vit:
+        needs.setdefault(vit["dataset"], []).append(
+            {
+                "key": "vit",
+                "context_length": None,  # whole images
+                "batch_size": vit["batch_size"],
+                "steps": vit["steps"],
+                "passes": vit["passes"],
+                "measure": ["lnp.measure_images", vit["lnp"]["measure_images"]],
+                "test": ["eval.test_images", vit["eval"]["test_images"]],
+            }
+        )
+    return needs
+
+
+def split_count(meta: dict, context_length: int | None) -> int:
+    """How many contexts of ``context_length`` tokens (``None``: whole sequences) a prepared split
+    holds, as :class:`spectral_reach.data.Contexts` counts them."""
+    rows = meta["shape"][0]
+    if meta["kind"] == "stream":
+        return rows // context_length
+    return rows if context_length is None or context_length <= meta["shape"][1] else 0
+
+
+def prepared_problems(dataset: str, needs: list[dict], splits: dict[str, dict], where: str) -> list[str]:
+    """The training runs' needs of ``dataset`` against its prepared splits (``{split: sidecar}``)."""
+    found = []
+    for need in needs:
+        key, n = need["key"], need["context_length"]
+        what = "images" if n is None else f"contexts of {n} tokens"
+        train = split_count(splits["train"], n)
+        per_pass = train // need["batch_size"]
+        if need["steps"] > need["passes"] * per_pass:
+            found.append(
+                f"config key {key}.steps: {need['steps']} exceeds {need['passes']} pass(es) over the prepared data of "
+                f"{dataset} ({where}/train.bin: {train} {what}, {per_pass} steps per pass at {key}.batch_size="
+                f"{need['batch_size']}); lower steps to at most {need['passes'] * per_pass}, or give {dataset} more training data"
+            )
+        for split, (name, value) in (("validation", need["measure"]), ("test", need["test"])):
+            have = split_count(splits[split], n)
+            if value > have:
+                found.append(
+                    f"config key {key}.{name}: {value} exceeds the {have} {what} of {where}/{split}.bin; set it to "
+                    f"at most {have}, or hold out more data for {split} in data.{dataset}"
+                )
+    return found
+
+
+def prepared_splits(verified: str | os.PathLike, settings: dict, sources: list[str]) -> dict[str, dict] | None:
+    """The split sidecars a data check recorded in ``verified``, if that record is current: made
+    under the config's ``settings`` of the data set, and newer than each of its ``sources`` (local
+    files a changed version of which Snakemake prepares again). ``None`` when it is not: the data
+    will be prepared anew, and its data check judges it then."""
+    path = Path(verified)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("settings") != json.loads(json.dumps(settings)):
+        return None
+    made = path.stat().st_mtime
+    if any(os.path.exists(s) and os.path.getmtime(s) > made for s in sources):
+        return None
+    return record.get("splits")

@@ -1,7 +1,9 @@
 # Helpers shared by the rules: config checks, wildcard constraints, config slices, figure commands,
 # data inputs. What each training run is lives in runs.smk; targets in targets.smk.
+import importlib.util
 import json
 import os
+import sys
 
 from spectral_reach import config_checks
 from spectral_reach.version import RESULT_VERSION
@@ -30,6 +32,30 @@ def check_settings(config):
             f"(checks.hutchinson.ks): the CV of K needs at least 2 K draws; raise draws to {2 * max(hcv['ks'])} or drop that K"
         )
     config_checks.check(config)  # every other cross-key check (src/spectral_reach/config_checks.py)
+    for backend in config.get("tracking") or {}:
+        if importlib.util.find_spec(backend) is None:
+            raise ValueError(
+                f"config key tracking.{backend} is set, but {backend} is not installed here: "
+                f"pip install -e '.[tracking]' (or remove tracking.{backend})"
+            )
+
+
+def check_prepared(config):
+    """The training runs against each data set's prepared data where its record is current (the
+    data check judges data about to be prepared anew: its needs reach it in the environment)."""
+    needs = config_checks.data_needs(config)
+    os.environ[config_checks.NEEDS_ENV] = json.dumps(needs, sort_keys=True)
+    for d, wants in needs.items():
+        if config["data"][d]["kind"] == "image":
+            sources = image_parts(d, "train_parts") + image_parts(d, "test_parts")
+        else:
+            sources = [tokenizer_file(d), *story_files(d, "train"), *story_files(d, "test")]
+        sources += [f for f in prepared_files(d) if f.endswith(".bin")]
+        splits = config_checks.prepared_splits(verified(d), config["data"][d], sources)
+        found = config_checks.prepared_problems(d, wants, splits, f"results/data/{d}") if splits else []
+        if found:
+            more = f"\n  ({len(found) - 1} more problem(s) after this one)" if len(found) > 1 else ""
+            raise config_checks.ConfigError(found[0] + more)
 
 
 def fmt_alpha(alpha):
@@ -163,12 +189,20 @@ def caption_template(name):
 # attempt into the declared <log>. No pipe: a preemption's SIGTERM reaches the command alone
 # (`trap true TERM` keeps the shell), which checkpoints and exits 143; its output is kept too.
 def logged(command):
-    """``command`` with its output kept for every attempt in ``<log>.attempts`` and this attempt's in ``{log}``."""
-    return (
-        'h="{log}.attempts"; echo "=== attempt at $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)" >> "$h"; '
-        f'start=$(wc -c < "$h"); trap true TERM; {command} >> "$h" 2>&1 || s=$?; '
-        'tail -c +$((start + 1)) "$h" > {log}; echo "=== exit ${{s:-0}}" >> "$h"; exit ${{s:-0}}'
-    )
+    """``command`` run by ``spectral-reach-job`` (spectral_reach/job.py): every attempt's output in
+    ``<log>.attempts``, this attempt's in ``{log}`` (a project error as its message alone), and no
+    retry of an error that fails on every attempt. The shell waits for it on SIGTERM (``trap``), so
+    a preempted job writes its checkpoint and log before Snakemake sees it end."""
+    return f"trap true TERM; spectral-reach-job {{log}} -- {command}"
+
+
+def clear_permanent_marks():
+    """Forget which jobs failed with a project error in an earlier run (``onstart``)."""
+    from spectral_reach.job import clear_marks
+
+    cleared = clear_marks("logs")
+    if cleared:
+        print(f"{len(cleared)} job(s) that failed with a config or data error are tried again", file=sys.stderr)
 
 
 def figure_command(head):
@@ -317,3 +351,6 @@ def table_page(name):
     """Where the HTML page of table ``name`` goes (with the CSV's wildcards)."""
     csv = REPORT_TABLES[name][0]
     return f"results/report/tables/{name}" + ("_{dataset}" if "{dataset}" in csv else "") + ".html"
+
+
+check_prepared(config)  # after the data paths above

@@ -18,8 +18,13 @@ rule data_verify:
         "logs/benchmarks/data_verify/{dataset}.tsv"
     conda:
         "../../envs/spectral-reach.yaml"
+    params:
+        settings=lambda w: json.dumps(config["data"][w.dataset], sort_keys=True),
     shell:
-        logged("spectral-reach data-verify --files {input} --out {output}")
+        logged(
+            "spectral-reach data-verify --files {input} --dataset {wildcards.dataset} --settings {params.settings:q}"
+            " --out {output}"
+        )
 
 
 localrules:

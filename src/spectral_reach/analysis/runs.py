@@ -20,6 +20,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..errors import ConfigError
 from ..train.fingerprint import NOT_RESULT
 from .lm import final_train_loss, lnp_windows
 
@@ -36,7 +37,7 @@ class RunFiles:
     settings: str | Path | None = None
 
 
-class StaleRun(ValueError):
+class StaleRun(ConfigError):
     """A finished run whose recorded settings are not the ones its config gives now."""
 
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
+import sys
+import traceback
 
+from ..errors import EXIT_PROJECT_ERROR, IN_JOB, TRACEBACK_END, TRACEBACK_START, ProjectError
 from . import checks, claims, data, forecast, interventions, lm, probe, report, rfm, vit
 
 STAGES = (rfm, data, lm, vit, probe, checks, interventions, claims, report, forecast)
@@ -30,6 +34,16 @@ def main(argv: list[str] | None = None) -> None:
     gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
     try:
         _run(argv)
+    except ProjectError as e:
+        if not os.environ.get(IN_JOB):
+            raise
+        # In a workflow job: the traceback between markers (spectral_reach.job keeps it in the
+        # attempts log only), then the message alone, which the console shows.
+        print(TRACEBACK_START, file=sys.stderr)
+        traceback.print_exc()
+        print(TRACEBACK_END, file=sys.stderr)
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_PROJECT_ERROR) from None
     finally:
         gc.freeze()
 

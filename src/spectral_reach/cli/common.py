@@ -122,13 +122,13 @@ def by_dataset(names: list[str], paths: list[str]) -> dict[str, str]:
 
 
 def run_spec(kind: type, a: argparse.Namespace):
-    """A training command's settings: ``--spec`` (the rule's params) with the run's ``log_every``,
-    which reaches it outside its params (:mod:`..cadence`) unless the spec names one."""
+    """A training command's settings: ``--spec`` (the rule's params) with the run's ``log_every`` and
+    ``tracking``, which reach it outside its params (:mod:`..cadence`) unless the spec names them."""
     import json
 
-    from ..cadence import log_every
+    from ..cadence import log_every, tracking
 
-    return kind.from_dict({"log_every": log_every(a.out_dir), **json.loads(a.spec)})
+    return kind.from_dict({"log_every": log_every(a.out_dir), "tracking": tracking(), **json.loads(a.spec)})
 
 
 def preemptible(train: Callable[[], dict]) -> None:

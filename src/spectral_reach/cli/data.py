@@ -72,16 +72,30 @@ def images_convert(a: argparse.Namespace) -> None:
 
 
 def data_verify(a: argparse.Namespace) -> None:
+    """Check the prepared files, then what the training runs ask of them (their settings come in
+    the environment, not as params: an edit of steps reruns no data check), and record both."""
     import json
+    import os
+    from pathlib import Path
 
-    from ..data.memmap import verify_all
+    from .. import config_checks
+    from ..data.memmap import read_meta, verify_all
+    from ..errors import ConfigError
     from ..io import atomic_file
 
     checked = list(verify_all(dict(zip(a.files, a.files)), float("inf")).values())
     for result in checked:
         log.info("%s", result)
+    where = Path(a.out).parent
+    splits = {s: read_meta(where / f"{s}.bin") for s in ("train", "validation", "test")}
+    needs = json.loads(os.environ.get(config_checks.NEEDS_ENV, "{}")).get(a.dataset, [])
+    problems = config_checks.prepared_problems(a.dataset, needs, splits, str(where))
+    if problems:
+        more = f" ({len(problems) - 1} more after this one)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more)
+    record = {"settings": json.loads(a.settings), "splits": splits, "files": checked}
     with atomic_file(a.out) as tmp:
-        tmp.write_text(json.dumps(checked, indent=1) + "\n")
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def register(sub) -> None:
@@ -92,8 +106,10 @@ def register(sub) -> None:
         sub,
         "data-verify",
         data_verify,
-        "check prepared data files against their sidecars (size and sha256)",
+        "check prepared data files against their sidecars (size and sha256) and the runs' needs",
         files={"nargs": "+"},
+        dataset={},
+        settings={"help": "the data set's config section (JSON), recorded with the check"},
         out={},
     )
 

@@ -19,9 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-
-class DataError(RuntimeError):
-    """A data file is missing, malformed or inconsistent; the message says which and how to fix it."""
+from ..errors import DataError
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

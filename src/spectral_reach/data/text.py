@@ -128,8 +128,21 @@ def load_tokenizer(path: str | os.PathLike, vocab_size: int) -> Tokenizer:
     n = tok.get_vocab_size()
     if n > np.iinfo(np.uint16).max + 1:
         raise DataError(f"{path}: vocabulary of {n} tokens does not fit uint16 token streams")
-    if n != vocab_size:
-        raise DataError(f"{path}: vocabulary of {n} tokens, but the config's vocab_size is {vocab_size}")
+    if n > vocab_size:
+        raise DataError(
+            f"{path}: vocabulary of {n} tokens, more than the config's vocab_size {vocab_size} (the model's "
+            f"vocabulary): set vocab_size to {n} or use a tokenizer of at most {vocab_size} tokens"
+        )
+    if n < vocab_size:
+        log.warning(
+            "%s: vocabulary of %d tokens, fewer than vocab_size %d: the corpus is too small to learn more; the "
+            "model keeps %d output classes, %d of which no token uses (vocab_size is a maximum)",
+            path,
+            n,
+            vocab_size,
+            vocab_size,
+            vocab_size - n,
+        )
     eos = tok.token_to_id(EOS)
     if eos is None or tok.encode("a").ids[-1] != eos:
         raise DataError(f"{path}: the tokenizer does not end each story with {EOS} (post-processor '$A {EOS}')")

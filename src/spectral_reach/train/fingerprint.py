@@ -24,7 +24,7 @@ from ..data.memmap import read_meta, sha256_file, sidecar_path
 from ..version import RESULT_VERSION
 
 #: Spec fields that change no number of a run.
-NOT_RESULT = ("checkpoint_every", "log_every")
+NOT_RESULT = ("checkpoint_every", "log_every", "tracking")
 
 
 def file_identity(path: str | os.PathLike) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..data import Contexts, DataError, FixedSet, TrainOrder, read_meta
+from ..errors import ConfigError
 from ..models import llama
 from ..models.init import INITS, reinit
 from ..models.llama import lm_loss
@@ -39,11 +40,11 @@ class RunSpec(BaseSpec):
 
     def check(self) -> None:
         if self.trainable not in ("all", "head"):
-            raise ValueError(f"trainable must be 'all' or 'head', not {self.trainable!r}")
+            raise ConfigError(f"trainable must be 'all' or 'head', not {self.trainable!r}")
         if self.optimizer is not None and self.optimizer.get("name") not in OPTIMIZERS:
-            raise ValueError(f"optimizer.name must be one of {OPTIMIZERS}, not {self.optimizer.get('name')!r}")
+            raise ConfigError(f"optimizer.name must be one of {OPTIMIZERS}, not {self.optimizer.get('name')!r}")
         if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, not {self.init!r}")
+            raise ConfigError(f"init must be one of {INITS}, not {self.init!r}")
 
 
 def _model(spec: RunSpec, backbone: str | None) -> torch.nn.Module:
@@ -68,13 +69,14 @@ def _model(spec: RunSpec, backbone: str | None) -> torch.nn.Module:
 
 def _check_data(spec: RunSpec, data_dir: Path) -> tuple[TrainOrder, FixedSet, FixedSet]:
     vocab = read_meta(data_dir / "train.bin").get("vocab_size")
-    if vocab != spec.vocab_size:
+    if vocab is None or vocab > spec.vocab_size:  # vocab_size is the model's, at most the tokenizer's
         raise DataError(
-            f"{data_dir / 'train.bin'}: vocabulary {vocab}, but the config's vocab_size is {spec.vocab_size}"
+            f"{data_dir / 'train.bin'}: a vocabulary of {vocab} tokens, more than the config's vocab_size "
+            f"{spec.vocab_size} (the model's vocabulary); raise vocab_size to {vocab} or prepare the data again"
         )
     order = TrainOrder(Contexts(data_dir / "train.bin", spec.context_length), spec.batch_size, spec.data_seed)
     if spec.steps > order.steps:
-        raise ValueError(
+        raise ConfigError(
             f"steps={spec.steps}: one pass over {data_dir / 'train.bin'} at batch_size="
             f"{spec.batch_size} and context_length={spec.context_length} has only {order.steps} steps"
         )
@@ -82,7 +84,7 @@ def _check_data(spec: RunSpec, data_dir: Path) -> tuple[TrainOrder, FixedSet, Fi
         Contexts(data_dir / "validation.bin", spec.context_length), spec.lnp["measure_contexts"], "lnp.measure_contexts"
     )
     if spec.lnp["measure_batch"] > spec.lnp["measure_contexts"]:
-        raise ValueError(
+        raise ConfigError(
             f"lnp.measure_batch={spec.lnp['measure_batch']} exceeds lnp.measure_contexts={spec.lnp['measure_contexts']}"
         )
     test_set = FixedSet(

@@ -348,7 +348,7 @@ def run(
         task.unit_name,
         len(loop.window_of),
     )
-    loop.tracker = Tracker(out_dir, loop.start)
+    loop.tracker = Tracker(out_dir, loop.start, spec.tracking, config=loop.identity["spec"])
     previous = signal.signal(signal.SIGTERM, loop.on_sigterm)
     task.model.train()
     loop.timer.restart()

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..errors import ConfigError
 from .device import LNP_PRECISIONS
 
 
@@ -29,7 +30,8 @@ class BaseSpec:
     lnp: dict[str, Any]
     eval: dict[str, int]
     checkpoint_every: int
-    log_every: int = 100  # not in the workflow's params (it changes no number): :func:`.tracking.log_every`
+    log_every: int = 100  # not in the workflow's params (it changes no number): spectral_reach.cadence
+    tracking: dict[str, Any] | None = None  # W&B and MLflow (.tracking); not in the params either
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False
@@ -40,16 +42,16 @@ class BaseSpec:
         the settings every run kind shares are checked here, a kind's own in :meth:`check`."""
         names = {f.name for f in fields(cls)}
         if unknown := set(d) - names:
-            raise ValueError(f"unknown {cls.kind} settings {sorted(unknown)}; known: {sorted(names)}")
+            raise ConfigError(f"unknown {cls.kind} settings {sorted(unknown)}; known: {sorted(names)}")
         spec = cls(**{**d, "betas": tuple(d["betas"])})
         if spec.lr <= 0:
-            raise ValueError(f"lr must be positive, not {spec.lr}")
+            raise ConfigError(f"lr must be positive, not {spec.lr}")
         if spec.lnp["width"] > spec.steps:
-            raise ValueError(f"lnp.width={spec.lnp['width']} exceeds steps={spec.steps}")
+            raise ConfigError(f"lnp.width={spec.lnp['width']} exceeds steps={spec.steps}")
         if spec.lnp.get("precision", "fp32") not in LNP_PRECISIONS:
-            raise ValueError(f"lnp.precision must be one of {LNP_PRECISIONS}, not {spec.lnp['precision']!r}")
+            raise ConfigError(f"lnp.precision must be one of {LNP_PRECISIONS}, not {spec.lnp['precision']!r}")
         if spec.warmup >= spec.steps:
-            raise ValueError(f"warmup={spec.warmup} must be below steps={spec.steps}")
+            raise ConfigError(f"warmup={spec.warmup} must be below steps={spec.steps}")
         spec.check()
         return spec
 

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from ..data import FixedSet, Images, TrainOrder
+from ..errors import ConfigError
 from ..models import vit
 from .device import pick_device
 from .loop import Task, run
@@ -37,7 +38,7 @@ class ViTSpec(BaseSpec):
 
     def check(self) -> None:
         if self.parametrization not in ("standard", "mup") or (self.parametrization == "mup") != bool(self.mup):
-            raise ValueError(f"parametrization={self.parametrization!r}: use 'standard', or 'mup' with mup settings")
+            raise ConfigError(f"parametrization={self.parametrization!r}: use 'standard', or 'mup' with mup settings")
 
 
 def classification_loss(logits: Tensor, labels: Tensor) -> Tensor:
@@ -64,13 +65,13 @@ def task(spec: ViTSpec, data_dir: str | os.PathLike, device: torch.device) -> Ta
     data_dir = Path(data_dir)
     order = TrainOrder(_split(data_dir, "train"), spec.batch_size, spec.data_seed, spec.passes)
     if spec.steps > order.steps:
-        raise ValueError(
+        raise ConfigError(
             f"steps={spec.steps}: {spec.passes} passes over {data_dir / 'train_rgb.bin'} at "
             f"batch_size={spec.batch_size} have only {order.steps} steps"
         )
     measure_set = FixedSet(_split(data_dir, "validation"), spec.lnp["measure_images"], "lnp.measure_images")
     if spec.lnp["measure_batch"] > spec.lnp["measure_images"]:
-        raise ValueError(
+        raise ConfigError(
             f"lnp.measure_batch={spec.lnp['measure_batch']} exceeds lnp.measure_images={spec.lnp['measure_images']}"
         )
     test_set = FixedSet(_split(data_dir, "test"), spec.eval["test_images"], "eval.test_images")
