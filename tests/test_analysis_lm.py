@@ -238,7 +238,7 @@ def test_figure_scripts_run_on_small_tables(tables, tmp_path):
     iso = (lm.isocompute(curves, runs, budgets, "test_loss"), lm.isocompute(windows, runs, budgets, "chi_pos"))
     assert len(iso[0]) == 2 * 6
     fig08_isocompute.plot({"a": iso}, tmp_path / "f8.pdf", tmp_path / "f8.png", **kw)
-    fig10_components.plot(windows, runs, "a", tmp_path / "f10.pdf", tmp_path / "f10.png", **kw)
+    fig10_components.plot({"a": (windows, runs)}, tmp_path / "f10.pdf", tmp_path / "f10.png", **kw)
 
     def both(df):
         return pd.concat([df.assign(parametrization=p) for p in ("standard", "mup")])
@@ -268,8 +268,9 @@ def test_measured_values_fill_the_caption_templates(tables, tmp_path):
     assert "(peak over last: 96 / 96 / 96)" in text
     assert "It ends below its start for every size" in text and "the last windows fall with size" in text
 
-    comp = fig10_components.caption_values(windows, runs, "a")
-    assert comp["chi_loss"]["falls"] and comp["chi_net"]["rises"] and not comp["chi_net"]["falls"]
+    comp = fig10_components.caption_values({"a": (windows, runs)})
+    (one,) = comp["datasets"]
+    assert one["chi_loss"]["falls"] and one["chi_net"]["rises"] and not one["chi_net"]["falls"]
     caption.render(TEMPLATES / "components.rst", tmp_path / "fig10.rst", comp)
     assert "(grows for every size)" in (tmp_path / "fig10.rst").read_text()
 

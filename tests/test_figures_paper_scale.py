@@ -107,8 +107,28 @@ def scarce_log_labels(fig: plt.Figure) -> list[str]:
     return found
 
 
+def legends_over_ticks(fig: plt.Figure) -> list[str]:
+    """``"<axes title>: legend covers tick label 'a'"`` for every legend that covers a visible tick
+    label of any axes of the figure (a legend beside its panel can run into the next one)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend() and ax.get_legend().get_visible()]
+    found = []
+    for ax, legend in legends:
+        box = legend.get_window_extent(renderer)
+        for other in fig.axes:
+            for axis in (other.xaxis, other.yaxis):
+                lo, hi = sorted(axis.get_view_interval())
+                for t in axis.get_major_ticks() + axis.get_minor_ticks():
+                    label = t.label1
+                    if label.get_visible() and label.get_text() and lo <= t.get_loc() <= hi:
+                        if box.overlaps(label.get_window_extent(renderer)):
+                            found.append(f"{ax.get_title()}: legend covers tick label {label.get_text()!r}")
+    return found
+
+
 def defects(fig: plt.Figure) -> list[str]:
-    return overlapping_tick_labels(fig) + legends_over_data(fig) + scarce_log_labels(fig)
+    return overlapping_tick_labels(fig) + legends_over_data(fig) + legends_over_ticks(fig) + scarce_log_labels(fig)
 
 
 @pytest.fixture
@@ -194,17 +214,38 @@ def test_language_model_figures(paper_tables, drawn, tmp_path):
         budgets = lm.budgets(runs, PAPER["analysis"]["isocompute_budgets"])
         iso[d] = (lm.isocompute(curves, runs, budgets, "test_loss"), lm.isocompute(lnp, runs, budgets, "chi_pos"))
     fig08_isocompute.plot(iso, "f", "f", **_style("fig08"))
-    for name in ("fig10", "fig11"):
-        dataset = PAPER["figures"][name]["dataset"]
-        runs, lnp, _ = paper_tables[dataset]
-        fig10_components.plot(lnp, runs, dataset, "f", "f", **_style(name))
-    assert len(drawn) == 5
-    assert [defects(fig) for fig in drawn] == [[]] * 5
+    fig10_components.plot({d: (lnp, runs) for d, (runs, lnp, _) in paper_tables.items()}, "f", "f", **_style("fig10"))
+    assert len(drawn) == 4
+    assert [defects(fig) for fig in drawn] == [[]] * 4
 
 
-def test_probe_figures(paper_tables, drawn):
+@pytest.mark.parametrize("n", [1, 3, 5])
+def test_figures_of_every_data_set_scale_with_their_number(paper_tables, drawn, n):
+    """Issue 40: a study of 1, 3 or 5 data sets (the paper's tables under new names, alternating
+    text and images) draws the figures with a panel or row per data set without a legend over data
+    or ticks and without overlapping tick labels."""
+    sources = list(paper_tables.values())
+    tables = {f"set{i}": sources[i % len(sources)] for i in range(n)}
+    data = {d: (runs, lnp) for d, (runs, lnp, _) in tables.items()}
+    fig01_scaling.plot(data, _fits(tables, "train"), "f.pdf", "f.png", **_style("fig01"))
+    fig07_test_loss.plot({d: r for d, (r, _) in data.items()}, _fits(tables, "test"), "f", "f", **_style("fig07"))
+    iso = {}
+    for d, (runs, lnp, curves) in tables.items():
+        budgets = lm.budgets(runs, PAPER["analysis"]["isocompute_budgets"])
+        iso[d] = (lm.isocompute(curves, runs, budgets, "test_loss"), lm.isocompute(lnp, runs, budgets, "chi_pos"))
+    fig08_isocompute.plot(iso, "f", "f", **_style("fig08"))
+    fig10_components.plot({d: (lnp, runs) for d, (runs, lnp) in data.items()}, "f", "f", **_style("fig10"))
+    ratios, fig05_data = _probe_data(tables)
+    fig04_probe_ratio.plot(ratios, "f", "f", **_style("fig04"))
+    fig05_chi_net.plot(fig05_data, "f", "f", **_style("fig05"))
+    assert len(drawn) == 6
+    assert {fig.number: defects(fig) for fig in drawn} == {fig.number: [] for fig in drawn}
+
+
+def _probe_data(tables) -> tuple[dict, dict]:
+    """Fig. 4's probe ratios and Fig. 5's (trained LNP, probe LNP, runs) per data set."""
     ratios, fig05_data = {}, {}
-    for d, (runs, lnp, _) in paper_tables.items():
+    for d, (runs, lnp, _) in tables.items():
         rows = []
         for size, n in runs.groupby("size")["params"].first().items():
             for seed in PAPER["probe"]["seeds"]:
@@ -222,6 +263,11 @@ def test_probe_figures(paper_tables, drawn):
         ratios[d] = pd.DataFrame(rows)
         probe = lnp.assign(backbone="random", chi_net=lnp.groupby("size")["chi_net"].transform("first"))
         fig05_data[d] = (lnp, probe, runs)
+    return ratios, fig05_data
+
+
+def test_probe_figures(paper_tables, drawn):
+    ratios, fig05_data = _probe_data(paper_tables)
     fig04_probe_ratio.plot(ratios, "f", "f", **_style("fig04"))
     fig05_chi_net.plot(fig05_data, "f", "f", **_style("fig05"))
     assert [defects(fig) for fig in drawn] == [[]] * 2

@@ -28,7 +28,9 @@ def test_schedule_counts_are_those_of_a_real_run(text_data, tmp_path):
     assert h["lnp_fraction"] == pytest.approx(h["n_lnp"] * 0.5 / seconds, rel=1e-12)
 
 
-def test_every_job_kind_is_timed_on_its_own_model(tmp_path):
+def test_every_job_kind_is_timed_on_its_own_model(tmp_path, caplog):
+    import logging
+
     from spectral_reach.cli import main
 
     jobs = [
@@ -43,7 +45,16 @@ def test_every_job_kind_is_timed_on_its_own_model(tmp_path):
         },
         {"rule": "vit_train", "group": "standard", "size": "w24", "count": 1, "spec": VIT_SPEC},
     ]
-    table = pd.DataFrame([forecast.forecast_row(job, warmup=1, repeats=2) for job in jobs])
+    with caplog.at_level(logging.INFO, logger=forecast.__name__):
+        table = pd.DataFrame([forecast.forecast_row(job, warmup=1, repeats=2) for job in jobs])
+    progress = [r.getMessage() for r in caplog.records if r.name == forecast.__name__]
+    assert progress[:4] == [  # each phase of a timing job says what it does, and what it measured
+        "lm_train: 1 warm-up steps (compilation included), then 2 timed steps",
+        f"lm_train: {table['t_step'][0]:.3g} s per training step; timing 3 measured steps",
+        f"lm_train: {table['t_lnp'][0]:.3g} s per LNP measurement; timing an evaluation",
+        f"lm_train: {table['t_eval'][0]:.3g} s per evaluation",
+    ]
+    assert "probe_train: timing 2 runs sharing the device" in progress
     assert table["rule"].tolist() == ["lm_train", "probe_train", "vit_train"]
     n_lm = llama.count_parameters(LM_SPEC["size"], LM_SPEC["vocab_size"])
     assert table["params"].tolist()[:2] == [n_lm, n_lm]

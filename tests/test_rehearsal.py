@@ -4,10 +4,12 @@ the hub's stories are downloaded one split a job)."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import yaml
-from workflow_run import ROOT, copy_workflow, planned_jobs
+from test_settings_files import local_rules
+from workflow_run import ROOT, copy_workflow, planned_jobs, snakemake
 
 PAPER = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
 REHEARSAL = yaml.safe_load((ROOT / "config/rehearsal.yaml").read_text())
@@ -67,9 +69,31 @@ def test_the_rehearsal_plans_the_paper_studys_jobs_but_one_data_job(tmp_path):
     paper, rehearsal = planned_jobs(work, PAPER), planned_jobs(work, REHEARSAL)
     files = paper.pop("params_file")  # one per cluster job with params, written by the master (settings.smk)
     assert files == sum(n for rule, n in paper.items() if rule in CLUSTER_RULES_WITH_PARAMS)
-    assert sum(paper.values()) == 219  # with the claims table and the 10 tables' report pages
+    assert sum(paper.values()) == 218  # with the claims table and the 10 tables' report pages (one Figs. 10-11 job)
     assert rehearsal.pop("params_file") == sum(n for rule, n in rehearsal.items() if rule in CLUSTER_RULES_WITH_PARAMS)
     data = {"stories_download": 2, "cifar5m_download": 6}
     twins = {"stories_generate": 1, "images_generate": 6}
     assert {r: paper[r] for r in data} == data and {r: rehearsal[r] for r in twins} == twins
     assert paper - Counter(data) == rehearsal - Counter(twins)
+
+
+def test_the_paper_studys_downloads_run_on_the_submit_host_and_its_checks_have_their_resources(tmp_path):
+    """Issue 40: compute nodes need no internet (the downloads are local rules), and the checks and
+    RFM jobs ask for the memory and time paper.yaml gives them, not the 4 GB / 30 min defaults."""
+    work = copy_workflow(tmp_path)
+    path = work / "paper.yaml"
+    path.write_text(yaml.safe_dump(PAPER))
+    out = snakemake(work, "-n", "--configfile", str(path), "--replace-workflow-config").stdout
+    jobs = {block.split(":", 1)[0].strip(): block for block in re.split(r"\n(?=(?:local)?rule )", out)}
+    assert {"stories_download", "cifar5m_download"} <= local_rules()
+    for rule, key in (
+        ("hutchinson_cv", ("checks", "hutchinson")),
+        ("entk_spectrum", ("checks", "entk")),
+        ("rfm_lnp", ("rfm",)),
+    ):
+        section = PAPER
+        for k in key:
+            section = section[k]
+        r = section["resources"]
+        block = jobs[f"rule {rule}"]
+        assert f"runtime={r['runtime']}" in block and f"mem_mb={r['mem_mb']}" in block, rule

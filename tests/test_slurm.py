@@ -52,7 +52,6 @@ LOCAL_RULES = {
     "fig07",
     "fig08",
     "fig10",
-    "fig11",
     "probe_summary",
     "fig04",
     "fig05",

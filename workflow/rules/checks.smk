@@ -10,7 +10,7 @@ rule hutchinson_cv:
         data=lambda w: data_files(config["checks"]["hutchinson"]["dataset"]),
         settings=params_file("hutchinson_cv"),
     output:
-        report("results/checks/hutchinson_cv.csv", caption="../report/hutchinson_cv.rst", category="Fig. 6"),
+        report("results/checks/hutchinson_cv.csv", caption="../report/hutchinson_cv.rst", category="Fig. 06"),
     log:
         "logs/hutchinson_cv/hutchinson_cv.log",
     benchmark:
@@ -18,6 +18,9 @@ rule hutchinson_cv:
     priority: 2
     conda:
         "../../envs/spectral-reach.yaml"
+    resources:
+        mem_mb=section_resource(config["checks"]["hutchinson"], "mem_mb"),
+        runtime=section_resource(config["checks"]["hutchinson"], "runtime"),
     params:
         c=pick(config["checks"]["hutchinson"], ["samples", "draws", "per_call", "probe_seed", "ks"]),
         context_length=lambda w: config["lm"][config["checks"]["hutchinson"]["dataset"]]["context_length"],
@@ -45,6 +48,9 @@ rule entk_spectrum:
     priority: 2
     conda:
         "../../envs/spectral-reach.yaml"
+    resources:
+        mem_mb=section_resource(config["checks"]["entk"], "mem_mb"),
+        runtime=section_resource(config["checks"]["entk"], "runtime"),
     params:
         c=pick(config["checks"]["entk"], ["seed", "sample", "vocab_count", "positions"]),
         size=lambda w: json.dumps(json.loads(lm_spec(**check_run("entk")))["size"], sort_keys=True),
@@ -69,7 +75,7 @@ rule fig06:
     output:
         caption=caption("fig06"),
         pdf="figures/fig06_hutchinson.pdf",
-        png=report("figures/fig06_hutchinson.png", caption=report_caption("fig06"), category="Fig. 6"),
+        png=report("figures/fig06_hutchinson.png", caption=report_caption("fig06"), category="Fig. 06"),
     log:
         "logs/fig06/fig06.log",
     benchmark:

@@ -27,8 +27,12 @@ rule data_verify:
         )
 
 
+# Downloads run on the host that runs Snakemake (on a cluster: the submit host), since compute nodes
+# often have no internet; they fetch once, into results/data/, and the cluster jobs read from there.
 localrules:
     data_verify,
+    stories_download,
+    cifar5m_download,
 
 
 rule stories_generate:

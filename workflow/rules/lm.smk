@@ -53,7 +53,7 @@ rule lm_summary:
         runs="results/lm/{dataset}/summary/runs.csv",
         lnp="results/lm/{dataset}/summary/lnp_windows.parquet",
         curves="results/lm/{dataset}/summary/curves.parquet",
-        fits=report("results/lm/{dataset}/summary/fits.csv", caption="../report/fits.rst", category="Figs. 1 and 7"),
+        fits=report("results/lm/{dataset}/summary/fits.csv", caption="../report/fits.rst", category="Fig. 01 and 07"),
     log:
         "logs/lm_summary/{dataset}.log",
     benchmark:
@@ -135,7 +135,7 @@ rule fig01:
     output:
         caption=caption("fig01"),
         pdf="figures/fig01_scaling.pdf",
-        png=report("figures/fig01_scaling.png", caption=report_caption("fig01"), category="Fig. 1"),
+        png=report("figures/fig01_scaling.png", caption=report_caption("fig01"), category="Fig. 01"),
     log:
         "logs/fig01/fig01.log",
     benchmark:
@@ -159,7 +159,7 @@ rule fig07:
     output:
         caption=caption("fig07"),
         pdf="figures/fig07_test_loss.pdf",
-        png=report("figures/fig07_test_loss.png", caption=report_caption("fig07"), category="Fig. 7"),
+        png=report("figures/fig07_test_loss.png", caption=report_caption("fig07"), category="Fig. 07"),
     log:
         "logs/fig07/fig07.log",
     benchmark:
@@ -181,7 +181,7 @@ rule fig08:
     output:
         caption=caption("fig08"),
         pdf="figures/fig08_isocompute.pdf",
-        png=report("figures/fig08_isocompute.png", caption=report_caption("fig08"), category="Fig. 8"),
+        png=report("figures/fig08_isocompute.png", caption=report_caption("fig08"), category="Fig. 08"),
     log:
         "logs/fig08/fig08.log",
     benchmark:
@@ -195,34 +195,30 @@ rule fig08:
         figure_command("spectral-reach fig08 --datasets {params.datasets} --loss {input.loss} --pos {input.pos}")
 
 
-for _fig in ("fig10", "fig11"):
-    # Figs. 10 and 11 draw the same panels for the data set each names in config: one rule each,
-    # as each has its own caption with its own numbers.
-
-    rule:
-        name:
-            _fig
-        input:
-            template=caption_template("components"),
-            lnp=f"results/lm/{config['figures'][_fig]['dataset']}/summary/lnp_windows.parquet",
-            runs=f"results/lm/{config['figures'][_fig]['dataset']}/summary/runs.csv",
-        output:
-            caption=caption(_fig),
-            pdf=f"figures/{_fig}_components.pdf",
-            png=report(f"figures/{_fig}_components.png", caption=report_caption(_fig), category="Figs. 10-11"),
-        log:
-            f"logs/{_fig}/{_fig}.log",
-        benchmark:
-            f"logs/benchmarks/{_fig}/{_fig}.tsv"
-        conda:
-            "../../envs/spectral-reach.yaml"
-        params:
-            style=figure_style(_fig),
-            dataset=config["figures"][_fig]["dataset"],
-        shell:
-            figure_command(
-                "spectral-reach fig-components --lnp {input.lnp} --runs {input.runs} --title {params.dataset}"
-            )
+# Figs. 10 and 11 (the paper draws one data set each): every component of every data set, a row of
+# panels each, in one figure.
+rule fig10:
+    input:
+        template=caption_template("components"),
+        lnp=expand("results/lm/{dataset}/summary/lnp_windows.parquet", dataset=LM_DATASETS),
+        runs=expand("results/lm/{dataset}/summary/runs.csv", dataset=LM_DATASETS),
+    output:
+        caption=caption("fig10"),
+        pdf="figures/fig10_components.pdf",
+        png=report("figures/fig10_components.png", caption=report_caption("fig10"), category="Fig. 10-11"),
+    log:
+        "logs/fig10/fig10.log",
+    benchmark:
+        "logs/benchmarks/fig10/fig10.tsv"
+    conda:
+        "../../envs/spectral-reach.yaml"
+    params:
+        style=figure_style("fig10"),
+        datasets=LM_DATASETS,
+    shell:
+        figure_command(
+            "spectral-reach fig-components --datasets {params.datasets} --lnp {input.lnp} --runs {input.runs}"
+        )
 
 
 localrules:
@@ -231,4 +227,3 @@ localrules:
     fig07,
     fig08,
     fig10,
-    fig11,

@@ -98,7 +98,7 @@ rule fig04:
     output:
         caption=caption("fig04"),
         pdf="figures/fig04_probe_ratio.pdf",
-        png=report("figures/fig04_probe_ratio.png", caption=report_caption("fig04"), category="Fig. 4"),
+        png=report("figures/fig04_probe_ratio.png", caption=report_caption("fig04"), category="Fig. 04"),
     log:
         "logs/fig04/fig04.log",
     benchmark:
@@ -121,7 +121,7 @@ rule fig05:
     output:
         caption=caption("fig05"),
         pdf="figures/fig05_chi_net.pdf",
-        png=report("figures/fig05_chi_net.png", caption=report_caption("fig05"), category="Fig. 5"),
+        png=report("figures/fig05_chi_net.png", caption=report_caption("fig05"), category="Fig. 05"),
     log:
         "logs/fig05/fig05.log",
     benchmark:

@@ -13,6 +13,9 @@ rule rfm_lnp:
     conda:
         "../../envs/spectral-reach.yaml"
     threads: 1
+    resources:
+        mem_mb=section_resource(config["rfm"], "mem_mb"),
+        runtime=section_resource(config["rfm"], "runtime"),
     params:
         rfm=lambda w: rfm_params(),
     shell:
@@ -51,7 +54,7 @@ rule rfm_summary:
         theory="results/rfm/theory.csv",
     output:
         lnp="results/rfm/lnp.parquet",
-        csv=report("results/rfm/deviations.csv", caption="../report/rfm_deviations.rst", category="Fig. 3"),
+        csv=report("results/rfm/deviations.csv", caption="../report/rfm_deviations.rst", category="Fig. 03"),
         md="results/rfm/deviations.md",
     log:
         "logs/rfm_summary/summary.log",
@@ -75,7 +78,7 @@ rule fig03:
     output:
         caption=caption("fig03"),
         pdf="figures/fig03_rfm.pdf",
-        png=report("figures/fig03_rfm.png", caption=report_caption("fig03"), category="Fig. 3"),
+        png=report("figures/fig03_rfm.png", caption=report_caption("fig03"), category="Fig. 03"),
     log:
         "logs/fig03/fig03.log",
     benchmark:

@@ -146,6 +146,19 @@ def pack_group(r):
     return f"gpu_pack{k}" if k > 1 else None
 
 
+#: What a job asks of the scheduler where its config section sets no ``resources`` (the profiles'
+#: defaults: 4 GB, 30 minutes, no GPU).
+DEFAULT_RESOURCES = {"runs_per_gpu": 1, "gpu": 0, "mem_mb": 4000, "runtime": 30, "cpus_per_gpu": 1}
+
+
+def section_resource(section, name):
+    """The rule-resource callable for ``name`` (``mem_mb``, ``runtime``) of a CPU job whose config
+    ``section`` may set ``resources`` (checks.hutchinson, checks.entk, rfm: the paper study's need
+    more than the defaults); ``runtime`` grows with the attempt."""
+    r = {**DEFAULT_RESOURCES, **(section.get("resources") or {})}
+    return lambda w, attempt: training_resource(r, name, attempt)
+
+
 def lm_resource(name):
     """The rule-resource callable for ``name`` of a language-model or probe job."""
     return lambda w, attempt: training_resource(lm_resources(w.dataset, w.size), name, attempt)

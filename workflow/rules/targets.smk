@@ -17,7 +17,6 @@ def lm_targets():
         "fig07_test_loss",
         "fig08_isocompute",
         "fig10_components",
-        "fig11_components",
         "fig12_entk",
     ]
     return (

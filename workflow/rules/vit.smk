@@ -110,7 +110,7 @@ rule fig09:
     output:
         caption=caption("fig09"),
         pdf="figures/fig09_vit.pdf",
-        png=report("figures/fig09_vit.png", caption=report_caption("fig09"), category="Fig. 9"),
+        png=report("figures/fig09_vit.png", caption=report_caption("fig09"), category="Fig. 09"),
     log:
         "logs/fig09/fig09.log",
     benchmark:

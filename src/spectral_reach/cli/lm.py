@@ -75,9 +75,9 @@ def fig08(a: argparse.Namespace) -> None:
 def fig_components(a: argparse.Namespace) -> None:
     from ..figures import fig10_components
 
-    windows, runs = pd.read_parquet(a.lnp), pd.read_csv(a.runs)
-    fig10_components.plot(windows, runs, a.title, a.pdf, a.png, **style(a))
-    caption(a, fig10_components.caption_values(windows, runs, a.title))
+    data = {n: (pd.read_parquet(lnp), pd.read_csv(runs)) for n, lnp, runs in zip(a.datasets, a.lnp, a.runs)}
+    fig10_components.plot(data, a.pdf, a.png, **style(a))
+    caption(a, fig10_components.caption_values(data))
 
 
 def register(sub) -> None:
@@ -143,6 +143,6 @@ def _figures(sub) -> None:
         sub,
         "fig-components",
         fig_components,
-        "Figs. 10-11: all LNP components of one data set",
-        files=("lnp", "runs", "title"),
+        "Figs. 10-11: all LNP components, a row of panels per data set",
+        lists=("datasets", "lnp", "runs"),
     )

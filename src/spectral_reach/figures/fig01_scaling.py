@@ -35,7 +35,7 @@ def plot(
 ) -> None:
     """``data``: data set -> (runs, lnp windows); ``fits``: each data set's train-loss fit."""
     style.setup()
-    fig, axes = plt.subplots(2, len(data), figsize=(width, height), squeeze=False)
+    fig, axes = plt.subplots(2, len(data), figsize=(style.per_dataset(width, len(data)), height), squeeze=False)
     for col, (name, (runs, windows)) in enumerate(data.items()):
         order = list(dict.fromkeys(runs.sort_values("params")["size"]))
         scaling_panel(axes[0, col], runs, "final_train_loss", name, fits.set_index("dataset").loc[name].to_dict())

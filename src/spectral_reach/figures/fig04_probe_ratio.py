@@ -20,7 +20,7 @@ from . import style
 
 def plot(data: dict[str, pd.DataFrame], pdf: str, png: str, *, width: float, height: float, dpi: int) -> None:
     style.setup()
-    fig, axes = plt.subplots(1, len(data), figsize=(width, height), squeeze=False)
+    fig, axes = plt.subplots(1, len(data), figsize=(style.per_dataset(width, len(data)), height), squeeze=False)
     for ax, (name, ratios) in zip(axes[0], data.items()):
         windows = list(ratios.groupby(["t0", "t1"]))
         for color, ((t0, t1), g) in zip(sns.color_palette("viridis", len(windows)), windows):

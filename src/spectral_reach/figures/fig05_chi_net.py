@@ -22,7 +22,7 @@ def plot(
 ) -> None:
     """``data``: data set -> (LM lnp windows, probe lnp windows, LM runs)."""
     style.setup()
-    fig, axes = plt.subplots(1, len(data), figsize=(width, height), squeeze=False)
+    fig, axes = plt.subplots(1, len(data), figsize=(style.per_dataset(width, len(data)), height), squeeze=False)
     for ax, (name, (lm, probe, runs)) in zip(axes[0], data.items()):
         order = list(dict.fromkeys(runs.sort_values("params")["size"]))
         both = pd.concat(

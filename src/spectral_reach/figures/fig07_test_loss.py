@@ -15,7 +15,7 @@ def plot(
 ) -> None:
     """``data``: data set -> runs table; ``fits``: each data set's test-loss fit."""
     style.setup()
-    fig, axes = plt.subplots(1, len(data), figsize=(width, height), squeeze=False)
+    fig, axes = plt.subplots(1, len(data), figsize=(style.per_dataset(width, len(data)), height), squeeze=False)
     for ax, (name, runs) in zip(axes[0], data.items()):
         scaling_panel(ax, runs, "final_test_loss", name, fits.set_index("dataset").loc[name].to_dict())
         ax.set_ylabel("final test loss")

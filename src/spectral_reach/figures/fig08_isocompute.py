@@ -16,7 +16,7 @@ def plot(
 ) -> None:
     """``data``: data set -> (isocompute test loss, isocompute chi_pos) tables of :func:`analysis.lm.isocompute`."""
     style.setup()
-    fig, axes = plt.subplots(len(data), 2, figsize=(width, height), squeeze=False)
+    fig, axes = plt.subplots(len(data), 2, figsize=(width, style.per_dataset(height, len(data))), squeeze=False)
     for row, (name, (loss, pos)) in enumerate(data.items()):
         budgets = [f"{c:.2g}" for c in sorted(loss["budget"].unique())]  # one colour per budget in both panels
         for ax, df, col, label in (

@@ -17,6 +17,12 @@ def setup() -> None:
     sns.set_theme(context="paper", style="ticks", palette="viridis")
 
 
+def per_dataset(size: float, n: int) -> float:
+    """A figure's width (or height) for ``n`` data sets, one column (or row) each: the config's
+    ``size`` holds two, and each further data set adds half of it, so panels keep their size."""
+    return size * max(n, 2) / 2
+
+
 def save(fig: plt.Figure, pdf: str | Path, png: str | Path, dpi: int) -> None:
     """Write the figure as PDF and PNG, creating their folders."""
     for path in (pdf, png):

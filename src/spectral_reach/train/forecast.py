@@ -126,7 +126,9 @@ def time_job(rule: str, spec: dict[str, Any], warmup: int, repeats: int) -> dict
     full = spec_of(rule, spec)
     with tempfile.TemporaryDirectory() as tmp:
         loop = _loop(rule, full, warmup + 2 * repeats + 1, Path(tmp))
+        log.info("%s: %d warm-up steps (compilation included), then %d timed steps", rule, warmup, repeats)
         t_step = _step_time(loop, warmup, repeats)
+        log.info("%s: %.3g s per training step; timing %d measured steps", rule, t_step, repeats + 1)
         lnp_s = []
         for s in range(warmup + repeats, loop.spec.steps):
             loop.window_of = {s: 0}
@@ -138,8 +140,10 @@ def time_job(rule: str, spec: dict[str, Any], warmup: int, repeats: int) -> dict
             test = loop.task.test_set
             return _evaluate(loop.step_model, loop.task.loss, test, full.eval["batch"], loop.device, loop.autocast)
 
+        log.info("%s: %.3g s per LNP measurement; timing an evaluation", rule, statistics.median(lnp_s[1:]))
         evaluate()
         t_eval = median_seconds(evaluate, 1, loop.device)
+        log.info("%s: %.3g s per evaluation", rule, t_eval)
     return {
         "params": sum(p.numel() for p in loop.task.model.parameters()),
         "t_step": t_step,
@@ -158,6 +162,7 @@ def _packed_step(rule: str, spec: dict[str, Any], warmup: int, repeats: int, bar
 def packing_gain(rule: str, spec: dict[str, Any], k: int, t_step: float, warmup: int, repeats: int) -> float:
     """Aggregate throughput of k runs sharing the device over one run alone: ``k t_step / t_k``,
     with ``t_k`` the median step time of k processes stepping at once."""
+    log.info("%s: timing %d runs sharing the device", rule, k)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Manager().Barrier(k)
     with ctx.Pool(k) as pool:
