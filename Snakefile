@@ -39,7 +39,15 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/runs.smk"
 include: "workflow/rules/settings.smk"
 include: "workflow/rules/targets.smk"
-include: "workflow/rules/rfm.smk"
+
+
+# `rfm: null` (an overlay of one's own study) leaves the random-feature study out: no jobs, no Fig. 3.
+if RFM:
+
+    include: "workflow/rules/rfm.smk"
+
+
+include: "workflow/rules/rfm_optimizers.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/lm.smk"
 include: "workflow/rules/probe.smk"

@@ -146,6 +146,34 @@ def test_an_overlay_switches_the_vits_off(workdir):
     assert planned_jobs(workdir, edited(vit=None)) == Counter(claims=1, all=1)
 
 
+def test_an_overlay_switches_the_rfm_study_off(workdir):
+    """``rfm: null`` drops the RFM jobs, Fig. 3 and its table page; the claims table loses its RFM row."""
+    assert planned_jobs(workdir, edited(rfm=None)) == Counter(claims=1, all=1)
+
+
+def test_a_study_of_ones_own_data_set_runs_only_what_it_needs(workdir):
+    """Issue 40: an overlay of the embedded default with one data set of one's own, the ViTs and
+    the RFM study off, and nothing else edited (the checks and Figs. 10-11 follow the data sets):
+    it plans that data set's preparation, training, probes, checks, figures and tables, and nothing
+    of the default's data sets, the ViTs or the RFM study."""
+    default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    mine = {**default["data"]["synthstories"]}
+    mine["source"] = {"generate": {**mine["source"]["generate"], "seed": 7}}
+    overlay = {"run_name": "mine", "datasets": ["mine"], "vit": None, "rfm": None}
+    overlay |= {"data": {"mine": mine}, "lm": {"mine": default["lm"]["synthstories"]}}
+    jobs = planned_jobs(workdir, merged(default, overlay))
+    lm = default["lm"]["synthstories"]
+    probed = set(default["probe"]["seeds"]) & set(lm["seeds"])
+    assert jobs["lm_train"] == len(lm["sizes"]) * len(lm["seeds"])
+    assert jobs["probe_train"] == len(lm["sizes"]) * len(probed) * 2  # pretrained and random backbones
+    assert jobs["stories_generate"] == jobs["stories_tokenize"] == jobs["hutchinson_cv"] == jobs["entk_spectrum"] == 1
+    assert jobs["fig10"] == jobs["claims"] == 1
+    dropped = [
+        r for r in jobs if r.startswith(("rfm", "vit", "images", "html_rfm", "html_vit")) or r in ("fig03", "fig09")
+    ]
+    assert dropped == []
+
+
 def test_per_layer_lnp_reruns_the_language_models_only_when_asked(workdir):
     """Issue 39: ``lnp_groups: true`` reruns every language model (now with lnp_groups.parquet as a
     declared output) and what reads them; the probes' own settings do not change (their trainable

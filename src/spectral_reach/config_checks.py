@@ -36,8 +36,30 @@ IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 Config = dict[str, Any]
 
 
+#: Which size a check reads where its config names none: Hutchinson the largest, the explicit
+#: eNTK (one backward pass per output) a middle one.
+CHECK_SIZES = {"hutchinson": lambda sizes: sizes[-1], "entk": lambda sizes: sizes[len(sizes) // 2]}
+
+
+def resolve_check_runs(config: Config) -> None:
+    """Fill in the run each check reads (``checks.<name>``: ``dataset``, ``size``, ``seed``) where
+    the config leaves it out: the first data set of ``datasets``, :data:`CHECK_SIZES`' size of it
+    (in the config's order) and its first seed, so that an overlay with data sets of its own needs
+    no edit of ``checks``."""
+    for name, choose in CHECK_SIZES.items():
+        c = config["checks"][name]
+        if "dataset" not in c and config["datasets"]:
+            c["dataset"] = config["datasets"][0]
+        run = config["lm"].get(c.get("dataset"))
+        if run:
+            c.setdefault("size", choose(list(run["sizes"])))
+            c.setdefault("seed", run["seeds"][0])
+
+
 def problems(config: Config) -> list[str]:
     """Every cross-key problem of ``config``, in the order the config reads."""
+    config = {**config, "checks": {k: dict(v) for k, v in config["checks"].items()}}
+    resolve_check_runs(config)
     return [*_language_models(config), *_vits(config), *_references(config)]
 
 

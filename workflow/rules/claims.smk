@@ -5,7 +5,6 @@
 rule claims:
     input:
         unpack(lambda w: claims_inputs()),
-        rfm="results/rfm/deviations.csv",
     output:
         csv="results/claims.csv",
         md="results/claims.md",
@@ -19,14 +18,13 @@ rule claims:
     params:
         datasets=LM_DATASETS,
         flags=lambda w, input: claims_flags(input),
-        rfm_seeds=config["rfm"]["seeds"],
         frozen_chi_net_rtol=config["analysis"]["claims"]["frozen_chi_net_rtol"],
         hutchinson_sigmas=config["analysis"]["claims"]["hutchinson_sigmas"],
         run_name=config.get("run_name") or "(no run_name)",
     shell:
         logged(
-            "spectral-reach claims --datasets {params.datasets} {params.flags} --rfm {input.rfm}"
-            " --rfm-seeds {params.rfm_seeds} --frozen-chi-net-rtol {params.frozen_chi_net_rtol}"
+            "spectral-reach claims --datasets {params.datasets} {params.flags}"
+            " --frozen-chi-net-rtol {params.frozen_chi_net_rtol}"
             " --hutchinson-sigmas {params.hutchinson_sigmas} --run-name {params.run_name:q}"
             " --out-csv {output.csv} --out-md {output.md} --out-html {output.html}"
         )

@@ -8,6 +8,8 @@ import sys
 from spectral_reach import config_checks
 from spectral_reach.version import RESULT_VERSION
 
+config_checks.resolve_check_runs(config)  # the run each check reads, where the config names none
+
 
 def check_settings(config):
     """Cross-key checks the schema cannot express; each names its keys and the fix."""
@@ -63,7 +65,9 @@ def fmt_alpha(alpha):
     return f"{alpha:g}"
 
 
-ALPHAS = [fmt_alpha(a) for a in config["rfm"]["alphas"]]
+#: The random-feature study (config rfm; ``rfm: null`` leaves it out).
+RFM = config.get("rfm")
+ALPHAS = [fmt_alpha(a) for a in RFM["alphas"]] if RFM else []
 
 
 def constraint(values):
@@ -288,6 +292,8 @@ def claims_inputs():
         "ratios": "results/probe/{dataset}/summary/ratios.csv",
     }
     files = {k: expand(v, dataset=LM_DATASETS) for k, v in per_dataset.items()}
+    if RFM:
+        files["rfm"] = "results/rfm/deviations.csv"
     if LM_DATASETS:
         files |= {"hutchinson": "results/checks/hutchinson_cv.csv", "entk": "results/checks/entk_shift.csv"}
     if VIT:
@@ -304,7 +310,7 @@ def claims_inputs():
 
 def claims_flags(input):
     """The command's optional inputs, as flags, for those this run has."""
-    names = ("lm_runs", "lm_lnp", "fits", "probe_lnp", "ratios", "vit_runs", "vit_lnp", "hutchinson", "entk")
+    names = ("lm_runs", "lm_lnp", "fits", "probe_lnp", "ratios", "vit_runs", "vit_lnp", "hutchinson", "entk", "rfm")
     names += ("intervention_runs", "intervention_lnp")
     flags = " ".join(
         f"--{n.replace('_', '-')} {' '.join(str(p) for p in (input[n] if isinstance(input[n], list) else [input[n]]))}"
@@ -313,6 +319,8 @@ def claims_flags(input):
     )
     if "intervention_runs" in input.keys():
         flags += " --intervention-datasets " + " ".join(intervention_datasets())
+    if RFM:
+        flags += f" --rfm-seeds {RFM['seeds']}"
     return flags
 
 

@@ -39,7 +39,9 @@ def report_table_targets():
     per_dataset["interventions"] = intervention_datasets()
     pages = [expand(table_page(n), dataset=d) for n, d in per_dataset.items()]
     single = (
-        ["rfm_deviations"] + (["hutchinson_cv", "entk_shift"] if LM_DATASETS else []) + (["vit_sizes"] if VIT else [])
+        (["rfm_deviations"] if RFM else [])
+        + (["hutchinson_cv", "entk_shift"] if LM_DATASETS else [])
+        + (["vit_sizes"] if VIT else [])
     )
     return [p for group in pages for p in group] + [table_page(n) for n in single]
 
@@ -47,9 +49,7 @@ def report_table_targets():
 def all_targets():
     return [
         "results/claims.md",
-        "results/rfm/deviations.md",
-        "figures/fig03_rfm.pdf",
-        "figures/fig03_rfm.png",
+        *(["results/rfm/deviations.md", "figures/fig03_rfm.pdf", "figures/fig03_rfm.png"] if RFM else []),
         *lm_targets(),
         *vit_targets(),
         *intervention_targets(),
