@@ -19,6 +19,7 @@ from workflow_run import (
     ROOT,
     copy_run,
     edited,
+    hold_env,
     kill_after_checkpoint,
     merged,
     planned_jobs,
@@ -215,7 +216,7 @@ def test_the_rfm_optimizer_study_adds_only_its_jobs(workdir):
              "seeds": 1, "measure_points": 4, "gd": {"lr_scale": 1.0}, "adam": {"lr": 0.03},
              "ng": {"lr": 0.5, "ridge": 1e-3}}  # fmt: skip
     jobs = planned_jobs(workdir, merged(CI_CONFIG, {"rfm_optimizers": study}))
-    assert jobs == Counter(params_file=2, rfm_optimizers=2, rfm_optimizer_fits=1, fig14=1, all=1)
+    assert jobs == Counter(params_file=2, rfm_optimizers=2, rfm_optimizer_fits=1, fig14=1, claims=1, all=1)
 
 
 def test_a_log_cadence_edit_reruns_nothing(workdir):
@@ -518,6 +519,43 @@ def test_a_blown_up_lr_fails_clearly_and_the_advised_edit_ends_as_a_fresh_run(wo
     assert_same_tables(new_lr_run, work / "results/lm/stories/a/seed0")
 
 
+def test_ctrl_c_stops_the_run_and_its_jobs_within_seconds(workdir, tmp_path):
+    """Issue 40: Ctrl-C in the terminal (SIGINT to Snakemake's whole process group) while a
+    training job runs: Snakemake and every process it started are gone within seconds, and the
+    job's wrapper still closes its attempt in the log."""
+    import signal
+    import time
+
+    work = copy_run(workdir, tmp_path / "ctrl_c")
+    marker = work / ".held"
+    target = "results/lm/stories/a/seed0/done.json"
+    args = ["--configfile", str(CI_CONFIG_PATH), "--replace-workflow-config", "--forcerun", "lm_train", target]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "1", *args],
+        cwd=work, env=hold_env(marker, ENV), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    held = work / marker.read_text().splitlines()[0]  # the held job's checkpoint
+    start = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=60)
+    while True:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() - start < 60, "a process of the run outlived Ctrl-C by a minute"
+        time.sleep(0.05)
+    assert time.monotonic() - start < 10
+    run = "/".join(held.relative_to(work / "results/checkpoints").parts[:4])  # lm/<data set>/<size>/seed<n>
+    attempts = (work / f"logs/{run.replace('lm/', 'lm_train/', 1)}.log.attempts").read_text()
+    assert attempts.rstrip().splitlines()[-1].startswith("=== exit ")
+
+
 def test_data_corrupted_in_place_fails_before_training_and_keeps_finished_runs(workdir, tmp_path):
     work = copy_run(workdir, tmp_path / "corrupt")
     path = work / "results/data/stories/train.bin"
@@ -717,6 +755,22 @@ def test_the_report_renders_in_a_browser(workdir):
     table = pd.read_csv(workdir / "results/tables/lm_sizes_stories.csv")
     page = files[next(f for f in files if f.endswith("lm_sizes_stories.html"))]["frame"]
     assert page.count("<tr>") == len(table) + 1  # every row, and the header
+
+
+def test_a_report_under_another_config_is_refused(workdir):
+    """Issue 40: a report built under a config whose results were not made (an edit not yet run, an
+    overlay forgotten) is refused, naming the keys; one under a style or logging edit is built."""
+    bad = workdir / "bad.yaml"
+    bad.write_text(yaml.safe_dump(edited(lm__stories__sizes__a__lr=3e-3, rfm__width=96)))
+    proc = snakemake(workdir, "--configfile", str(bad), "--replace-workflow-config", "--report", "r.html", check=False)
+    assert proc.returncode != 0 and not (workdir / "r.html").exists()
+    assert "no report: the results in this run folder were made under another config" in proc.stderr
+    assert "it differs in lm.stories.sizes.a.lr, rfm.width. Run snakemake with this config first" in proc.stderr
+    styled = dict(CI_CONFIG["figures"]["fig03"], dpi=72)
+    bad.write_text(yaml.safe_dump(edited(figures__fig03=styled, lm__stories__log_every=3)))
+    snakemake(workdir, "--configfile", str(bad), "--replace-workflow-config", "--report", "r.html")
+    assert (workdir / "r.html").exists()
+    (workdir / "r.html").unlink()
 
 
 def test_editing_a_caption_template_rerenders_only_that_figure(workdir):

@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from spectral_reach import config_checks
+from spectral_reach import config_checks, provenance
 from spectral_reach.version import RESULT_VERSION
 
 config_checks.resolve_check_runs(config)  # the run each check reads, where the config names none
@@ -357,3 +357,11 @@ def table_page(name):
 
 
 check_prepared(config)  # after the data paths above
+
+
+# `snakemake --report` under a config other than the one the results were made under would show
+# them as this config's (spectral_reach.provenance): refused, naming the keys that differ.
+if any(arg == "--report" or arg.startswith("--report=") for arg in sys.argv[1:]):
+    _problem = provenance.report_problem(config)
+    if _problem:
+        raise ValueError(f"no report: {_problem}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pandas as pd
 
@@ -44,6 +45,8 @@ def claims(a: argparse.Namespace) -> None:
         tmp.write_text(text)
     with atomic_file(a.out_html) as tmp:
         tmp.write_text(claims_table.html(table, a.run_name))
+    with atomic_file(a.out_record) as tmp:  # the config these results were made under (spectral_reach.provenance)
+        tmp.write_text(json.dumps({"config": json.loads(a.config_record)}, indent=1, sort_keys=True) + "\n")
     log.info("%s", text)
 
 
@@ -68,4 +71,6 @@ def register(sub) -> None:
         out_csv={},
         out_md={},
         out_html={},
+        config_record={"help": "the config's result-shaping part as JSON (spectral_reach.provenance)"},
+        out_record={},
     )
