@@ -205,16 +205,21 @@ def _style(name: str) -> dict:
     return {k: PAPER["figures"][name][k] for k in ("width", "height", "dpi")}
 
 
-def test_language_model_figures(paper_tables, drawn, tmp_path):
-    data = {d: (runs, lnp) for d, (runs, lnp, _) in paper_tables.items()}
-    fig01_scaling.plot(data, _fits(paper_tables, "train"), "f.pdf", "f.png", **_style("fig01"))
-    fig07_test_loss.plot({d: r for d, (r, _) in data.items()}, _fits(paper_tables, "test"), "f", "f", **_style("fig07"))
+def _draw_language_model_figures(tables) -> None:
+    """Figs. 1, 7, 8 and 10-11 of ``{data set: (runs, lnp windows, test-loss curves)}``."""
+    data = {d: (runs, lnp) for d, (runs, lnp, _) in tables.items()}
+    fig01_scaling.plot(data, _fits(tables, "train"), "f.pdf", "f.png", **_style("fig01"))
+    fig07_test_loss.plot({d: r for d, (r, _) in data.items()}, _fits(tables, "test"), "f", "f", **_style("fig07"))
     iso = {}
-    for d, (runs, lnp, curves) in paper_tables.items():
+    for d, (runs, lnp, curves) in tables.items():
         budgets = lm.budgets(runs, PAPER["analysis"]["isocompute_budgets"])
         iso[d] = (lm.isocompute(curves, runs, budgets, "test_loss"), lm.isocompute(lnp, runs, budgets, "chi_pos"))
     fig08_isocompute.plot(iso, "f", "f", **_style("fig08"))
-    fig10_components.plot({d: (lnp, runs) for d, (runs, lnp, _) in paper_tables.items()}, "f", "f", **_style("fig10"))
+    fig10_components.plot({d: (lnp, runs) for d, (runs, lnp) in data.items()}, "f", "f", **_style("fig10"))
+
+
+def test_language_model_figures(paper_tables, drawn):
+    _draw_language_model_figures(paper_tables)
     assert len(drawn) == 4
     assert [defects(fig) for fig in drawn] == [[]] * 4
 
@@ -226,15 +231,7 @@ def test_figures_of_every_data_set_scale_with_their_number(paper_tables, drawn, 
     or ticks and without overlapping tick labels."""
     sources = list(paper_tables.values())
     tables = {f"set{i}": sources[i % len(sources)] for i in range(n)}
-    data = {d: (runs, lnp) for d, (runs, lnp, _) in tables.items()}
-    fig01_scaling.plot(data, _fits(tables, "train"), "f.pdf", "f.png", **_style("fig01"))
-    fig07_test_loss.plot({d: r for d, (r, _) in data.items()}, _fits(tables, "test"), "f", "f", **_style("fig07"))
-    iso = {}
-    for d, (runs, lnp, curves) in tables.items():
-        budgets = lm.budgets(runs, PAPER["analysis"]["isocompute_budgets"])
-        iso[d] = (lm.isocompute(curves, runs, budgets, "test_loss"), lm.isocompute(lnp, runs, budgets, "chi_pos"))
-    fig08_isocompute.plot(iso, "f", "f", **_style("fig08"))
-    fig10_components.plot({d: (lnp, runs) for d, (runs, lnp) in data.items()}, "f", "f", **_style("fig10"))
+    _draw_language_model_figures(tables)
     ratios, fig05_data = _probe_data(tables)
     fig04_probe_ratio.plot(ratios, "f", "f", **_style("fig04"))
     fig05_chi_net.plot(fig05_data, "f", "f", **_style("fig05"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from workflow_run import changed
+
 from spectral_reach.provenance import digest, report_problem, result_config
 
 CONFIG = {
@@ -17,14 +19,7 @@ CONFIG = {
 
 
 def edit(**changes) -> dict:
-    config = json.loads(json.dumps(CONFIG))
-    for dotted, value in changes.items():
-        *path, key = dotted.split("__")
-        node = config
-        for p in path:
-            node = node[p]
-        node[key] = value
-    return config
+    return changed(CONFIG, **changes)
 
 
 def test_only_what_shapes_a_result_counts():

@@ -62,7 +62,12 @@ def planned_jobs(workdir: Path, config: dict) -> Counter:
 
 def edited(**changes) -> dict:
     """The CI config with ``a__b__c=value`` set at ``config[a][b][c]``."""
-    config = yaml.safe_load(yaml.safe_dump(CI_CONFIG))
+    return changed(CI_CONFIG, **changes)
+
+
+def changed(base: dict, **changes) -> dict:
+    """A copy of ``base`` with ``a__b__c=value`` set at ``config[a][b][c]``."""
+    config = yaml.safe_load(yaml.safe_dump(base))
     for dotted, value in changes.items():
         *path, key = dotted.split("__")
         node = config
