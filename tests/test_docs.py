@@ -58,16 +58,42 @@ def test_the_slurm_profile_sends_no_placeholder_partition_or_account():
         assert not {"slurm_partition", "slurm_account"} & set(r), r
 
 
-def test_the_readme_job_count_is_the_default_configs(tmp_path):
-    """The README's job count of the embedded default is what a dry run from nothing plans."""
-    from workflow_run import copy_workflow, planned_jobs
+def test_the_readmes_job_counts_are_the_configs(tmp_path):
+    """The README's job counts, of the embedded default and of the interventions study over it,
+    are what a dry run from nothing plans."""
+    from workflow_run import copy_workflow, merged, planned_jobs
 
-    said = int(re.search(r"(\d+) jobs, about", (ROOT / "README.md").read_text()).group(1))
+    readme = (ROOT / "README.md").read_text()
+    work = copy_workflow(tmp_path)
     default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    assert sum(planned_jobs(copy_workflow(tmp_path), default).values()) == said
+    interventions = merged(default, yaml.safe_load((ROOT / "config/interventions.yaml").read_text()))
+    for pattern, config in (
+        (r"(\d+) jobs, about", default),
+        (r"config/interventions.yaml`, (\d+) jobs", interventions),
+    ):
+        assert sum(planned_jobs(work, config).values()) == int(re.search(pattern, readme).group(1)), pattern
 
 
 def test_both_profiles_show_a_failed_jobs_log_on_the_console():
     """Issue 38: Snakemake alone says only "check log file(s)"; the error is in the log."""
     for profile in ("default", "slurm"):
         assert yaml.safe_load((ROOT / f"profiles/{profile}/config.yaml").read_text())["show-failed-logs"] is True
+
+
+def test_the_cluster_checklists_disk_numbers_are_the_paper_configs():
+    """docs/workflow.md's disk figures are what benchmarks/checkpoint_grace.py computes from the
+    paper config's sizes (parameter counts on the meta device)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("checkpoint_grace", ROOT / "benchmarks/checkpoint_grace.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    d = bench.disk()
+    text = " ".join((ROOT / "docs/workflow.md").read_text().split())
+    total = (d["lm_bytes"] + d["vit_bytes"]) / 2**30
+    assert f"the {d['runs']} runs keep {total:.1f} GiB of final models" in text
+    assert (
+        f"{d['lm_bytes'] / 2**30:.1f} GiB of language models and probes, {d['vit_bytes'] / 2**30:.2f} GiB of ViTs"
+        in text
+    )
+    assert f"at most {d['largest_resume_bytes'] / 2**30:.2f} GiB" in text
