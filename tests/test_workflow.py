@@ -278,6 +278,7 @@ def test_schema_violation_fails_before_any_job(workdir):
         ({"vit__steps": 10_000}, ["vit.steps=10000 exceeds vit.passes", "lower vit.steps or raise vit.passes"]),
         ({"data__pixels__source__generate__parts_per_image": 2}, ["generate", "parts_per_image"]),
         ({"checks__hutchinson__draws": 8}, ["checks.hutchinson.draws=8 gives fewer than two groups of K=8"]),
+        ({"checks__hutchinson__resources": {"gpu": 1}}, ["checks.hutchinson.resources", "gpu"]),  # a CPU job
     ],
 )
 def test_bad_config_is_named_before_any_job(workdir, change, words):

@@ -65,7 +65,11 @@ def problems(config: Config) -> list[str]:
 
 def check(config: Config) -> None:
     """Raise a ConfigError naming the first problem (and how many more there are)."""
-    found = problems(config)
+    raise_first(problems(config))
+
+
+def raise_first(found: list[str]) -> None:
+    """Raise a ConfigError naming the first of ``found`` and how many more there are; nothing if none."""
     if found:
         more = f"\n  ({len(found) - 1} more problem(s) after this one)" if len(found) > 1 else ""
         raise ConfigError(found[0] + more)

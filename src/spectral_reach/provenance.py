@@ -1,7 +1,7 @@
 """Which config a run folder's results were made under.
 
 The claims table, the last job of every run (it reads every section's summaries), records the
-config's result-shaping part in ``results/claims.json`` and takes its digest as a param, so any
+config's result-shaping part in ``results/claims.json`` and takes it as a param, so any
 edit of that part reruns it. A report built with ``snakemake --report`` under a config whose part
 differs from that record (an overlay forgotten, an edit not yet run) would show figures and tables
 of another config; the workflow refuses it, naming the keys that differ (:func:`report_problem`).
@@ -12,7 +12,6 @@ figures' style (``figures``) and the report's note (``report_note``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -33,11 +32,6 @@ def result_config(config: Mapping[str, Any]) -> dict[str, Any]:
         return [prune(v) for v in node] if isinstance(node, (list, tuple)) else node
 
     return json.loads(json.dumps(prune(config), sort_keys=True))
-
-
-def digest(config: Mapping[str, Any]) -> str:
-    """sha256 (16 hex digits) of :func:`result_config`."""
-    return hashlib.sha256(json.dumps(result_config(config), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def differences(a: Any, b: Any, prefix: str = "") -> Iterator[str]:

@@ -54,10 +54,8 @@ def check_prepared(config):
             sources = [tokenizer_file(d), *story_files(d, "train"), *story_files(d, "test")]
         sources += [f for f in prepared_files(d) if f.endswith(".bin")]
         splits = config_checks.prepared_splits(verified(d), config["data"][d], sources)
-        found = config_checks.prepared_problems(d, wants, splits, f"results/data/{d}") if splits else []
-        if found:
-            more = f"\n  ({len(found) - 1} more problem(s) after this one)" if len(found) > 1 else ""
-            raise config_checks.ConfigError(found[0] + more)
+        if splits:
+            config_checks.raise_first(config_checks.prepared_problems(d, wants, splits, f"results/data/{d}"))
 
 
 def fmt_alpha(alpha):

@@ -146,17 +146,17 @@ def pack_group(r):
     return f"gpu_pack{k}" if k > 1 else None
 
 
-#: What a job asks of the scheduler where its config section sets no ``resources`` (the profiles'
-#: defaults: 4 GB, 30 minutes, no GPU).
-DEFAULT_RESOURCES = {"runs_per_gpu": 1, "gpu": 0, "mem_mb": 4000, "runtime": 30, "cpus_per_gpu": 1}
+#: What a CPU job asks of the scheduler where its config section sets no ``resources`` (the
+#: profiles' defaults: 4 GB, 30 minutes).
+DEFAULT_RESOURCES = {"mem_mb": 4000, "runtime": 30}
 
 
 def section_resource(section, name):
     """The rule-resource callable for ``name`` (``mem_mb``, ``runtime``) of a CPU job whose config
     ``section`` may set ``resources`` (checks.hutchinson, checks.entk, rfm: the paper study's need
     more than the defaults); ``runtime`` grows with the attempt."""
-    r = {**DEFAULT_RESOURCES, **(section.get("resources") or {})}
-    return lambda w, attempt: training_resource(r, name, attempt)
+    value = {**DEFAULT_RESOURCES, **(section.get("resources") or {})}[name]
+    return lambda w, attempt: value * attempt if name == "runtime" else value
 
 
 def lm_resource(name):

@@ -80,7 +80,6 @@ def data_verify(a: argparse.Namespace) -> None:
 
     from .. import config_checks
     from ..data.memmap import read_meta, verify_all
-    from ..errors import ConfigError
     from ..io import atomic_file
 
     checked = list(verify_all(dict(zip(a.files, a.files)), float("inf")).values())
@@ -89,10 +88,7 @@ def data_verify(a: argparse.Namespace) -> None:
     where = Path(a.out).parent
     splits = {s: read_meta(where / f"{s}.bin") for s in ("train", "validation", "test")}
     needs = json.loads(os.environ.get(config_checks.NEEDS_ENV, "{}")).get(a.dataset, [])
-    problems = config_checks.prepared_problems(a.dataset, needs, splits, str(where))
-    if problems:
-        more = f" ({len(problems) - 1} more after this one)" if len(problems) > 1 else ""
-        raise ConfigError(problems[0] + more)
+    config_checks.raise_first(config_checks.prepared_problems(a.dataset, needs, splits, str(where)))
     record = {"settings": json.loads(a.settings), "splits": splits, "files": checked}
     with atomic_file(a.out) as tmp:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")

@@ -51,19 +51,20 @@ def fingerprint(ident: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b.c": value}`` of nested dicts."""
     if not isinstance(d, dict):
         return {prefix: d}
     out: dict[str, Any] = {}
     for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for every setting or input that differs (``spec.`` left off the keys),
     e.g. ``lr: 0.01 -> 0.001``; ``(none)`` for a key one side lacks."""
-    a, b = _flat(old), _flat(new)
+    a, b = flat(old), flat(new)
     out = []
     for key in sorted(set(a) | set(b)):
         if a.get(key, "(none)") != b.get(key, "(none)"):

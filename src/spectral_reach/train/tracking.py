@@ -21,7 +21,6 @@ points), and a run from step 0 starts new ones.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import shutil
 import time
@@ -29,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
-log = logging.getLogger(__name__)
+from .fingerprint import flat
 
 #: Folder of a run's event files, inside its output folder.
 FOLDER = "tensorboard"
@@ -84,10 +83,9 @@ class MLflow:
                 **({"spectral_reach.group": settings["group"]} if "group" in settings else {}),
             }
             run_id = self.client.create_run(eid, run_name=name, tags=tags).info.run_id
-            for key, value in _flat(config).items():
+            for key, value in flat(config).items():
                 self.client.log_param(run_id, key, str(value)[:500])
         self.id = run_id
-        self.pending: list = []
 
     def send(self, step: int, values: dict[str, float]) -> None:
         from mlflow.entities import Metric
@@ -101,27 +99,13 @@ class MLflow:
         self.client.set_terminated(self.id)
 
 
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out |= _flat(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 class Tracker:
     """TensorBoard's ``SummaryWriter`` on ``<out_dir>/tensorboard`` from step ``start`` on, and the
-    W&B and MLflow runs that ``backends`` (the config's ``tracking``) names, as run ``name``."""
+    W&B and MLflow runs that ``backends`` (the config's ``tracking``) names, each named by the run's
+    folder and given its settings ``config``."""
 
     def __init__(
-        self,
-        out_dir: Path,
-        start: int,
-        backends: Mapping[str, Any] | None = None,
-        name: str | None = None,
-        config: dict | None = None,
+        self, out_dir: Path, start: int, backends: Mapping[str, Any] | None = None, config: dict | None = None
     ) -> None:
         from torch.utils.tensorboard import SummaryWriter  # tensorboard is imported only by a training run
 
@@ -135,7 +119,7 @@ class Tracker:
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
         self.sent = state.get("sent", -1)  # the last step W&B and MLflow have
         self.pending: dict[int, dict[str, float]] = {}
-        backends, name, config = backends or {}, name or out_dir.as_posix(), config or {}
+        backends, name, config = backends or {}, out_dir.as_posix(), config or {}
         group = {"group": backends["group"]} if "group" in backends else {}
         self.others: dict[str, WandB | MLflow] = {}
         if backends.get("wandb"):
