@@ -4,6 +4,7 @@ outputs; the Hutchinson CV follows K^(-1/2)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -56,3 +57,11 @@ def test_hutchinson_cv_follows_inverse_square_root():
     fit = hutchinson_cv.fit_slope(cv)
     assert fit["slope"] == pytest.approx(-0.5, abs=0.12)
     assert cv["groups"].tolist() == [512, 256, 128, 64, 32, 16]
+
+
+@pytest.mark.parametrize("ks", [[1, 4], [1, 2, 4], [1, 2, 4, 8]])
+def test_the_slope_fit_takes_any_number_of_ks_from_two(ks):
+    cv = pd.DataFrame({"k": ks, "cv": [0.3 * k**-0.5 for k in ks]})
+    fit = hutchinson_cv.fit_slope(cv)
+    assert fit["slope"] == pytest.approx(-0.5, rel=1e-12) and fit["cv1_fit"] == pytest.approx(0.3, rel=1e-12)
+    assert np.isnan(fit["slope_err"]) == (len(ks) <= 3)

@@ -1,6 +1,7 @@
-# What the config's training jobs will cost on the device that runs these rules (not part of the
-# default target): snakemake results/forecast/forecast.md [--configfile config/paper.yaml].
-# One job per kind of training job, so a forecast cut short keeps what it timed.
+# What the config's jobs will cost (not part of the default target): snakemake
+# results/forecast/forecast.md [--configfile config/paper.yaml]. One job per kind of job, so a
+# forecast cut short keeps what it timed: training kinds on the device these rules get (a GPU at
+# paper scale), the CPU jobs (checks, RFM) on a CPU node with their own memory.
 
 
 rule forecast_job:
@@ -13,7 +14,7 @@ rule forecast_job:
     benchmark:
         "logs/benchmarks/forecast/{kind}/{group}/{size}.tsv"
     wildcard_constraints:
-        kind="lm_train|probe_train|vit_train",
+        kind="lm_train|probe_train|variant_train|vit_train",
         size="[^/]+",  # language-model or ViT sizes
     conda:
         "../../envs/spectral-reach.yaml"
@@ -29,6 +30,25 @@ rule forecast_job:
             "spectral-reach forecast-job --job {params.job:q} --warmup {params.warmup} --repeats {params.repeats}"
             " --out {output}"
         )
+
+
+#: The config section of each CPU kind (its memory is the job's own).
+CPU_SECTIONS = {
+    "hutchinson_cv": lambda: config["checks"]["hutchinson"],
+    "entk_spectrum": lambda: config["checks"]["entk"],
+    "rfm_lnp": lambda: RFM,
+}
+
+
+use rule forecast_job as forecast_cpu_job with:
+    input:
+        settings=params_file("forecast_cpu_job"),
+    wildcard_constraints:
+        kind="hutchinson_cv|entk_spectrum|rfm_lnp",
+        size="[^/]+",
+    resources:
+        mem_mb=lambda w: section_resource(CPU_SECTIONS[w.kind](), "mem_mb")(w, 1),
+        runtime=config["forecast"]["resources"]["runtime"],
 
 
 rule forecast:

@@ -213,33 +213,62 @@ def vit_resource(name):
 
 
 def forecast_jobs():
-    """``{(rule, group, size): job}``: one spec per kind of training job (the first seed's), with how
-    many jobs share it and how many share a GPU; group is the data set or parametrization."""
+    """``{(rule, group, size): job}``: one entry per kind of job the study runs, with how many jobs
+    share it and the runtime (minutes, first attempt) each requests. Training kinds (group: the data
+    set, ``<data set>.<variant>`` or the parametrization) carry the first seed's spec and how many
+    share a GPU; CPU kinds (spectral_reach.forecast_cpu) their config section."""
     jobs = {}
     for d in LM_DATASETS:
         c = config["lm"][d]
         probes = 2 * len([seed for seed in c["seeds"] if seed in config["probe"]["seeds"]])
         for size in c["sizes"]:
-            k = lm_resources(d, size)["runs_per_gpu"]
-            jobs["lm_train", d, size] = {
-                "count": len(c["seeds"]),
-                "runs_per_gpu": k,
-                "spec": lm_spec(d, size, c["seeds"][0]),
-            }
+            r = lm_resources(d, size)
+            base = {"runs_per_gpu": r["runs_per_gpu"], "runtime_min": r["runtime"]}
+            jobs["lm_train", d, size] = {**base, "count": len(c["seeds"]), "spec": lm_spec(d, size, c["seeds"][0])}
             if probes:
                 spec = lm_spec(d, size, c["seeds"][0], trainable="head")
-                jobs["probe_train", d, size] = {"count": probes, "runs_per_gpu": k, "spec": spec}
+                jobs["probe_train", d, size] = {**base, "count": probes, "spec": spec}
+            for v in variants(d):
+                spec = lm_spec(d, size, c["seeds"][0], variant=v)
+                jobs["variant_train", f"{d}.{v}", size] = {**base, "count": len(c["seeds"]), "spec": spec}
     for p, s, seed in vit_runs():
         if seed == VIT["seeds"][0]:
-            k = vit_resources(p, s)["runs_per_gpu"]
-            jobs["vit_train", p, s] = {"count": len(VIT["seeds"]), "runs_per_gpu": k, "spec": vit_spec(p, s, seed)}
+            r = vit_resources(p, s)
+            jobs["vit_train", p, s] = {
+                "count": len(VIT["seeds"]),
+                "runs_per_gpu": r["runs_per_gpu"],
+                "runtime_min": r["runtime"],
+                "spec": vit_spec(p, s, seed),
+            }
+    return {**jobs, **cpu_forecast_jobs()}
+
+
+def cpu_forecast_jobs():
+    """The CPU kinds of :func:`forecast_jobs`: the two checks (on their run's model) and one RFM job per alpha."""
+    jobs = {}
+    for rule, name in (("hutchinson_cv", "hutchinson"), ("entk_spectrum", "entk")):
+        c, run = config["checks"][name], check_run(name)
+        jobs[rule, run["dataset"], run["size"]] = {
+            "count": 1,
+            "runtime_min": section_resource(c, "runtime")(None, 1),
+            "settings": {k: v for k, v in c.items() if k != "resources"},
+            "spec": lm_spec(**run),
+        }
+    if RFM:
+        jobs["rfm_lnp", "rfm", "alpha"] = {
+            "count": len(ALPHAS),
+            "runtime_min": section_resource(RFM, "runtime")(None, 1),
+            "settings": rfm_params(),
+        }
     return jobs
 
 
 def forecast_job(w):
     """One job kind's entry for ``spectral-reach forecast-job``, as sorted JSON."""
     job = forecast_jobs()[w.kind, w.group, w.size]
-    row = {"rule": w.kind, "group": w.group, "size": w.size, **job, "spec": json.loads(job["spec"])}
+    row = {"rule": w.kind, "group": w.group, "size": w.size, **job}
+    if "spec" in job:
+        row["spec"] = json.loads(job["spec"])
     return json.dumps(row, sort_keys=True)
 
 

@@ -47,10 +47,15 @@ def cv_by_k(values: np.ndarray, ks: list[int]) -> pd.DataFrame:
 
 
 def fit_slope(cv: pd.DataFrame) -> dict[str, float]:
-    """Least-squares slope and intercept of ``log CV`` against ``log K``, with the slope's standard error."""
+    """Least-squares slope and intercept of ``log CV`` against ``log K``, with the slope's standard
+    error (NaN for three Ks or fewer: numpy scales the covariance by ``n - 4`` residual degrees)."""
     x, y = np.log(cv["k"].to_numpy(float)), np.log(cv["cv"].to_numpy(float))
-    (slope, intercept), cov = np.polyfit(x, y, 1, cov=len(x) > 3)
-    err = float(np.sqrt(cov[0, 0])) if len(x) > 3 else float("nan")
+    if len(x) > 3:
+        (slope, intercept), cov = np.polyfit(x, y, 1, cov=True)
+        err = float(np.sqrt(cov[0, 0]))
+    else:
+        slope, intercept = np.polyfit(x, y, 1)
+        err = float("nan")
     return {"slope": float(slope), "slope_err": err, "cv1_fit": float(np.exp(intercept))}
 
 

@@ -16,10 +16,16 @@ INT = {"type": int}
 def forecast_job(a: argparse.Namespace) -> None:
     import torch
 
+    from ..forecast_cpu import KINDS
     from ..train import forecast as fc
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    row = fc.forecast_row(json.loads(a.job), a.warmup, a.repeats)
+    job = json.loads(a.job)
+    if job["rule"] in KINDS or not torch.cuda.is_available():
+        n = torch.get_num_threads()
+        device = f"CPU ({n} thread{'s' * (n != 1)})"
+    else:
+        device = torch.cuda.get_device_name()
+    row = fc.forecast_row(job, a.warmup, a.repeats)
     write_table(pd.DataFrame([{**row, "device": device}]), a.out)
     log.info("%s", row)
 
@@ -40,8 +46,8 @@ def register(sub) -> None:
         sub,
         "forecast-job",
         forecast_job,
-        "time a few steps of one kind of training job; its device-hours",
-        job={"help": "JSON {rule, group, size, count, runs_per_gpu, spec}"},
+        "time a few steps of one kind of job (training, checks, RFM); its device-hours",
+        job={"help": "JSON {rule, group, size, count, runtime_min, runs_per_gpu, spec | settings}"},
         warmup=INT,
         repeats=INT,
         out={},

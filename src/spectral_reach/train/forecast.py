@@ -15,7 +15,11 @@ with ``n_lnp`` and ``n_eval`` the measured and evaluated steps of the job's full
 (:func:`.schedule.lnp_steps`, :func:`.schedule.eval_steps`). Data loading, checkpoints and
 start-up are left out, so the forecast is a lower bound of the wall time. A size that packs k runs
 on one device (``runs_per_gpu``) is timed again as k processes stepping at once; their aggregate
-gain divides its device-hours.
+gain divides its device-hours, and each of the k runs takes ``wall_hours = hours k / gain``.
+
+The CPU jobs (the checks and the random-feature study) are timed by :mod:`..forecast_cpu`. The
+report sets each kind's wall time against the runtime its config requests, and names the jobs a
+scheduler would stop before they end.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import forecast_cpu
 from ..data.cifar5m import IMAGE_SHAPE
 from ..data.memmap import write_memmap
 from . import lm, vit
@@ -59,6 +64,8 @@ REPORT_COLUMNS = (
     "gain",
     "device_hours",
     "device_hours_all",
+    "wall_hours",
+    "runtime_min",
 )
 
 
@@ -179,7 +186,17 @@ def job_hours(spec: lm.RunSpec | vit.ViTSpec, t_step: float, t_lnp: float, t_eva
 
 
 def forecast_row(job: dict[str, Any], warmup: int, repeats: int) -> dict[str, Any]:
-    """One job kind timed: ``job`` holds ``rule``, ``group`` (data set or parametrization),
+    """One job kind timed (a training kind here, a CPU kind by :mod:`..forecast_cpu`), with its wall
+    time per job and the runtime (minutes, first attempt) its config requests, ``job["runtime_min"]``."""
+    if job["rule"] in forecast_cpu.KINDS:
+        row = forecast_cpu.forecast_row(job)
+    else:
+        row = training_row(job, warmup, repeats)
+    return {**row, "wall_hours": row["hours"] * row["runs_per_gpu"] / row["gain"], "runtime_min": job["runtime_min"]}
+
+
+def training_row(job: dict[str, Any], warmup: int, repeats: int) -> dict[str, Any]:
+    """One training job kind timed: ``job`` holds ``rule``, ``group`` (data set or parametrization),
     ``size``, ``count`` (jobs of this kind), ``runs_per_gpu`` and ``spec`` (the rule's params). A
     job that shares its device with k - 1 others costs ``hours / gain`` of it (:func:`packing_gain`)."""
     spec, k = spec_of(job["rule"], job["spec"]), job.get("runs_per_gpu", 1)
@@ -200,8 +217,14 @@ def forecast_row(job: dict[str, Any], warmup: int, repeats: int) -> dict[str, An
     }
 
 
+def over_runtime(table: pd.DataFrame) -> pd.DataFrame:
+    """The job kinds whose forecast wall time exceeds the runtime their config requests."""
+    return table[table["wall_hours"] * 60 > table["runtime_min"]]
+
+
 def report(table: pd.DataFrame, device: str) -> str:
-    """Markdown: the table in readable units and the totals per rule and overall."""
+    """Markdown: the table in readable units, the totals per rule and overall, and the job kinds
+    whose requested runtime is below their forecast."""
     shown = table.assign(
         t_step_ms=table["t_step"] * 1e3,
         t_lnp_ms=table["t_lnp"] * 1e3,
@@ -218,5 +241,17 @@ def report(table: pd.DataFrame, device: str) -> str:
         *(f"| {rule} | {hours:.3g} |" for rule, hours in totals.items()),
         f"| **total** | **{totals.sum():.3g}** |",
         "",
+        f"CPU jobs ({', '.join(forecast_cpu.KINDS)}): `steps` counts units of work (measurement calls, "
+        "spectra, seeds) and `t_step_ms` is one unit; their hours are on the CPU named above.",
+        "",
     ]
-    return "\n".join(lines)
+    over = over_runtime(table)
+    if over.empty:
+        lines.append("Every job's requested runtime covers its forecast wall time (a lower bound).")
+    else:
+        lines.append("**Requested runtime below the forecast wall time** (raise `resources.runtime` in the config):")
+        lines += [
+            f"* {r.rule} {r.group} {r.size}: forecast {r.wall_hours * 60:.0f} min, requested {r.runtime_min:.0f} min"
+            for r in over.itertuples()
+        ]
+    return "\n".join(lines + [""])
