@@ -20,8 +20,9 @@ from spectral_reach.lnp.persample import PerSampleNorms
 from spectral_reach.lnp.rules import RULES, EmbeddingRule, LinearRule
 
 #: transformers' RMSNorms compute in fp32 inside fp64 models: autograd's gradient and the reference's
-#: J^T g then differ by fp32 rounding (up to 1e-7 seen); chi_net and delta-vs-autograd stay at 1e-12.
-FP32_NORMS = {"llama_tied", "gemma", "mistral_gqa", "qwen3", "peft_prompt_tuning"}
+#: J^T g then differ by fp32 rounding (up to 1e-7 seen; 3.8e-7 on llama_mup's cross delta, 0.13 where
+#: the two gradients' norms multiply to 16.4: 3e-9 of that); chi_net and delta-vs-autograd stay at 1e-12.
+FP32_NORMS = {"llama_tied", "gemma", "mistral_gqa", "qwen3", "peft_prompt_tuning", "llama_mup", "llama_mup_tied"}
 
 
 def autograd_delta(model, loss_fn, batch, other):
@@ -40,7 +41,7 @@ def test_zoo_is_exact(name, variant):
     assert got.chi_net_raw == pytest.approx(ref.chi_net_raw, rel=1e-8)
     assert got.chi_loss_raw == pytest.approx(ref.chi_loss_raw, rel=1e-10)
     assert got.delta == pytest.approx(autograd_delta(model, loss_fn, batch, other), rel=1e-12)
-    rtol = 2e-7 if name in FP32_NORMS else 1e-8
+    rtol = (1e-6 if name.startswith("llama_mup") else 2e-7) if name in FP32_NORMS else 1e-8
     assert got.delta == pytest.approx(ref.delta, rel=rtol)
     assert got.chi_pos == pytest.approx(ref.chi_pos, rel=rtol)
 

@@ -196,11 +196,13 @@ def test_intervention_variants_train_only_themselves_and_their_study(workdir):
     variants = {
         "sgd": {"optimizer": "sgd", "momentum": 0.9, "lr_mult": 10},
         "muon": {"optimizer": "muon", "momentum": 0.95},
+        "mup": {"init": "mup", "mup": {"base_width": 8}, "lr": 0.02},
     }
-    jobs = planned_jobs(workdir, merged(CI_CONFIG, {"lm": {name: {"variants": variants}}}))
+    config = merged(CI_CONFIG, {"lm": {name: {"variants": variants}}})
+    jobs = planned_jobs(workdir, config)
     assert jobs == Counter(
-        params_file=2 * runs,
-        variant_train=2 * runs,
+        params_file=3 * runs,
+        variant_train=3 * runs,
         variant_summary=1,
         interventions_table=1,
         fig13=1,
@@ -208,6 +210,14 @@ def test_intervention_variants_train_only_themselves_and_their_study(workdir):
         html_interventions=1,
         all=1,
     )
+    (workdir / "edited.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(workdir, "-n", "-p", "--configfile", "edited.yaml", "--replace-workflow-config").stdout
+    specs = [
+        json.loads(m) for m in re.findall(r"--spec '(.*?)' --data-dir \S+ --out-dir results/variants/\S+/mup/", out)
+    ]
+    assert len(specs) == runs  # the muP variant: one lr for every size, the schema's defaults filled in
+    assert all(s["lr"] == 0.02 and s["init"] == "mup" for s in specs)
+    assert all(s["mup"] == {"base_width": 8, "init_std": 0.02, "output_mult": 1.0} for s in specs)
 
 
 def test_the_rfm_optimizer_study_adds_only_its_jobs(workdir):

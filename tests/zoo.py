@@ -366,6 +366,25 @@ def mup_readout() -> tuple:
     return _classifier(model, _vec)
 
 
+def llama_mup(tied: bool = False) -> tuple:
+    """The project's muP Llama (``models/llama_mup.py``): the readout multiplier (0.25) inside the
+    final norm, ``1/d`` attention; its zero-initialised head drawn again, so that the norm before it
+    has a gradient (tied: the head is the embedding's table)."""
+    from spectral_reach.models import llama
+
+    mup = {"base_width": 4, "init_std": 0.02, "output_mult": 1.0}
+    size = {"layers": 2, "hidden": D, "ff": 20, "heads": 2, "tied": tied}
+    model = llama.build(size, V, 16, seed=0, attn="eager", mup=mup)
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(2))
+        model.model.norm.weight.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(3))
+    return _lm(model)
+
+
+def llama_mup_tied() -> tuple:
+    return llama_mup(tied=True)
+
+
 def build(name: str) -> tuple:
     torch.manual_seed(0)
     simple = {
@@ -407,6 +426,8 @@ EXACT = [
     "peft_prompt_tuning",
     "conv_bn_relu",
     "mup_readout",
+    "llama_mup",
+    "llama_mup_tied",
 ]
 
 

@@ -168,6 +168,29 @@ def _variants(key: str, run: dict) -> Iterator[str]:
             yield f"config key {where}.momentum is missing: optimizer {v['optimizer']} needs it; set it (sgd 0.9, muon 0.95 are common)"
         if v.get("schedule") == "wsd" and "decay_fraction" not in v and "decay_fraction" not in run:
             yield f"config key {where}.decay_fraction is missing: schedule wsd decays over that share of the steps; set it (0.2 is common)"
+        yield from _mup_variant(where, run, v)
+
+
+def _mup_variant(where: str, run: dict, v: dict) -> Iterator[str]:
+    """A muP variant has its settings, an optimizer with a muP rule and sizes it can build (even head
+    sizes at its base widths); muP settings without ``init: mup`` are a mistake, not a no-op."""
+    if (v.get("init") == "mup") != ("mup" in v):
+        yield (
+            f"config key {where}: init mup and {where}.mup go together; set both "
+            "(mup: {base_width: <the smallest size's hidden>}) or neither"
+        )
+        return
+    if v.get("init") != "mup":
+        return
+    if v.get("optimizer") == "muon":
+        yield f"config key {where}.optimizer: muon has no muP rule here; use adamw or sgd with init mup (mup.MuAdamW, mup.MuSGD)"
+    from .models.mup_widths import check_size
+
+    for name, size in run["sizes"].items():
+        try:
+            check_size(size, v["mup"]["base_width"])
+        except ConfigError as e:
+            yield f"config key {where}: size {name}: {e}"
 
 
 def _language_models(config: Config) -> Iterator[str]:

@@ -89,7 +89,7 @@ def lm_spec(dataset, size, seed, trainable="all", variant=None):
     if LNP_GROUPS and trainable == "all":  # only when asked: a finished run's params stay as they were
         spec["lnp"] = {**spec["lnp"], "groups": True}
     v = c["variants"][variant] if variant else {}
-    spec["lr"] *= v.get("lr_mult", 1)
+    spec["lr"] = v.get("lr", spec["lr"]) * v.get("lr_mult", 1)
     spec["schedule"] = v.get("schedule", spec["schedule"])
     if spec["schedule"] == "wsd":
         spec["decay_fraction"] = v.get("decay_fraction", c.get("decay_fraction"))
@@ -97,6 +97,8 @@ def lm_spec(dataset, size, seed, trainable="all", variant=None):
         spec["optimizer"] = {"name": v["optimizer"], "momentum": v["momentum"]}
     if v.get("init", "default") != "default":
         spec["init"] = v["init"]
+    if v.get("init") == "mup":
+        spec["mup"] = pick(v["mup"], ["base_width", "init_std", "output_mult"])
     return json.dumps(spec, sort_keys=True)
 
 

@@ -114,23 +114,42 @@ def config(size: dict[str, Any], vocab_size: int, context_length: int, attn: str
 
 
 def build(
-    size: dict[str, Any], vocab_size: int, context_length: int, seed: int, attn: str = "sdpa"
+    size: dict[str, Any],
+    vocab_size: int,
+    context_length: int,
+    seed: int,
+    attn: str = "sdpa",
+    mup: dict[str, Any] | None = None,
 ) -> LlamaForCausalLM:
-    """A freshly initialised model; ``seed`` fixes the initialisation and nothing else."""
-    cfg = config(size, vocab_size, context_length, attn)
+    """A freshly initialised model; ``seed`` fixes the initialisation and nothing else. With ``mup``
+    settings (base_width, init_std, output_mult), in muP (:mod:`.llama_mup`)."""
     state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+
+    def plain(shape: dict[str, Any]) -> LlamaForCausalLM:
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(config(shape, vocab_size, context_length, attn))
+
     try:
-        return LlamaForCausalLM(cfg)
+        if mup is None:
+            return plain(size)
+        from . import llama_mup
+
+        return llama_mup.build(plain(size), size, plain, seed, mup)
     finally:
         torch.random.set_rng_state(state)
 
 
 def load(path: str | os.PathLike, attn: str = "sdpa") -> LlamaForCausalLM:
-    """A model saved by ``save_pretrained`` (also the uneven-head rows)."""
+    """A model saved by ``save_pretrained`` (also the uneven-head rows, and muP models: their
+    readout multiplier and attention scale are put back from ``config.json``)."""
     cfg = LlamaConfigAnyHeads.from_pretrained(path)
     cfg = LlamaConfigAnyHeads.from_pretrained(path, attn_implementation=attention(attn, cfg.head_dim))
-    return LlamaForCausalLM.from_pretrained(path, config=cfg)
+    model = LlamaForCausalLM.from_pretrained(path, config=cfg)
+    if getattr(cfg, "mup", None):
+        from . import llama_mup
+
+        llama_mup.restore(model)
+    return model
 
 
 def count_parameters(size: dict[str, Any], vocab_size: int) -> int:

@@ -36,15 +36,26 @@ class RunSpec(BaseSpec):
     context_length: int
     trainable: str = "all"
     optimizer: dict[str, Any] | None = None  # None: AdamW (:mod:`.optimizers`)
-    init: str = "default"  # :mod:`..models.init`
+    init: str = "default"  # :mod:`..models.init`, or mup (:mod:`..models.llama_mup`)
+    mup: dict[str, Any] | None = None  # init mup: base_width, init_std, output_mult
 
     def check(self) -> None:
         if self.trainable not in ("all", "head"):
             raise ConfigError(f"trainable must be 'all' or 'head', not {self.trainable!r}")
         if self.optimizer is not None and self.optimizer.get("name") not in OPTIMIZERS:
             raise ConfigError(f"optimizer.name must be one of {OPTIMIZERS}, not {self.optimizer.get('name')!r}")
-        if self.init not in INITS:
-            raise ConfigError(f"init must be one of {INITS}, not {self.init!r}")
+        if self.init not in (*INITS, "mup"):
+            raise ConfigError(f"init must be one of {(*INITS, 'mup')}, not {self.init!r}")
+        if (self.init == "mup") != (self.mup is not None):
+            raise ConfigError("init mup and mup settings go together: set both or neither")
+        if self.init == "mup":
+            from ..models.mup_widths import check
+
+            check(self.size, self.mup)
+            if (self.optimizer or {}).get("name") == "muon":
+                raise ConfigError(
+                    "init mup trains with adamw or sgd (mup.MuAdamW, mup.MuSGD); muon has no muP rule here"
+                )
 
 
 def _model(spec: RunSpec, backbone: str | None) -> torch.nn.Module:
@@ -52,6 +63,8 @@ def _model(spec: RunSpec, backbone: str | None) -> torch.nn.Module:
     attn = "sdpa"
     if backbone is not None:
         model = llama.load(backbone, attn)
+    elif spec.init == "mup":
+        model = llama.build(spec.size, spec.vocab_size, spec.context_length, spec.seed, attn, mup=spec.mup)
     else:
         model = reinit(
             llama.build(spec.size, spec.vocab_size, spec.context_length, spec.seed, attn), spec.init, spec.seed

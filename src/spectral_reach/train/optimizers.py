@@ -11,6 +11,10 @@
 
 Muon and AdamW then step as one :class:`Combined` optimizer: one set of ``param_groups`` for the
 learning-rate schedule, one state dict for checkpoints.
+
+A muP model (``spec.init == "mup"``, :mod:`..models.llama_mup`) trains with ``mup.MuAdamW`` or
+``mup.MuSGD``: the same optimizers with each hidden matrix's learning rate divided by its width
+multiplier.
 """
 
 from __future__ import annotations
@@ -70,10 +74,13 @@ def build(model: nn.Module, spec: Any, device: torch.device) -> torch.optim.Opti
     name = settings["name"]
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     adamw = adamw_settings(spec, device)
+    mup = getattr(spec, "init", "default") == "mup"
+    if mup:
+        import mup as mup_pkg
     if name == "adamw":
-        return torch.optim.AdamW([p for _, p in named], **adamw)
+        return (mup_pkg.MuAdamW if mup else torch.optim.AdamW)([p for _, p in named], **adamw)
     if name == "sgd":
-        return torch.optim.SGD(
+        return (mup_pkg.MuSGD if mup else torch.optim.SGD)(
             [p for _, p in named], lr=spec.lr, momentum=settings["momentum"], weight_decay=spec.weight_decay
         )
     if name == "muon":
