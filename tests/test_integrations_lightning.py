@@ -1,8 +1,11 @@
 """The PyTorch Lightning integration: the example runs as written; a measured step's record is the
 measurement of the step's whole batch with its own gradient (accumulated, before clipping); the
-log-spaced schedule; BatchNorm refused."""
+log-spaced schedule; BatchNorm refused; FSDP2 equal to one process."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pandas as pd
@@ -14,6 +17,8 @@ from example_run import example_table
 from spectral_reach.lnp import measure as measure_fn
 from spectral_reach.lnp import windows
 from spectral_reach.lnp.integrations import lightning as lnp_lightning
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_example_runs_and_writes_its_table(tmp_path):
@@ -119,3 +124,35 @@ def test_batchnorm_is_refused(tmp_path):
     callback = lnp_lightning.LNPCallback(loss_fn, held_out(), tmp_path / "lnp.parquet", every=2)
     with pytest.raises(ValueError, match="BatchNorm, which computes another function in eval mode"):
         fit(tmp_path, Tiny(Norm(8)), callback, max_steps=2)
+
+
+def test_under_fsdp2_the_callback_measures_what_one_process_measures_on_the_whole_batch(tmp_path):
+    """Issue 36: Lightning's FSDP2 (ModelParallelStrategy, ``fully_shard`` in ``configure_model``) on 2
+    CPU processes: the sharded run's table equals DDP's exactly and one process's at batch 8 (the
+    same global batches) to float32 rounding."""
+    import json
+    import subprocess
+    import sys
+
+    tables = {}
+    for mode in ("one", "ddp", "fsdp2"):
+        out = tmp_path / mode
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "tests/lightning_parallel.py"), mode, str(out)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        tables[mode] = pd.read_parquet(out / "lnp.parquet")
+        kinds = json.loads((out / "kinds.json").read_text())
+        assert kinds == (
+            {"module": "FSDPSequential", "weight": "DTensor"}
+            if mode == "fsdp2"
+            else {"module": "Sequential", "weight": "Parameter"}
+        )
+    assert tables["fsdp2"]["step"].tolist() == [0, 2, 4, 5] and (tables["fsdp2"]["batch_size"] == 8).all()
+    pd.testing.assert_frame_equal(tables["fsdp2"], tables["ddp"], check_exact=True)
+    numbers = ["delta", "chi_loss", "chi_net", "chi_pos", "g_sq", "j_sq", "loss", "g_sq_measure", "j_sq_measure"]
+    pd.testing.assert_frame_equal(tables["fsdp2"][numbers], tables["one"][numbers], rtol=1e-5, atol=0)

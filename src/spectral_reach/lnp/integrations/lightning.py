@@ -11,8 +11,9 @@ micro-batches (``accumulate_grad_batches``) and, in Lightning's ``on_before_opti
 ``measure_batch`` with the step's own gradient, in eval mode (dropout off); the final step always.
 Each measurement goes to every logger at its own step (``lnp/*``; with ``groups``, per parameter
 group ``lnp/<group>/chi_net`` and ``lnp/<group>/chi_pos``, rows in ``<path stem>_groups.parquet``). Unmeasured steps cost
-a Python check per batch. Under DDP every rank gets the global components (:mod:`..distributed`);
-rank 0 writes the table at every checkpoint and at the end. BatchNorm is refused (in eval mode it
+a Python check per batch. Under DDP and FSDP2 (``ModelParallelStrategy``) every rank gets the global
+components (:mod:`..distributed`) from its own shard of ``measure_batch``; rank 0 writes the table at
+every checkpoint and at the end. BatchNorm is refused (in eval mode it
 is another function than the one the step trains).
 """
 
