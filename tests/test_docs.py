@@ -5,6 +5,7 @@ partition or account."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -63,15 +64,36 @@ def test_the_readmes_job_counts_are_the_configs(tmp_path):
     are what a dry run from nothing plans."""
     from workflow_run import copy_workflow, merged, planned_jobs
 
-    readme = (ROOT / "README.md").read_text()
+    readme = " ".join((ROOT / "README.md").read_text().split())
     work = copy_workflow(tmp_path)
     default = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     interventions = merged(default, yaml.safe_load((ROOT / "config/interventions.yaml").read_text()))
-    for pattern, config in (
-        (r"(\d+) jobs, about", default),
-        (r"config/interventions.yaml`, (\d+) jobs", interventions),
+    showcase = merged(default, yaml.safe_load((ROOT / "config/showcase.yaml").read_text()))
+    record = json.loads((ROOT / "benchmarks/doc_times.json").read_text())
+    for name, pattern, config in (
+        ("demo", r"(\d+) jobs, about", default),
+        ("interventions", r"config/interventions.yaml`, (\d+) jobs", interventions),
+        ("showcase", None, showcase),
     ):
-        assert sum(planned_jobs(work, config).values()) == int(re.search(pattern, readme).group(1)), pattern
+        jobs = sum(planned_jobs(work, config).values())
+        assert pattern is None or jobs == int(re.search(pattern, readme).group(1)), pattern
+        assert record[name]["jobs"] == jobs, (
+            f"{name}: the recorded time is of another DAG; python benchmarks/doc_times.py --run {name}"
+        )
+
+
+def test_the_readmes_study_times_are_the_recorded_runs():
+    """Issue 40: each time the README gives a study is benchmarks/doc_times.py's record of a whole run
+    (rounded to the minute), on the cores it says."""
+    record = json.loads((ROOT / "benchmarks/doc_times.json").read_text())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for name, pattern in (
+        ("demo", r"jobs, about (\d+) minutes on (\d+) cores"),
+        ("showcase", r"config/showcase.yaml`, about (\d+) minutes on (\d+) cores"),
+        ("interventions", r"config/interventions.yaml`, \d+ jobs, about (\d+) minutes on (\d+) cores"),
+    ):
+        minutes, cores = re.search(pattern, readme).groups()
+        assert (int(minutes), int(cores)) == (round(record[name]["minutes"]), record[name]["cores"]), name
 
 
 def test_both_profiles_show_a_failed_jobs_log_on_the_console():
