@@ -39,6 +39,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from spectral_reach.forecast_cpu import KINDS as CPU_KINDS
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ROWS = [
     "lm_train/simplestories/1.2M",
@@ -63,7 +65,8 @@ def jobs(config: str) -> dict[str, dict[str, Any]]:
         if "spectral-reach forecast-job" in line:
             args = shlex.split(line[line.index("spectral-reach forecast-job") :].split(' >> "$h"')[0])
             job = json.loads(args[args.index("--job") + 1])
-            found[f"{job['rule']}/{job['group']}/{job['size']}"] = job
+            if job["rule"] not in CPU_KINDS:  # the checks and RFM jobs run on CPU: no GPU to check
+                found[f"{job['rule']}/{job['group']}/{job['size']}"] = job
     if not found:
         raise SystemExit(f"no forecast_job in the dry run of {config}")
     return found
