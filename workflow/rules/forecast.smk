@@ -32,14 +32,6 @@ rule forecast_job:
         )
 
 
-#: The config section of each CPU kind (its memory is the job's own).
-CPU_SECTIONS = {
-    "hutchinson_cv": lambda: config["checks"]["hutchinson"],
-    "entk_spectrum": lambda: config["checks"]["entk"],
-    "rfm_lnp": lambda: RFM,
-}
-
-
 use rule forecast_job as forecast_cpu_job with:
     input:
         settings=params_file("forecast_cpu_job"),
@@ -47,7 +39,7 @@ use rule forecast_job as forecast_cpu_job with:
         kind="hutchinson_cv|entk_spectrum|rfm_lnp",
         size="[^/]+",
     resources:
-        mem_mb=lambda w: section_resource(CPU_SECTIONS[w.kind](), "mem_mb")(w, 1),
+        mem_mb=lambda w: section_resource(cpu_section(w.kind), "mem_mb")(w, 1),
         runtime=config["forecast"]["resources"]["runtime"],
 
 

@@ -245,11 +245,20 @@ def forecast_jobs():
     return {**jobs, **cpu_forecast_jobs()}
 
 
+#: The config section under ``checks`` of each check rule.
+CHECK_SECTIONS = {"hutchinson_cv": "hutchinson", "entk_spectrum": "entk"}
+
+
+def cpu_section(rule):
+    """The config section of a CPU kind of job (its settings and resources)."""
+    return RFM if rule == "rfm_lnp" else config["checks"][CHECK_SECTIONS[rule]]
+
+
 def cpu_forecast_jobs():
     """The CPU kinds of :func:`forecast_jobs`: the two checks (on their run's model) and one RFM job per alpha."""
     jobs = {}
-    for rule, name in (("hutchinson_cv", "hutchinson"), ("entk_spectrum", "entk")):
-        c, run = config["checks"][name], check_run(name)
+    for rule, name in CHECK_SECTIONS.items():
+        c, run = cpu_section(rule), check_run(name)
         jobs[rule, run["dataset"], run["size"]] = {
             "count": 1,
             "runtime_min": section_resource(c, "runtime")(None, 1),
