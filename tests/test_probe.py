@@ -16,7 +16,7 @@ from spectral_reach.figures import caption
 from spectral_reach.figures import fig04_probe_ratio as fig04
 from spectral_reach.lnp import LogitsOnly, measure
 from spectral_reach.models import llama
-from spectral_reach.train import RunSpec, lm_loss, train
+from spectral_reach.train import RunSpec, lm, lm_loss, train
 
 
 def test_frozen_backbone_chi_net_is_constant():
@@ -56,6 +56,27 @@ def test_probe_trains_only_the_head(text_data, tmp_path):
     assert head_changed
     lnp = pd.read_parquet(tmp_path / "probe" / "lnp.parquet")
     assert lnp["chi_net"].notna().all()
+    # The probe's head starts fresh, never as the backbone's trained head (transformers 5 skips
+    # initialising loaded weights): its first loss is near-uniform logits' log V, where the trained
+    # model's last loss is well below it.
+    first = pd.read_parquet(tmp_path / "probe" / "metrics.parquet")["loss"].iloc[0]
+    trained = pd.read_parquet(tmp_path / "lm" / "metrics.parquet")["loss"].iloc[-1]
+    assert first == pytest.approx(math.log(SPEC["vocab_size"]), abs=0.02) and trained < first - 0.2, (first, trained)
+
+
+def test_fresh_head_is_one_draw_on_any_backbone(text_data, tmp_path):
+    """A probe's head is the same N(0, initializer_range^2) draw on a trained and on a random
+    backbone of one seed, untied from a tied embedding."""
+    train(RunSpec.from_dict({**SPEC, "steps": 8}), text_data, tmp_path / "lm", tmp_path / "s1")
+    trained = llama.load(tmp_path / "lm" / "model")
+    kept = trained.lm_head.weight.detach().clone()
+    lm.fresh_head(trained, seed=7)
+    random = llama.build({**SPEC["size"], "tied": True}, SPEC["vocab_size"], SPEC["context_length"], seed=1)
+    lm.fresh_head(random, seed=7)
+    assert torch.equal(trained.lm_head.weight, random.lm_head.weight)
+    assert not torch.equal(trained.lm_head.weight, kept)
+    assert random.lm_head.weight is not random.model.embed_tokens.weight and not random.config.tie_word_embeddings
+    assert float(random.lm_head.weight.std()) == pytest.approx(random.config.initializer_range, rel=0.05)
 
 
 def test_top_fraction_filter_and_ratio_by_hand():

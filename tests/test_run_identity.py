@@ -20,6 +20,7 @@ from spectral_reach.data import Contexts, DataError, read_meta
 from spectral_reach.data.memmap import sha256_file, sidecar_path, verify
 from spectral_reach.models import llama
 from spectral_reach.train import NonFiniteLoss, Preempted, RunSpec, fingerprint, loop, train
+from spectral_reach.version import PROBE_VERSION, RESULT_VERSION
 
 SHORT = {**SPEC, "steps": 16, "checkpoint_every": 4}
 
@@ -55,9 +56,11 @@ def test_done_json_and_every_table_record_the_run(fresh, text_data):
     done = json.loads((fresh[1e-2] / "done.json").read_text())
     assert done["spec"]["lr"] == 1e-2 and done["spec"]["size"] == SHORT["size"]
     assert "checkpoint_every" not in done["spec"]  # changes no number: not part of what the run is
-    assert done["version"] == fingerprint.RESULT_VERSION
+    assert done["version"] == RESULT_VERSION
     assert done["inputs"]["train.bin"]["sha256"] == sha256_file(text_data / "train.bin")
     assert done["fingerprint"] == fingerprint.fingerprint({k: done[k] for k in ("version", "spec", "inputs")})
+    probe = fingerprint.identity(RunSpec.from_dict({**SHORT, "trainable": "head"}), {})
+    assert probe["version"] == PROBE_VERSION != RESULT_VERSION  # a probe-only fix reruns probes alone
     other = json.loads((fresh[5e-3] / "done.json").read_text())["fingerprint"]
     assert other != done["fingerprint"]
     for table in ("metrics", "lnp", "eval"):
@@ -109,7 +112,7 @@ def test_same_run_resumes_even_with_other_checkpoint_and_log_intervals(fresh, te
     "damage, reason",
     [
         (lambda state: state.pop("fingerprint"), "records no fingerprint (written by an older version)"),
-        (lambda state: state["identity"].update(version=0), f"version: 0 -> {fingerprint.RESULT_VERSION}"),
+        (lambda state: state["identity"].update(version=0), f"version: 0 -> {RESULT_VERSION}"),
         (None, "cannot be read"),
     ],
 )

@@ -6,7 +6,7 @@ import os
 import sys
 
 from spectral_reach import config_checks, provenance
-from spectral_reach.version import RESULT_VERSION
+from spectral_reach.version import PROBE_VERSION, RESULT_VERSION
 
 config_checks.resolve_check_runs(config)  # the run each check reads, where the config names none
 

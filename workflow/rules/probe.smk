@@ -41,7 +41,7 @@ rule probe_train:
         state="results/checkpoints/probe/{dataset}/{size}/seed{seed}/{backbone}",
         data_dir="results/data/{dataset}",
         checksum_max_mb=config["data_checks"]["checksum_max_mb"],
-        result_version=RESULT_VERSION,  # a bump reruns every finished run (spectral_reach/version.py)
+        result_version=PROBE_VERSION,  # a bump reruns every finished probe (spectral_reach/version.py)
         out_dir="results/probe/{dataset}/{size}/seed{seed}/{backbone}",
     shell:
         logged(

@@ -1,6 +1,6 @@
 """What a run is: everything that shapes its result, and a fingerprint of it.
 
-    identity    = {"version": RESULT_VERSION, "spec": the run's settings, "inputs": {role: file identity}}
+    identity    = {"version": result_version(trainable), "spec": the run's settings, "inputs": {role: file identity}}
     fingerprint = sha256(identity as canonical JSON), first 16 hex digits
 
 The settings are the spec's fields less :data:`NOT_RESULT` (how often to log and checkpoint: a
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.memmap import read_meta, sha256_file, sidecar_path
-from ..version import RESULT_VERSION
+from ..version import result_version
 
 #: Spec fields that change no number of a run.
 NOT_RESULT = ("checkpoint_every", "log_every", "tracking")
@@ -44,7 +44,12 @@ def identity(spec: Any, inputs: dict[str, str | os.PathLike]) -> dict[str, Any]:
     (``{role: path}``; roles, not paths, name them, so a run started from another folder is the same run)."""
     settings = {k: v for k, v in dataclasses.asdict(spec).items() if k not in NOT_RESULT}
     files = {role: file_identity(path) for role, path in inputs.items()}
-    return json.loads(json.dumps({"version": RESULT_VERSION, "spec": settings, "inputs": files}, sort_keys=True))
+    return json.loads(
+        json.dumps(
+            {"version": result_version(getattr(spec, "trainable", "all")), "spec": settings, "inputs": files},
+            sort_keys=True,
+        )
+    )
 
 
 def fingerprint(ident: dict[str, Any]) -> str:

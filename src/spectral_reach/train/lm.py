@@ -70,14 +70,23 @@ def _model(spec: RunSpec, backbone: str | None) -> torch.nn.Module:
             llama.build(spec.size, spec.vocab_size, spec.context_length, spec.seed, attn), spec.init, spec.seed
         )
     if spec.trainable == "head":
-        if model.config.tie_word_embeddings:  # the probe's head is its own: untie it from the embedding
-            model.config.tie_word_embeddings = False
-            model.lm_head.weight = torch.nn.Parameter(torch.empty_like(model.lm_head.weight))
-        torch.manual_seed(spec.seed)
-        model._init_weights(model.lm_head)
+        fresh_head(model, spec.seed)
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("lm_head."))
     return model
+
+
+def fresh_head(model: torch.nn.Module, seed: int) -> None:
+    """Give ``model`` an LM head of its own, untied, drawn from N(0, initializer_range^2) with ``seed``
+    (a probe's head: the same for a pretrained and a random backbone of one seed).
+
+    Not ``model._init_weights``: transformers 5's init functions skip weights loaded by
+    ``from_pretrained`` (their ``_is_hf_initialized`` flag), so a loaded backbone kept its trained head.
+    """
+    model.config.tie_word_embeddings = False
+    weight = torch.empty_like(model.lm_head.weight, requires_grad=False)
+    torch.nn.init.normal_(weight, 0.0, model.config.initializer_range, generator=torch.Generator().manual_seed(seed))
+    model.lm_head.weight = torch.nn.Parameter(weight)
 
 
 def _check_data(spec: RunSpec, data_dir: Path) -> tuple[TrainOrder, FixedSet, FixedSet]:
