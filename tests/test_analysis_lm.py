@@ -155,6 +155,9 @@ def test_lnp_windows_raw_then_window_means():
     assert out["chi_pos"].tolist() == pytest.approx([0.5, 0.4, 0.2, 0.04])
     assert out["chi_net_pos"].tolist() == pytest.approx([1.0, 0.8, 0.4, 0.08])
     assert out["n"].tolist() == [1, 1, 3, 2]
+    # sd / sqrt(n): window 1 (0.3, 0.2, 0.1) has sd 0.1; window 2 (0.06, 0.02) has sd 0.02 * sqrt(2)
+    assert out["chi_pos_se"].tolist()[2:] == pytest.approx([0.1 / 3**0.5, 0.02])
+    assert out["chi_pos_se"].iloc[:2].isna().all()
 
 
 def test_isocompute_interpolates_in_log_tokens():

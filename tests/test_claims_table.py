@@ -62,6 +62,11 @@ def test_chi_pos_that_rises_or_is_reversed_does_not_hold_and_counts_seeds():
     row = ct.reach(reversed_, r, "t", "1")
     assert (row["verdict"], row["seeds_holding"], row["seeds"]) == (ct.FAILS, 1, 2)
     assert row["evidence"] == "last-window chi_pos, sizes s / m / l: 2e-07 / 2e-07 / 2e-07"  # seed means
+    # with the windows' standard errors, the evidence states the largest of a size's seeds
+    noisy = reversed_.assign(chi_pos_se=[1e-8 * (1 + i % 3) * (1 + seed) for i, seed in enumerate(reversed_["seed"])])
+    row = ct.reach(noisy, r, "t", "1")
+    assert row["evidence"].endswith("(largest standard error of a seed's last-window mean: 6e-08 / 6e-08 / 6e-08)")
+    assert row["verdict"] == ct.FAILS  # the noise is stated, never used to change a verdict
 
 
 def test_a_missing_number_is_undetermined_not_a_verdict():

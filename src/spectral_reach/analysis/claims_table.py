@@ -117,6 +117,9 @@ def reach(windows: pd.DataFrame, runs: pd.DataFrame, task: str, figure: str) -> 
     last = ends.pivot(index="seed", columns="size", values="last")[order]
     holds = {int(seed): _decreasing(list(row)) for seed, row in last.iterrows()}
     evidence = f"last-window chi_pos, sizes {' / '.join(order)}: {_fmt(last.mean())}"
+    if "chi_pos_se" in windows:  # the noise the gaps between sizes are read against
+        se = _ends(windows, "chi_pos_se").groupby("size")["last"].max().loc[order]
+        evidence += f" (largest standard error of a seed's last-window mean: {_fmt(se)})"
     return _per_seed("larger models end at lower chi_pos (spectral reach)", figure, task, holds, evidence)
 
 

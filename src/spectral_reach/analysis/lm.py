@@ -27,15 +27,20 @@ def final_train_loss(metrics: pd.DataFrame, fraction: float) -> float:
 
 
 def lnp_windows(lnp: pd.DataFrame, raw_steps: int, unit: str = "tokens") -> pd.DataFrame:
-    """Raw rows before ``raw_steps``, window means from there on; adds ``chi_net_pos``.
-    ``unit`` is the column counting what the run has seen (``tokens``, ``images``)."""
+    """Raw rows before ``raw_steps``, window means from there on; adds ``chi_net_pos``, and
+    ``chi_pos_se`` = sd(chi_pos) / sqrt(n), the standard error of a window's mean (NaN for a raw row
+    or a one-step window). ``unit`` is the column counting what the run has seen (``tokens``, ``images``)."""
     lnp = lnp.assign(chi_net_pos=lnp["chi_net"] * lnp["chi_pos"])
     # the optimizer's own step (runs since issue 39 record it)
     cols = COMPONENTS + ["chi_net_pos", "loss"] + (["delta_update"] if "delta_update" in lnp else [])
     raw = lnp[lnp["step"] < raw_steps][["step", "window", unit, *cols]].assign(n=1)
     later = lnp[lnp["step"] >= raw_steps]
     means = later.groupby("window", as_index=False).agg(
-        step=("step", "mean"), n=("step", "size"), **{unit: (unit, "mean")}, **{c: (c, "mean") for c in cols}
+        step=("step", "mean"),
+        n=("step", "size"),
+        **{unit: (unit, "mean")},
+        **{c: (c, "mean") for c in cols},
+        chi_pos_se=("chi_pos", lambda v: v.std(ddof=1) / np.sqrt(len(v))),
     )
     return pd.concat([raw, means], ignore_index=True).sort_values("step", ignore_index=True)
 
