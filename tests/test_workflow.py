@@ -661,8 +661,14 @@ def test_the_claims_table_judges_this_runs_own_tables(workdir):
     }  # fmt: skip
     windows = pd.read_parquet(workdir / "results/lm/stories/summary/lnp_windows.parquet")
     last = _ends(windows, "chi_pos").groupby("size")["last"].mean()
+    se = _ends(windows, "chi_pos_se").groupby("size")["last"].max()
     reach = table[(table["task"] == "stories") & table["claim"].str.startswith("larger models")].iloc[0]
-    assert reach["evidence"].endswith(" / ".join(f"{v:.3g}" for v in last.loc[["a", "b"]]))
+    assert reach["evidence"].endswith(
+        " / ".join(f"{v:.3g}" for v in last.loc[["a", "b"]])
+        + " (largest standard error of a seed's last-window mean: "
+        + " / ".join(f"{v:.3g}" for v in se.loc[["a", "b"]])
+        + ")"
+    )
     assert (workdir / "results/claims.md").read_text().startswith("# Claims of the paper in run")
 
 
