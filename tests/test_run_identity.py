@@ -60,7 +60,8 @@ def test_done_json_and_every_table_record_the_run(fresh, text_data):
     assert done["inputs"]["train.bin"]["sha256"] == sha256_file(text_data / "train.bin")
     assert done["fingerprint"] == fingerprint.fingerprint({k: done[k] for k in ("version", "spec", "inputs")})
     probe = fingerprint.identity(RunSpec.from_dict({**SHORT, "trainable": "head"}), {})
-    assert probe["version"] == PROBE_VERSION != RESULT_VERSION  # a probe-only fix reruns probes alone
+    # a probe-only fix reruns probes alone; a bump of every run's version must lift the probes' too
+    assert probe["version"] == PROBE_VERSION > RESULT_VERSION
     other = json.loads((fresh[5e-3] / "done.json").read_text())["fingerprint"]
     assert other != done["fingerprint"]
     for table in ("metrics", "lnp", "eval"):
