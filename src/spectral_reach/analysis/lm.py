@@ -40,7 +40,7 @@ def lnp_windows(lnp: pd.DataFrame, raw_steps: int, unit: str = "tokens") -> pd.D
         n=("step", "size"),
         **{unit: (unit, "mean")},
         **{c: (c, "mean") for c in cols},
-        chi_pos_se=("chi_pos", lambda v: v.std(ddof=1) / np.sqrt(len(v))),
+        chi_pos_se=("chi_pos", "sem"),  # pandas: sd (ddof 1) / sqrt(n)
     )
     return pd.concat([raw, means], ignore_index=True).sort_values("step", ignore_index=True)
 

@@ -84,7 +84,7 @@ def fresh_head(model: torch.nn.Module, seed: int) -> None:
     ``from_pretrained`` (their ``_is_hf_initialized`` flag), so a loaded backbone kept its trained head.
     """
     model.config.tie_word_embeddings = False
-    weight = torch.empty_like(model.lm_head.weight, requires_grad=False)
+    weight = torch.empty_like(model.lm_head.weight)
     torch.nn.init.normal_(weight, 0.0, model.config.initializer_range, generator=torch.Generator().manual_seed(seed))
     model.lm_head.weight = torch.nn.Parameter(weight)
 
