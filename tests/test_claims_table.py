@@ -65,7 +65,12 @@ def test_chi_pos_that_rises_or_is_reversed_does_not_hold_and_counts_seeds():
     # with the windows' standard errors, the evidence states the largest of a size's seeds
     noisy = reversed_.assign(chi_pos_se=[1e-8 * (1 + i % 3) * (1 + seed) for i, seed in enumerate(reversed_["seed"])])
     row = ct.reach(noisy, r, "t", "1")
-    assert row["evidence"].endswith("(largest standard error of a seed's last-window mean: 6e-08 / 6e-08 / 6e-08)")
+    assert "(largest standard error of a seed's last-window mean: 6e-08 / 6e-08 / 6e-08)" in row["evidence"]
+    # and each gap between neighbouring sizes in combined standard errors: seed 0 has se 3e-8 per
+    # size, so (3e-7 - 2e-7) / (3e-8 sqrt 2) = 2.36; seed 1 has 6e-8, so -1e-7 / (6e-8 sqrt 2) = -1.18
+    assert row["evidence"].endswith(
+        "; s-m, m-l gaps in combined standard errors (positive: ordered), seed 0: 2.4 / 2.4; seed 1: -1.2 / -1.2"
+    )
     assert row["verdict"] == ct.FAILS  # the noise is stated, never used to change a verdict
 
 

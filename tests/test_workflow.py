@@ -663,12 +663,12 @@ def test_the_claims_table_judges_this_runs_own_tables(workdir):
     last = _ends(windows, "chi_pos").groupby("size")["last"].mean()
     se = _ends(windows, "chi_pos_se").groupby("size")["last"].max()
     reach = table[(table["task"] == "stories") & table["claim"].str.startswith("larger models")].iloc[0]
-    assert reach["evidence"].endswith(
+    assert (
         " / ".join(f"{v:.3g}" for v in last.loc[["a", "b"]])
         + " (largest standard error of a seed's last-window mean: "
         + " / ".join(f"{v:.3g}" for v in se.loc[["a", "b"]])
-        + ")"
-    )
+        + "); a-b gaps in combined standard errors (positive: ordered), seed "
+    ) in reach["evidence"]
     assert (workdir / "results/claims.md").read_text().startswith("# Claims of the paper in run")
 
 

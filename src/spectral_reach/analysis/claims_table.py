@@ -118,9 +118,20 @@ def reach(windows: pd.DataFrame, runs: pd.DataFrame, task: str, figure: str) -> 
     holds = {int(seed): _decreasing(list(row)) for seed, row in last.iterrows()}
     evidence = f"last-window chi_pos, sizes {' / '.join(order)}: {_fmt(last.mean())}"
     if "chi_pos_se" in windows:  # the noise the gaps between sizes are read against
-        se = _ends(windows, "chi_pos_se").groupby("size")["last"].max().loc[order]
-        evidence += f" (largest standard error of a seed's last-window mean: {_fmt(se)})"
+        se = _ends(windows, "chi_pos_se").pivot(index="seed", columns="size", values="last")[order]
+        evidence += f" (largest standard error of a seed's last-window mean: {_fmt(se.max())})"
+        evidence += "; " + _gaps(last, se, order)
     return _per_seed("larger models end at lower chi_pos (spectral reach)", figure, task, holds, evidence)
+
+
+def _gaps(last: pd.DataFrame, se: pd.DataFrame, order: list[str]) -> str:
+    """Each size's last window minus the next larger size's, in combined standard errors
+    ``(x_i - x_{i+1}) / sqrt(se_i^2 + se_{i+1}^2)``, per seed: positive is the claimed order, and
+    under 2 in size the two sizes are not told apart by the window's own noise."""
+    z = (last.to_numpy()[:, :-1] - last.to_numpy()[:, 1:]) / np.hypot(se.to_numpy()[:, :-1], se.to_numpy()[:, 1:])
+    pairs = ", ".join(f"{a}-{b}" for a, b in zip(order, order[1:]))
+    per_seed = "; ".join(f"seed {seed}: {' / '.join(f'{v:.2g}' for v in row)}" for seed, row in zip(last.index, z))
+    return f"{pairs} gaps in combined standard errors (positive: ordered), {per_seed}"
 
 
 def power_law(runs: pd.DataFrame, fits: pd.DataFrame, task: str, column: str = "final_train_loss") -> dict:
