@@ -3,6 +3,8 @@ both verdicts checked for each, and the table of a finished run (the CI tree, te
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -172,6 +174,9 @@ def test_the_whole_table_has_a_row_per_claim_and_task():
     assert "2 of 2" in md and "50 pooled" in md
     page = ct.html(table, "demo")
     assert page.count("<tr>") == len(table) + 1 and "spectral reach" in page
+    # both point to where the reasons a claim fails at demo scale are measured, and that file exists
+    assert ct.WHY in md and ct.WHY in page
+    assert (Path(__file__).parents[1] / ct.WHY.rsplit(": ", 1)[1].rstrip(".")).is_file()
 
 
 def test_a_non_positive_chi_pos_is_undetermined_not_ordered():

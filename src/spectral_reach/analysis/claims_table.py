@@ -30,6 +30,10 @@ from .interventions import BASE, last_window
 
 COLUMNS = ["claim", "figure", "task", "verdict", "seeds_holding", "seeds", "judged_on", "evidence"]
 HOLDS, FAILS, UNDETERMINED = "holds", "does not hold", "undetermined"
+WHY = (
+    "Why a claim does not hold at demo scale, measured on the embedded default and the showcase, and the "
+    "larger budgets tried: docs/findings.md."
+)
 
 
 def _row(claim: str, figure: str, task: str, verdict: str, evidence: str, **counts: object) -> dict:
@@ -311,7 +315,7 @@ def markdown(table: pd.DataFrame, run_name: str) -> str:
     """The table as the report and a reader see it, with a count of verdicts first."""
     head = (
         f"# Claims of the paper in run '{run_name}'\n\n{_counts(table)} (computed from this run's tables: "
-        "src/spectral_reach/analysis/claims_table.py).\n\n"
+        f"src/spectral_reach/analysis/claims_table.py). {WHY}\n\n"
     )
     shown = table.assign(
         seeds=[
@@ -338,7 +342,7 @@ def html(table: pd.DataFrame, run_name: str) -> str:
         for r in table.itertuples()
     )
     head = "".join(f"<th>{c}</th>" for c in COLUMNS)
-    body = f"<p>{_counts(table)}.</p><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    body = f"<p>{_counts(table)}. {WHY}</p><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
     return page(f"Claims of the paper in run '{run_name}'", body)
 
 
