@@ -160,6 +160,36 @@ def test_lnp_windows_raw_then_window_means():
     assert out["chi_pos_se"].iloc[:2].isna().all()
 
 
+def test_a_window_straddling_raw_steps_is_averaged_over_its_steps():
+    """The paper config's first window (steps 0-49) has 40 raw rows and one mean of 10 steps; its
+    mean must be that of its 50 measured steps, not of its 41 rows. Reference: the per-step table."""
+    from spectral_reach.lnp.windows import log_windows, step_windows
+
+    rng = np.random.default_rng(0)
+    of = step_windows(log_windows(400, per_decade=3, width=50))
+    steps = list(of)
+    lnp = pd.DataFrame(
+        {"step": steps, "window": [of[s] for s in steps], "tokens": [10 * s for s in steps], "chi_loss": 1.0,
+         "chi_net": 2.0, "chi_pos": rng.lognormal(-12, 1, len(steps)), "delta": 0.0, "loss": 3.0}
+    )  # fmt: skip
+    lnp.loc[3, "chi_pos"] = np.nan  # a missing step is skipped, not counted
+    windows = lm.lnp_windows(lnp, raw_steps=40).assign(size="s", seed=0)
+    first = windows[windows["window"] == 0]
+    assert first["n"].tolist() == [1] * 40 + [10]
+    got = lm.window_means(first, ["size", "seed"], ["chi_pos", "chi_net"])
+    want = lnp.loc[lnp["window"] == 0, "chi_pos"].mean()  # pandas skips the NaN
+    assert got["chi_pos"].item() == pytest.approx(want, rel=1e-12)
+    assert got["chi_pos"].item() != pytest.approx(first["chi_pos"].mean(), rel=1e-3)  # the 41-row mean
+    assert got["chi_net"].item() == pytest.approx(2.0)
+    # the claims table's first window (chi_pos falls, Fig. 1) is that mean
+    from spectral_reach.analysis.claims_table import _ends
+
+    assert _ends(windows, "chi_pos")["first"].item() == pytest.approx(want, rel=1e-12)
+    # a window whose every value is missing stays missing
+    none = lm.window_means(first.assign(chi_pos=np.nan), ["size", "seed"], ["chi_pos"])
+    assert none["chi_pos"].isna().all()
+
+
 def test_isocompute_interpolates_in_log_tokens():
     runs = pd.DataFrame(
         {"size": ["a", "b"], "seed": [0, 0], "params": [100.0, 1000.0], "tokens": [1e4, 1e4], "first_tokens": [10, 10]}

@@ -27,6 +27,7 @@ import pandas as pd
 from ..report_html import page
 from .claims import by_size
 from .interventions import BASE, last_window
+from .lm import window_means
 
 COLUMNS = ["claim", "figure", "task", "verdict", "seeds_holding", "seeds", "judged_on", "evidence"]
 HOLDS, FAILS, UNDETERMINED = "holds", "does not hold", "undetermined"
@@ -68,10 +69,11 @@ def _per_seed(
 
 def _ends(windows: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per (size, seed): the mean of ``column`` over the run's first and last measurement window."""
-    first_w = windows.groupby(["size", "seed"])["window"].transform("min")
-    last_w = windows.groupby(["size", "seed"])["window"].transform("max")
-    first = windows[windows["window"] == first_w].groupby(["size", "seed"])[column].mean()
-    last = windows[windows["window"] == last_w].groupby(["size", "seed"])[column].mean()
+    keys = ["size", "seed"]
+    first_w = windows.groupby(keys)["window"].transform("min")
+    last_w = windows.groupby(keys)["window"].transform("max")
+    first = window_means(windows[windows["window"] == first_w], keys, [column]).set_index(keys)[column]
+    last = window_means(windows[windows["window"] == last_w], keys, [column]).set_index(keys)[column]
     return pd.DataFrame({"first": first, "last": last}).reset_index()
 
 
@@ -161,7 +163,8 @@ def power_law(runs: pd.DataFrame, fits: pd.DataFrame, task: str, column: str = "
 def frozen_chi_net(probe_windows: pd.DataFrame, task: str, rtol: float) -> dict:
     """On a frozen backbone chi_net stays constant: the spread ``max / min - 1`` of its window means
     over a probe's training is at most ``rtol``, for every size and backbone, on each probe seed."""
-    spread = probe_windows.groupby(["size", "seed", "backbone", "window"])["chi_net"].mean()
+    keys = ["size", "seed", "backbone", "window"]
+    spread = window_means(probe_windows, keys, ["chi_net"]).set_index(keys)["chi_net"]
     spread = spread.groupby(["size", "seed", "backbone"]).agg(lambda s: s.max() / s.min() - 1)
     holds = {int(seed): (bool((s <= rtol).all()) if _finite(s) else None) for seed, s in spread.groupby(level="seed")}
     evidence = f"largest spread of chi_net over probe training: {spread.max():.2g} (tolerance {rtol:g})"

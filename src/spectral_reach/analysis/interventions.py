@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .claims import by_size
-from .lm import loss_fits
+from .lm import loss_fits, window_means
 
 BASE = "base"
 LAST = ["chi_pos", "chi_net", "delta", "delta_update"]
@@ -23,7 +23,7 @@ def last_window(windows: pd.DataFrame) -> pd.DataFrame:
     """Per (variant, size, seed): the mean of each component over the run's last measurement window."""
     keys = ["variant", "size", "seed"]
     last = windows[windows["window"] == windows.groupby(keys)["window"].transform("max")]
-    return last.groupby(keys)[[c for c in LAST if c in last]].mean().reset_index()
+    return window_means(last, keys, [c for c in LAST if c in last])
 
 
 def table(runs: pd.DataFrame, windows: pd.DataFrame) -> pd.DataFrame:

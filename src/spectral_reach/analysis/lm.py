@@ -45,6 +45,20 @@ def lnp_windows(lnp: pd.DataFrame, raw_steps: int, unit: str = "tokens") -> pd.D
     return pd.concat([raw, means], ignore_index=True).sort_values("step", ignore_index=True)
 
 
+def window_means(windows: pd.DataFrame, keys: list[str], columns: list[str]) -> pd.DataFrame:
+    """Per ``keys``: each column's mean over every measured step of the rows given,
+    ``sum_r n_r x_r / sum_r n_r``. A row of :func:`lnp_windows` stands for ``n`` steps (a raw row
+    for one), so a window that straddles ``raw_steps`` (the paper config's first: 40 raw steps and
+    a mean of 10) weighs each step once; NaN values are skipped, and a column with none left is NaN."""
+    n = windows["n"] if "n" in windows else pd.Series(1.0, index=windows.index)
+    parts = {}
+    for c in columns:
+        parts[f"{c}:sum"] = windows[c] * n
+        parts[f"{c}:n"] = n.where(windows[c].notna())
+    sums = pd.DataFrame(parts).groupby([windows[k] for k in keys]).sum(min_count=1)
+    return pd.DataFrame({c: sums[f"{c}:sum"] / sums[f"{c}:n"] for c in columns}).reset_index()
+
+
 def power_law(n: np.ndarray, loss: np.ndarray) -> dict[str, float]:
     """Fit ``L = E + A N^-alpha``; returns E, A, alpha and their standard errors (NaN without spare
     points; every value NaN with fewer points than parameters)."""
