@@ -299,7 +299,10 @@ def test_measured_values_fill_the_caption_templates(tables, tmp_path):
     text = (tmp_path / "fig01.rst").read_text()
     assert f"{first:.2g} / {first:.2g} / {first / 96:.2g}" in text
     assert "(peak over last: 96 / 96 / 96)" in text
-    assert "It ends below its start for every size" in text and "the last windows fall with size" in text
+    assert "It ends below its first step for every size" in text and "the last windows fall with size" in text
+    # the caption names what it states: the curve's first point, not the first window's mean (the
+    # claims table's), which the figure does not draw
+    assert "``chi_pos`` at the first measured\n  step (the curve's first point) / its peak / the last window: " in text
 
     comp = fig10_components.caption_values({"a": (windows, runs)})
     (one,) = comp["datasets"]

@@ -23,7 +23,9 @@ def decreasing(values: list[float]) -> bool:
 
 def trajectory(windows: pd.DataFrame, runs: pd.DataFrame, column: str) -> list[dict]:
     """Per size (smallest first), the seed-mean curve of ``column`` (raw steps, then window means):
-    its ``first`` value, its ``peak`` and its ``last`` window, and ``fall = peak / last``."""
+    its ``first`` value (the first measured step: the curve's first point, as the captions say, not
+    the first window's mean that the claims table compares), its ``peak`` and its ``last`` window,
+    and ``fall = peak / last``."""
     curve = windows.groupby(["size", "step"])[column].mean()
     rows = []
     for size, params in by_size(runs).items():
