@@ -130,6 +130,11 @@ def test_the_probe_ratio_is_judged_per_time_window():
     assert "[0, 0.1)" in rows[0]["claim"] and "[0.1, 1)" in rows[1]["claim"]
     undefined = ct.probe_ratio(ratios([0.5, 0.5, 0.5], [0.9, np.nan, 0.8]), "t")
     assert [r["verdict"] for r in undefined] == [ct.HOLDS, ct.UNDETERMINED]
+    # a config listing a smaller size last (the showcase trial's xs) is still reported smallest first
+    listed = ratios([0.07, 0.08, 0.06], [1.05, 1.96, 1.94]).assign(params=lambda d: d["size"].map(SIZES))
+    listed.loc[listed["size"] == "l", "params"] = 100  # now the smallest
+    rows = ct.probe_ratio(listed, "t")
+    assert rows[0]["evidence"] == "chi_pos(pretrained) / chi_pos(random), sizes l / s / m: 0.06 / 0.07 / 0.08"
 
 
 def test_the_hutchinson_rate_is_judged_by_its_standard_error():
