@@ -182,7 +182,7 @@ def probe_ratio(ratios: pd.DataFrame, task: str) -> list[dict]:
             holds[int(seed)] = bool(all(v < 1 for v in values)) if _finite(values) else None
         means = g.groupby("size", sort=False)["ratio"].mean()
         if "params" in g:  # smallest first, as every other row, whatever order the config lists sizes in
-            means = means.loc[g.groupby("size")["params"].first().sort_values().index]
+            means = means.loc[_order(g)]
         evidence = f"chi_pos(pretrained) / chi_pos(random), sizes {' / '.join(means.index)}: {_fmt(means)}"
         rows.append(
             _per_seed(
