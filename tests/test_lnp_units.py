@@ -350,3 +350,19 @@ def test_bf16_models_are_measured_not_refused():
     summed = lambda o, y: F.cross_entropy(o.flatten(0, 1), y.flatten(), reduction="sum")  # noqa: E731
     with pytest.raises(ValueError, match="not a mean over loss units"):
         measure(lm, summed, batch, hutchinson=1)
+
+
+def test_units_at_a_zero_gradient_count_over_outputs_larger_than_the_noise_block():
+    """The count nudges the outputs by a tiled block of draws (``units.NOISE_BLOCK``): on outputs
+    several blocks long every unit still moves off its zero gradient (a regression fit exactly),
+    and the ignored positions of a cross-entropy still drop out, each against a count by hand."""
+    from spectral_reach.lnp.units import NOISE_BLOCK
+
+    g = torch.Generator().manual_seed(4)
+    out = torch.randn(8, 96, 16, generator=g)
+    assert out.numel() > 2 * NOISE_BLOCK
+    assert count_loss_units(F.mse_loss, out, out.clone()) == out.numel()  # every gradient is 0 at the outputs
+    y = torch.randint(16, (8, 96), generator=g)
+    y[torch.rand(8, 96, generator=g) < 0.3] = -100
+    ce = lambda o, t: F.cross_entropy(o.transpose(1, 2), t)  # noqa: E731
+    assert count_loss_units(ce, out, y) == int(y.ne(-100).sum()) < y.numel()
