@@ -32,4 +32,4 @@ def test_the_showcase_trains_what_the_demo_trains():
 def test_the_showcase_dag_is_the_demos(tmp_path):
     work = copy_workflow(tmp_path)
     default, show = planned_jobs(work, DEFAULT), planned_jobs(work, merged(DEFAULT, SHOWCASE))
-    assert show == default and show["claims"] == 1 and show["lm_train"] == 12
+    assert show == default and show["claims"] == 1 and show["lm_train"] == 14
