@@ -84,15 +84,16 @@ def _point(outputs: Tensor, generator: torch.Generator, dtype: torch.dtype) -> T
     here), nudged so that no unit sits exactly at a zero gradient:
     ``x + 1e-4 (|x| + mean|x| + 1) z``, with ``|z| >= 1`` from a block of ``NOISE_BLOCK`` normal
     draws pushed away from 0 and repeated over the flattened outputs. Every element moves by at
-    least 1e-4 of itself, far above float32's resolution of it (2^-24); a nudge scaled by the
-    mean alone, with ``z`` near 0, left about 1 element in 2000 of a regression fit exactly at its
-    zero gradient (tests/test_lnp_units.py)."""
+    least 1e-4 of itself, far above float32's resolution of it (about 6e-8 of itself); a nudge
+    scaled by the mean alone, with ``z`` near 0, left about 1 element in 6000 of a regression fit
+    exactly at its zero gradient (tests/test_lnp_units.py)."""
     x = torch.nan_to_num(outputs.detach().to(dtype), nan=0.0, posinf=0.0, neginf=0.0)
     n = x.numel()
     z = torch.randn(min(n, NOISE_BLOCK), generator=generator, dtype=dtype, device="cpu")
     z = torch.where(z < 0, z - 1, z + 1).to(x.device)
     noise = z.repeat(-(-n // z.numel()))[:n].view(x.shape)
-    return x.add_(noise.mul_(x.abs().add_(x.abs().mean() + 1)).mul_(1e-4))
+    size = x.abs()
+    return x.add_(noise.mul_(size.add_(size.mean() + 1)).mul_(1e-4))
 
 
 def _grad(loss_fn: LossFn, x: Tensor, targets: Tensor) -> tuple[float, Tensor]:
