@@ -3,11 +3,12 @@ against one normal draw per output element, side by side in one process.
 
 The count evaluates the loss's gradient at a point near the model's outputs (``_point``). Before,
 the nudge drew one normal number per output element; now a block of ``NOISE_BLOCK`` draws, pushed
-to ``|z| >= 1``, is repeated over them, each element's nudge scaled by its own size too. For the showcase's measurement batches (``config/showcase.yaml``: B' of 16
-story contexts of 64 tokens over 1024 tokens, and of 32 images of 1024 pixels over 256 levels), on
-the showcase's middle Llama of each task, it prints the median time of a count and of one whole
-cross-variant measurement (K = 2, the training gradient reused, as the training loop measures)
-under each nudge, their ratios, and that both give the same count and chi_pos.
+to ``|z| >= 1``, is repeated over them, each element's nudge scaled by its own size too. For the
+showcase's measurement batches (``config/showcase.yaml``: B' of 16 story contexts of 64 tokens
+over 1024 tokens, and of 32 images of 1024 pixels over 256 levels), on the showcase's middle Llama
+of each task, it prints the median time of a count and of one whole cross-variant measurement
+(K = 2, the training gradient reused, as the training loop measures) under each nudge, their
+ratios, and that both give the same count and chi_pos.
 
     python benchmarks/unit_count.py [--repeats 5]
 """
